@@ -1,0 +1,452 @@
+//! The HTTP client: one method per agent endpoint, errors classified by [`Error`].
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::Error;
+use super::types::{Agent, AgentList, AgentSummary, CreateAgentRequest, ErrorBody, UpdateAgentRequest};
+
+/// The public Pipecat Cloud API.
+pub const DEFAULT_BASE_URL: &str = "https://api.pipecat.daily.co/v1";
+
+/// A Pipecat Cloud Private API key. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key (surrounding whitespace, e.g. a trailing newline from a file, is removed).
+    pub fn new(key: impl Into<String>) -> Self {
+        let key: String = key.into();
+        ApiKey(key.trim().to_string())
+    }
+
+    /// The key itself, for the Authorization header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when the key is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Replaces any occurrence of the key in `text` (defence in depth for error messages).
+    pub fn redact(&self, text: String) -> String {
+        if self.0.len() >= 4 && text.contains(&self.0) {
+            text.replace(&self.0, "[redacted]")
+        } else {
+            text
+        }
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// How to reach Pipecat Cloud.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Base URL including the `/v1` prefix, e.g. [`DEFAULT_BASE_URL`] or an emulator's.
+    pub base_url: String,
+    /// Timeout of each request (connect + response).
+    pub timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            base_url: DEFAULT_BASE_URL.to_string(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The operations the client performs, a bounded set for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `GET /agents`
+    ListAgents,
+    /// `GET /agents/{name}`
+    GetAgent,
+    /// `POST /agents`
+    CreateAgent,
+    /// `POST /agents/{name}`
+    UpdateAgent,
+    /// `DELETE /agents/{name}`
+    DeleteAgent,
+}
+
+impl Operation {
+    /// Snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::ListAgents => "list_agents",
+            Operation::GetAgent => "get_agent",
+            Operation::CreateAgent => "create_agent",
+            Operation::UpdateAgent => "update_agent",
+            Operation::DeleteAgent => "delete_agent",
+        }
+    }
+}
+
+/// Called after every request with its operation, outcome and latency (metrics hook).
+pub type RequestObserver = std::sync::Arc<dyn Fn(Operation, Result<u16, &Error>, Duration) + Send + Sync>;
+
+/// A Pipecat Cloud management API client. Cheap to clone; the key is passed per call because
+/// each resource may use its own.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    observer: Option<RequestObserver>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("base", &self.base).finish()
+    }
+}
+
+impl Client {
+    /// Builds a client.
+    pub fn new(config: ClientConfig) -> Result<Self, Error> {
+        let base = config.base_url.trim_end_matches('/').to_string();
+        reqwest::Url::parse(&base)
+            .map_err(|e| Error::Config(format!("base URL {base:?} is not a URL: {e}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("pipecat-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("failed to build the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            base,
+            observer: None,
+        })
+    }
+
+    /// Installs a hook called after every request (used for metrics).
+    pub fn with_observer(mut self, observer: RequestObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /agents/{name}`.
+    pub async fn get_agent(&self, key: &ApiKey, name: &str) -> Result<Agent, Error> {
+        let path = format!("/agents/{}", encode(name));
+        self.call(Operation::GetAgent, Method::GET, &path, key, None::<&()>)
+            .await
+    }
+
+    /// `GET /agents`.
+    pub async fn list_agents(&self, key: &ApiKey) -> Result<Vec<AgentSummary>, Error> {
+        let list: AgentList = self
+            .call(Operation::ListAgents, Method::GET, "/agents", key, None::<&()>)
+            .await?;
+        Ok(list.services)
+    }
+
+    /// `POST /agents`.
+    pub async fn create_agent(&self, key: &ApiKey, req: &CreateAgentRequest) -> Result<Agent, Error> {
+        self.call(Operation::CreateAgent, Method::POST, "/agents", key, Some(req))
+            .await
+    }
+
+    /// `POST /agents/{name}`: the whole desired body every time.
+    pub async fn update_agent(
+        &self,
+        key: &ApiKey,
+        name: &str,
+        req: &UpdateAgentRequest,
+    ) -> Result<Agent, Error> {
+        let path = format!("/agents/{}", encode(name));
+        self.call(Operation::UpdateAgent, Method::POST, &path, key, Some(req))
+            .await
+    }
+
+    /// `DELETE /agents/{name}`. A missing agent is an [`Error::NotFound`]; callers that only
+    /// want it gone treat that as success.
+    pub async fn delete_agent(&self, key: &ApiKey, name: &str) -> Result<(), Error> {
+        let path = format!("/agents/{}", encode(name));
+        let _: serde_json::Value = self
+            .call(Operation::DeleteAgent, Method::DELETE, &path, key, None::<&()>)
+            .await?;
+        Ok(())
+    }
+
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        method: Method,
+        path: &str,
+        key: &ApiKey,
+        body: Option<&B>,
+    ) -> Result<T, Error> {
+        let started = std::time::Instant::now();
+        let result = self.send(method, path, key, body).await;
+        let result = result.map_err(|e| redact_error(e, key));
+        if let Some(observer) = &self.observer {
+            observer(
+                op,
+                result.as_ref().map(|(status, _)| *status).map_err(|e| e),
+                started.elapsed(),
+            );
+        }
+        result.map(|(_, value)| value)
+    }
+
+    async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        key: &ApiKey,
+        body: Option<&B>,
+    ) -> Result<(u16, T), Error> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(key.expose())
+            .header(header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(transport_error)?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let bytes = resp.bytes().await.map_err(transport_error)?;
+        if status.is_success() {
+            let value = if bytes.is_empty() {
+                serde_json::from_slice(b"null")
+            } else {
+                serde_json::from_slice(&bytes)
+            };
+            return value.map(|v| (status.as_u16(), v)).map_err(|e| Error::Malformed {
+                message: format!(
+                    "HTTP {} body is not the expected JSON ({e}); body starts with {:?}",
+                    status.as_u16(),
+                    snippet(&bytes)
+                ),
+            });
+        }
+        Err(classify(status, &bytes, retry_after))
+    }
+}
+
+/// Maps an error response to an [`Error`].
+pub fn classify(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> Error {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let code = parsed
+        .as_ref()
+        .and_then(|b| b.code.clone())
+        .unwrap_or_else(|| status.as_u16().to_string());
+    let message = match parsed.and_then(|b| b.error) {
+        Some(m) if !m.is_empty() => m,
+        _ if body.is_empty() => format!("HTTP {} with an empty body", status.as_u16()),
+        _ => format!(
+            "HTTP {} with a non-JSON body starting with {:?}",
+            status.as_u16(),
+            snippet(body)
+        ),
+    };
+    match status.as_u16() {
+        404 => Error::NotFound { message },
+        401 | 403 => Error::Unauthorized {
+            status: status.as_u16(),
+            message,
+        },
+        409 => Error::Conflict { message },
+        429 => Error::RateLimited { retry_after },
+        400 if message.to_ascii_lowercase().contains("already exists") => {
+            Error::AlreadyExists { message }
+        }
+        s if s >= 500 => Error::Transient {
+            status: Some(s),
+            message: format!("HTTP {s}: {message}"),
+            retry_after,
+        },
+        408 => Error::Transient {
+            status: Some(408),
+            message,
+            retry_after,
+        },
+        s => Error::InvalidRequest {
+            status: s,
+            code,
+            message,
+        },
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> Error {
+    let message = if e.is_timeout() {
+        "request timed out".to_string()
+    } else if e.is_connect() {
+        format!("could not connect: {}", root_cause(&e))
+    } else if e.is_decode() || e.is_body() {
+        format!("failed to read the response: {}", root_cause(&e))
+    } else {
+        format!("request failed: {}", root_cause(&e))
+    };
+    Error::Transient {
+        status: None,
+        message,
+        retry_after: None,
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn redact_error(e: Error, key: &ApiKey) -> Error {
+    match e {
+        Error::NotFound { message } => Error::NotFound {
+            message: key.redact(message),
+        },
+        Error::AlreadyExists { message } => Error::AlreadyExists {
+            message: key.redact(message),
+        },
+        Error::InvalidRequest {
+            status,
+            code,
+            message,
+        } => Error::InvalidRequest {
+            status,
+            code: key.redact(code),
+            message: key.redact(message),
+        },
+        Error::Unauthorized { status, message } => Error::Unauthorized {
+            status,
+            message: key.redact(message),
+        },
+        Error::Conflict { message } => Error::Conflict {
+            message: key.redact(message),
+        },
+        Error::Transient {
+            status,
+            message,
+            retry_after,
+        } => Error::Transient {
+            status,
+            message: key.redact(message),
+            retry_after,
+        },
+        Error::Malformed { message } => Error::Malformed {
+            message: key.redact(message),
+        },
+        other => other,
+    }
+}
+
+/// Parses `Retry-After` in seconds (HTTP dates are rare for APIs and ignored).
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The first bytes of a body, printable, for error messages.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
+    text.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// Percent-encodes a path segment (agent names are `[a-z0-9-]`, but be safe).
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_is_never_printed() {
+        let key = ApiKey::new("pk_live_SECRET123\n");
+        assert_eq!(key.expose(), "pk_live_SECRET123");
+        assert!(!format!("{key:?} {key}").contains("SECRET"));
+        assert_eq!(
+            key.redact("echo pk_live_SECRET123 back".into()),
+            "echo [redacted] back"
+        );
+    }
+
+    #[test]
+    fn classifies_error_statuses() {
+        let body = br#"{"error":"Not found","code":"NOT_FOUND"}"#;
+        assert_eq!(classify(StatusCode::NOT_FOUND, body, None).kind(), "NotFound");
+        let exists = br#"{"error":"Service already exists","code":"GENERIC_BAD_REQUEST"}"#;
+        assert_eq!(classify(StatusCode::BAD_REQUEST, exists, None).kind(), "AlreadyExists");
+        let bad = br#"{"error":"Invalid agent name","code":"GENERIC_BAD_REQUEST"}"#;
+        match classify(StatusCode::BAD_REQUEST, bad, None) {
+            Error::InvalidRequest { status, code, message } => {
+                assert_eq!((status, code.as_str(), message.as_str()), (400, "GENERIC_BAD_REQUEST", "Invalid agent name"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(classify(StatusCode::UNAUTHORIZED, b"", None).kind(), "Unauthorized");
+        assert_eq!(classify(StatusCode::FORBIDDEN, b"", None).kind(), "Unauthorized");
+        assert_eq!(classify(StatusCode::CONFLICT, b"{}", None).kind(), "Conflict");
+        let limited = classify(StatusCode::TOO_MANY_REQUESTS, b"", Some(Duration::from_secs(7)));
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
+        assert!(limited.is_retryable());
+        let html = b"<html><body>502 Bad Gateway</body></html>";
+        let e = classify(StatusCode::BAD_GATEWAY, html, None);
+        assert_eq!(e.kind(), "Transient");
+        assert!(e.to_string().contains("non-JSON"), "{e}");
+        assert!(!classify(StatusCode::UNPROCESSABLE_ENTITY, b"{}", None).is_retryable());
+    }
+
+    #[test]
+    fn numeric_error_codes_are_accepted() {
+        match classify(StatusCode::BAD_REQUEST, br#"{"error":"bad","code":401}"#, None) {
+            Error::InvalidRequest { code, .. } => assert_eq!(code, "401"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode("voice-starter"), "voice-starter");
+        assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+}

@@ -1,0 +1,110 @@
+//! Errors of the Pipecat Cloud client, classified so that callers decide by kind.
+//!
+//! No variant ever holds the API key: messages come from the API's error body or from the
+//! transport, and request URLs carry only agent names.
+
+use std::time::Duration;
+
+/// A failed Pipecat Cloud call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 404: the agent (or a secret set it names) does not exist.
+    #[error("not found: {message}")]
+    NotFound {
+        /// The API's message.
+        message: String,
+    },
+    /// 400 "Service already exists".
+    #[error("agent already exists: {message}")]
+    AlreadyExists {
+        /// The API's message.
+        message: String,
+    },
+    /// Another 4xx: the request is wrong and retrying will not help until it changes.
+    #[error("invalid request (HTTP {status}, {code}): {message}")]
+    InvalidRequest {
+        /// HTTP status.
+        status: u16,
+        /// The API's code.
+        code: String,
+        /// The API's message.
+        message: String,
+    },
+    /// 401 or 403: the API key is wrong, revoked or lacks access.
+    #[error("unauthorized (HTTP {status}): {message}")]
+    Unauthorized {
+        /// HTTP status.
+        status: u16,
+        /// The API's message.
+        message: String,
+    },
+    /// 409: e.g. a secret set is still provisioning.
+    #[error("conflict: {message}")]
+    Conflict {
+        /// The API's message.
+        message: String,
+    },
+    /// 429: slow down, possibly for `retry_after`.
+    #[error("rate limited by Pipecat Cloud{}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        /// The server's Retry-After.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx, timeouts, connection failures: worth retrying with backoff.
+    #[error("transient failure: {message}")]
+    Transient {
+        /// HTTP status when there was a response.
+        status: Option<u16>,
+        /// What happened.
+        message: String,
+        /// The server's Retry-After, if any.
+        retry_after: Option<Duration>,
+    },
+    /// A 2xx response whose body could not be understood.
+    #[error("malformed response from Pipecat Cloud: {message}")]
+    Malformed {
+        /// What was wrong.
+        message: String,
+    },
+    /// The client could not be built (bad base URL, TLS setup).
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// A short, bounded label for metrics and condition reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "NotFound",
+            Error::AlreadyExists { .. } => "AlreadyExists",
+            Error::InvalidRequest { .. } => "InvalidRequest",
+            Error::Unauthorized { .. } => "Unauthorized",
+            Error::Conflict { .. } => "Conflict",
+            Error::RateLimited { .. } => "RateLimited",
+            Error::Transient { .. } => "Transient",
+            Error::Malformed { .. } => "MalformedResponse",
+            Error::Config(_) => "Config",
+        }
+    }
+
+    /// Retry-After sent by the server, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after } | Error::Transient { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
+    /// True when retrying the same request later may succeed without any change.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::RateLimited { .. }
+                | Error::Transient { .. }
+                | Error::Malformed { .. }
+                | Error::Conflict { .. }
+        )
+    }
+}

@@ -1,0 +1,12 @@
+//! The Pipecat Cloud management API client. No Kubernetes in here.
+//!
+//! [`Client`] sends typed requests ([`types`]) with a per-call [`ApiKey`] and returns typed
+//! agents or an [`Error`] classified by kind (not found, already exists, invalid request,
+//! unauthorized, conflict, rate limited, transient, malformed).
+
+mod client;
+mod error;
+pub mod types;
+
+pub use client::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Operation, RequestObserver, classify};
+pub use error::Error;

@@ -1,0 +1,14 @@
+//! pipecat-operator: run Pipecat Cloud voice agents as Kubernetes resources.
+//!
+//! The data flow, one module per step:
+//! 1. [`crd`]: a user applies a `PipecatAgent` (spec = the Pipecat Cloud agent body).
+//! 2. [`controller`]: the reconciler resolves the API key Secret, observes the remote agent,
+//!    plans (a pure function) create / update / nothing, applies it, and reports status.
+//! 3. [`cloud`]: the typed Pipecat Cloud HTTP client (no Kubernetes inside).
+//! 4. [`emulator`]: a local Pipecat Cloud API emulator for offline use, tests and benchmarks.
+
+pub mod cloud;
+pub mod controller;
+pub mod crd;
+pub mod emulator;
+pub mod telemetry;
