@@ -1,0 +1,201 @@
+//! When to come back to an object: polling while a deployment rolls out, jittered resyncs once
+//! it is ready, and per-object exponential backoff with jitter after errors (honouring
+//! Retry-After). Never a fixed delay for every error: that is a hot loop or a stall.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use rand::Rng;
+use tracing::warn;
+
+use super::{Config, Context, Error};
+use crate::crd::PipecatAgent;
+
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    failures: u32,
+    polls: u32,
+}
+
+/// Per-object counters.
+pub struct Tracker {
+    counters: Mutex<HashMap<ObjectRef<PipecatAgent>, Counters>>,
+    config: Config,
+}
+
+impl Tracker {
+    /// A tracker using the intervals of `config`.
+    pub fn new(config: &Config) -> Self {
+        Tracker {
+            counters: Mutex::new(HashMap::new()),
+            config: config.clone(),
+        }
+    }
+
+    fn with<R>(&self, obj: &ObjectRef<PipecatAgent>, f: impl FnOnce(&mut Counters) -> R) -> R {
+        let mut map = self.counters.lock().expect("backoff tracker lock");
+        f(map.entry(obj.clone()).or_default())
+    }
+
+    /// A successful reconcile: errors are forgotten; returns when to come back.
+    /// `ready`: the deployment is live (resync); `failed`: it failed (slow poll).
+    pub fn on_success(&self, obj: &ObjectRef<PipecatAgent>, ready: bool, failed: bool) -> Duration {
+        let polls = self.with(obj, |c| {
+            c.failures = 0;
+            if ready {
+                c.polls = 0;
+            } else {
+                c.polls = c.polls.saturating_add(1);
+            }
+            c.polls
+        });
+        let cfg = &self.config;
+        if ready {
+            jitter(cfg.resync_interval, 0.1)
+        } else if failed {
+            jitter(cfg.max_poll_interval, 0.1)
+        } else {
+            jitter(poll_delay(cfg.poll_interval, cfg.max_poll_interval, polls), 0.1)
+        }
+    }
+
+    /// A failed reconcile; returns the delay before the next try.
+    pub fn on_error(&self, obj: &ObjectRef<PipecatAgent>, err: &Error) -> Duration {
+        let failures = self.with(obj, |c| {
+            c.failures = c.failures.saturating_add(1);
+            c.failures
+        });
+        error_delay(&self.config, failures, err)
+    }
+
+    /// Forgets an object (deleted).
+    pub fn forget(&self, obj: &ObjectRef<PipecatAgent>) {
+        self.counters.lock().expect("backoff tracker lock").remove(obj);
+    }
+
+    /// Consecutive failures of an object.
+    pub fn failures(&self, obj: &ObjectRef<PipecatAgent>) -> u32 {
+        self.with(obj, |c| c.failures)
+    }
+}
+
+/// Poll interval after `polls` polls: grows by half each time, up to `max`.
+pub fn poll_delay(base: Duration, max: Duration, polls: u32) -> Duration {
+    let factor = 1.5f64.powi(polls.saturating_sub(1).min(30) as i32);
+    base.mul_f64(factor).min(max)
+}
+
+/// Exponential backoff: base * 2^(failures-1), capped, with +-20% jitter; errors that wait for
+/// the user start at the slow end; a server's Retry-After is a floor.
+pub fn error_delay(cfg: &Config, failures: u32, err: &Error) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    let mut delay = cfg.backoff_base.saturating_mul(1u32 << exp).min(cfg.backoff_cap);
+    if err.needs_user_action() {
+        // Still retried (a Secret may appear, a key may be fixed), but without storms.
+        delay = delay.max(cfg.backoff_base * 5).min(cfg.backoff_cap);
+    }
+    let delay = jitter(delay, 0.2);
+    match err.retry_after() {
+        Some(ra) => delay.max(ra),
+        None => delay,
+    }
+}
+
+/// `d` randomly scaled by a factor in [1 - spread, 1 + spread].
+pub fn jitter(d: Duration, spread: f64) -> Duration {
+    let f = rand::rng().random_range((1.0 - spread)..=(1.0 + spread));
+    d.mul_f64(f)
+}
+
+/// The controller runtime's error hook.
+pub fn error_policy(obj: Arc<PipecatAgent>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.on_error(&ObjectRef::from_obj(&*obj), err);
+    warn!(
+        agent = %obj.agent_name(),
+        namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
+        reason = err.reason(),
+        error = %err,
+        retry_in_ms = delay.as_millis() as u64,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud;
+
+    fn transient() -> Error {
+        Error::Cloud {
+            action: "get",
+            agent: "a".into(),
+            source: cloud::Error::Transient {
+                status: Some(503),
+                message: "x".into(),
+                retry_after: None,
+            },
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let cfg = Config {
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+            ..Config::default()
+        };
+        let within = |d: Duration, s: f64| {
+            let secs = d.as_secs_f64();
+            secs >= s * 0.8 - 1e-9 && secs <= s * 1.2 + 1e-9
+        };
+        for (n, s) in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0), (40, 60.0)] {
+            let d = error_delay(&cfg, n, &transient());
+            assert!(within(d, s), "failure {n}: {d:?} not ~{s}s");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_a_floor() {
+        let cfg = Config::default();
+        let err = Error::Cloud {
+            action: "update",
+            agent: "a".into(),
+            source: cloud::Error::RateLimited {
+                retry_after: Some(Duration::from_secs(30)),
+            },
+        };
+        assert!(error_delay(&cfg, 1, &err) >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn user_errors_do_not_retry_fast() {
+        let cfg = Config::default();
+        let err = Error::CredentialsNotFound("missing".into());
+        assert!(error_delay(&cfg, 1, &err) >= Duration::from_secs(4));
+    }
+
+    #[test]
+    fn polling_grows_then_resets_when_ready() {
+        let cfg = Config {
+            poll_interval: Duration::from_secs(5),
+            max_poll_interval: Duration::from_secs(60),
+            ..Config::default()
+        };
+        assert_eq!(poll_delay(cfg.poll_interval, cfg.max_poll_interval, 1), Duration::from_secs(5));
+        assert_eq!(poll_delay(cfg.poll_interval, cfg.max_poll_interval, 2), Duration::from_millis(7500));
+        assert_eq!(poll_delay(cfg.poll_interval, cfg.max_poll_interval, 50), Duration::from_secs(60));
+
+        let t = Tracker::new(&cfg);
+        let obj = ObjectRef::new("a").within("ns");
+        t.on_error(&obj, &transient());
+        t.on_error(&obj, &transient());
+        assert_eq!(t.failures(&obj), 2);
+        let d = t.on_success(&obj, true, false);
+        assert_eq!(t.failures(&obj), 0, "success resets the backoff");
+        assert!(d >= Duration::from_secs(54) && d <= Duration::from_secs(66), "{d:?}");
+    }
+}

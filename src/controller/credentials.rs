@@ -1,0 +1,139 @@
+//! Resolving the Pipecat Cloud API key of a resource from a Kubernetes Secret.
+//!
+//! A resource names a Secret of its own namespace (`spec.credentials.secretRef`); without one,
+//! the operator's default Secret is used. The key is wrapped in [`ApiKey`] at once so that it
+//! cannot reach a log line, an event or a status by accident.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use super::Error;
+use crate::cloud::ApiKey;
+use crate::crd::{DEFAULT_SECRET_KEY, PipecatAgent};
+
+/// Where a key is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretLocation {
+    /// Namespace of the Secret.
+    pub namespace: String,
+    /// Secret name.
+    pub name: String,
+    /// Key in its data.
+    pub key: String,
+}
+
+/// The operator-wide default credentials (a flag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefaultCredentials {
+    /// Namespace of the default Secret; `None` means "the resource's own namespace".
+    pub namespace: Option<String>,
+    /// Secret name.
+    pub name: String,
+    /// Key in its data.
+    pub key: String,
+}
+
+impl Default for DefaultCredentials {
+    fn default() -> Self {
+        DefaultCredentials {
+            namespace: None,
+            name: "pipecat-api-key".into(),
+            key: DEFAULT_SECRET_KEY.into(),
+        }
+    }
+}
+
+/// The Secret a resource's key comes from. An explicit reference is always in the resource's
+/// own namespace (the schema has no namespace field to leave it).
+pub fn locate(agent: &PipecatAgent, default: &DefaultCredentials) -> SecretLocation {
+    let own_ns = agent.metadata.namespace.clone().unwrap_or_default();
+    match agent.spec.credentials.as_ref() {
+        Some(c) => SecretLocation {
+            namespace: own_ns,
+            name: c.secret_ref.name.clone(),
+            key: c.secret_ref.key.clone(),
+        },
+        None => SecretLocation {
+            namespace: default.namespace.clone().unwrap_or(own_ns),
+            name: default.name.clone(),
+            key: default.key.clone(),
+        },
+    }
+}
+
+/// Reads the key.
+pub async fn resolve(client: &kube::Client, loc: &SecretLocation) -> Result<ApiKey, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &loc.namespace);
+    let secret = api.get_opt(&loc.name).await.map_err(|source| Error::Kube {
+        action: "read the credentials Secret",
+        source,
+    })?;
+    let Some(secret) = secret else {
+        return Err(Error::CredentialsNotFound(format!(
+            "Secret {}/{} with the Pipecat Cloud Private API key does not exist: create it with `kubectl create secret generic {} -n {} --from-literal={}=<key>`",
+            loc.namespace, loc.name, loc.name, loc.namespace, loc.key
+        )));
+    };
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&loc.key))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(&loc.key).cloned()));
+    let key = ApiKey::new(value.unwrap_or_default());
+    if key.is_empty() {
+        return Err(Error::CredentialsNotFound(format!(
+            "Secret {}/{} has no non-empty key {:?}: add the Pipecat Cloud Private API key under that key",
+            loc.namespace, loc.name, loc.key
+        )));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(yaml: &str) -> PipecatAgent {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn explicit_reference_stays_in_the_resource_namespace() {
+        let a = agent(
+            "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatAgent\nmetadata: {name: a1, namespace: team-a}\nspec: {image: x, credentials: {secretRef: {name: mine}}}",
+        );
+        let loc = locate(
+            &a,
+            &DefaultCredentials {
+                namespace: Some("pipecat-system".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            loc,
+            SecretLocation {
+                namespace: "team-a".into(),
+                name: "mine".into(),
+                key: "api-key".into()
+            }
+        );
+    }
+
+    #[test]
+    fn default_reference_uses_the_flag() {
+        let a = agent(
+            "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatAgent\nmetadata: {name: a1, namespace: team-a}\nspec: {image: x}",
+        );
+        let loc = locate(&a, &DefaultCredentials::default());
+        assert_eq!(loc.namespace, "team-a");
+        assert_eq!(loc.name, "pipecat-api-key");
+        let central = DefaultCredentials {
+            namespace: Some("pipecat-system".into()),
+            name: "org-key".into(),
+            key: "token".into(),
+        };
+        let loc = locate(&a, &central);
+        assert_eq!((loc.namespace.as_str(), loc.name.as_str(), loc.key.as_str()), ("pipecat-system", "org-key", "token"));
+    }
+}

@@ -1,0 +1,391 @@
+//! Reporting: the remote agent and the reconcile outcome become the resource's status.
+//!
+//! Pure functions. Status is deterministic (a condition's `lastTransitionTime` only moves when
+//! its status flips), so an unchanged agent produces an identical status and costs no write.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::cloud::types::Agent;
+use crate::crd::{ObservedAutoScaling, PipecatAgentStatus};
+
+/// Condition type: the current spec's deployment is live.
+pub const READY: &str = "Ready";
+/// Condition type: the last reconcile with Pipecat Cloud succeeded.
+pub const SYNCED: &str = "Synced";
+
+/// A condition's content, before timestamps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CondState {
+    /// True / False / Unknown.
+    pub status: &'static str,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Message for people.
+    pub message: String,
+}
+
+impl CondState {
+    /// A True condition.
+    pub fn ok(reason: &str, message: impl Into<String>) -> Self {
+        CondState {
+            status: "True",
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+    /// A False condition.
+    pub fn fail(reason: &str, message: impl Into<String>) -> Self {
+        CondState {
+            status: "False",
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+    /// An Unknown condition.
+    pub fn unknown(reason: &str, message: impl Into<String>) -> Self {
+        CondState {
+            status: "Unknown",
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How far the agent's deployment is, from the agent alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// The desired deployment is reconciled and ready.
+    pub ready: bool,
+    /// The `Ready` condition to show.
+    pub condition: CondState,
+    /// True when the deployment failed (no point polling fast).
+    pub failed: bool,
+}
+
+/// Decides readiness. The documented rule: complete when `reconciledDeploymentId ==
+/// desiredDeploymentId` and `ready`; `ready` alone can still describe the previous deployment
+/// right after an update. Older responses only carry `activeDeploymentReady`.
+pub fn readiness(agent: &Agent) -> Readiness {
+    let desired = agent.desired_deployment();
+    if let Some(errors) = agent.errors.as_ref().filter(|e| !e.is_empty()) {
+        let e = &errors[0];
+        let code = e.code.as_deref().unwrap_or("DEPLOYMENT_FAILED");
+        let message = format!(
+            "deployment {} failed: {}{}",
+            desired.unwrap_or("(unknown)"),
+            code,
+            e.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
+        return Readiness {
+            ready: false,
+            condition: CondState::fail(&reason_from_code(code), message),
+            failed: true,
+        };
+    }
+    let health = agent.current_revision.as_ref().and_then(|r| r.health.as_ref());
+    if let Some(h) = health
+        && h.ready != Some(true)
+        && let Some(state) = h.state.as_deref().filter(|s| is_failure_state(s))
+    {
+        let detail = h
+            .headline
+            .as_deref()
+            .or(h.message.as_deref())
+            .or(h.reason.as_deref())
+            .unwrap_or("the agent's containers are failing");
+        let restarts = h
+            .restart_count
+            .filter(|n| *n > 0)
+            .map(|n| format!(" ({n} restarts)"))
+            .unwrap_or_default();
+        return Readiness {
+            ready: false,
+            condition: CondState::fail(
+                &camel(state),
+                format!(
+                    "deployment {}: {state}{restarts}: {detail}",
+                    desired.unwrap_or("(unknown)")
+                ),
+            ),
+            failed: true,
+        };
+    }
+    if let Some(c) = agent.condition("Degraded").filter(|c| c.status == "True") {
+        return Readiness {
+            ready: false,
+            condition: CondState::fail(
+                &c.reason.as_deref().map(camel).unwrap_or_else(|| "Degraded".into()),
+                c.message
+                    .clone()
+                    .unwrap_or_else(|| "Pipecat Cloud reports the agent degraded".into()),
+            ),
+            failed: true,
+        };
+    }
+
+    let ready = if agent.desired_deployment_id.is_some() {
+        agent.reconciled_deployment_id.is_some()
+            && agent.reconciled_deployment_id == agent.desired_deployment_id
+            && agent.ready == Some(true)
+    } else {
+        // Older responses: the deprecated fields are all there is.
+        agent.active_deployment_ready.or(agent.ready) == Some(true)
+    };
+    let condition = if ready {
+        CondState::ok(
+            "DeploymentReady",
+            format!(
+                "deployment {} is ready to take sessions",
+                desired.unwrap_or("(unknown)")
+            ),
+        )
+    } else {
+        let progress = match (&agent.reconciled_deployment_id, desired) {
+            (Some(r), Some(d)) if r != d => format!(
+                "; sessions are still served by deployment {r}"
+            ),
+            _ => String::new(),
+        };
+        CondState::fail(
+            "Deploying",
+            format!(
+                "deployment {} is rolling out{progress}",
+                desired.unwrap_or("(pending)")
+            ),
+        )
+    };
+    Readiness {
+        ready,
+        condition,
+        failed: false,
+    }
+}
+
+fn is_failure_state(state: &str) -> bool {
+    matches!(
+        state,
+        "CrashLoopBackOff"
+            | "ImagePullBackOff"
+            | "ErrImagePull"
+            | "OOMKilled"
+            | "Error"
+            | "CreateContainerConfigError"
+            | "CreateContainerError"
+            | "InvalidImageName"
+            | "Failed"
+    )
+}
+
+/// `PCC_IMAGE_PULL_UNAUTHORIZED` -> `ImagePullUnauthorized`.
+pub fn reason_from_code(code: &str) -> String {
+    let trimmed = code.strip_prefix("PCC_").unwrap_or(code);
+    camel(trimmed)
+}
+
+/// Turns `SOME_CODE`, `some-code` or `already CamelCase` into a CamelCase word.
+fn camel(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric()) && s.starts_with(|c: char| c.is_ascii_uppercase()) {
+        if s.chars().any(|c| c.is_ascii_lowercase()) {
+            return s.to_string();
+        }
+    }
+    let mut out = String::new();
+    for part in s.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.push(first.to_ascii_uppercase());
+            out.extend(chars.map(|c| c.to_ascii_lowercase()));
+        }
+    }
+    if out.is_empty() { "Unknown".into() } else { out }
+}
+
+/// Copies the remote agent's live fields into a status.
+pub fn observe_into(status: &mut PipecatAgentStatus, agent: &Agent) {
+    status.available = agent.available;
+    status.active_deployment_id = agent
+        .active_deployment_id
+        .clone()
+        .or_else(|| agent.desired_deployment_id.clone());
+    status.active_deployment_ready = agent.active_deployment_ready;
+    status.desired_deployment_id = agent.desired_deployment_id.clone();
+    status.reconciled_deployment_id = agent.reconciled_deployment_id.clone();
+    status.active_session_count = agent.active_session_count;
+    status.auto_scaling = agent
+        .auto_scaling
+        .as_ref()
+        .or_else(|| agent.manifest_spec().and_then(|s| s.auto_scaling.as_ref()))
+        .map(|a| ObservedAutoScaling {
+            min_replicas: a.min_replicas,
+            max_replicas: a.max_replicas,
+        });
+    if agent.region.is_some() {
+        status.region = agent.region.clone();
+    }
+}
+
+/// Sets a condition, keeping `lastTransitionTime` unless the status flips.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    state: CondState,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let existing = conditions.iter().position(|c| c.type_ == type_);
+    let last_transition_time = match existing.map(|i| &conditions[i]) {
+        Some(old) if old.status == state.status => old.last_transition_time.clone(),
+        _ => now.clone(),
+    };
+    let cond = Condition {
+        type_: type_.to_string(),
+        status: state.status.to_string(),
+        reason: state.reason,
+        message: truncate(state.message, 1024),
+        observed_generation: generation,
+        last_transition_time,
+    };
+    match existing {
+        Some(i) => conditions[i] = cond,
+        None => conditions.push(cond),
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max - 3;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::types::{AgentCondition, DeploymentError, Revision, RevisionHealth};
+
+    fn agent(desired: &str, reconciled: Option<&str>, ready: bool) -> Agent {
+        Agent {
+            name: "a".into(),
+            desired_deployment_id: Some(desired.into()),
+            active_deployment_id: Some(desired.into()),
+            reconciled_deployment_id: reconciled.map(Into::into),
+            ready: Some(ready),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ready_needs_the_desired_deployment_reconciled() {
+        assert!(readiness(&agent("d1", Some("d1"), true)).ready);
+        // Right after create: nothing reconciled yet.
+        let r = readiness(&agent("d1", None, false));
+        assert!(!r.ready);
+        assert_eq!(r.condition.reason, "Deploying");
+    }
+
+    #[test]
+    fn premature_ready_after_update_is_not_ready() {
+        // `ready` still describes d1 while d2 rolls out: the GitHub Action's bug.
+        let r = readiness(&agent("d2", Some("d1"), true));
+        assert!(!r.ready);
+        assert_eq!(r.condition.status, "False");
+        assert!(r.condition.message.contains("still served by deployment d1"), "{:?}", r.condition);
+    }
+
+    #[test]
+    fn older_responses_fall_back_to_deprecated_fields() {
+        let old = Agent {
+            active_deployment_id: Some("d1".into()),
+            active_deployment_ready: Some(true),
+            ready: Some(false),
+            ..Default::default()
+        };
+        assert!(readiness(&old).ready);
+        let old_not_ready = Agent {
+            active_deployment_id: Some("d1".into()),
+            active_deployment_ready: Some(false),
+            ready: Some(true),
+            ..Default::default()
+        };
+        assert!(!readiness(&old_not_ready).ready);
+    }
+
+    #[test]
+    fn deployment_errors_become_the_reason() {
+        let mut a = agent("d2", Some("d1"), false);
+        a.errors = Some(vec![DeploymentError {
+            code: Some("PCC_IMAGE_PULL_UNAUTHORIZED".into()),
+            message: Some("pull access denied".into()),
+        }]);
+        let r = readiness(&a);
+        assert!(!r.ready && r.failed);
+        assert_eq!(r.condition.reason, "ImagePullUnauthorized");
+        assert!(r.condition.message.contains("pull access denied"));
+        assert!(r.condition.message.contains("d2"));
+    }
+
+    #[test]
+    fn crashloop_health_is_reported() {
+        let mut a = agent("d2", Some("d1"), false);
+        a.current_revision = Some(Revision {
+            deployment_id: Some("d2".into()),
+            health: Some(RevisionHealth {
+                ready: Some(false),
+                state: Some("CrashLoopBackOff".into()),
+                restart_count: Some(4),
+                headline: Some("container exited with code 1".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let r = readiness(&a);
+        assert_eq!(r.condition.reason, "CrashLoopBackOff");
+        assert!(r.condition.message.contains("4 restarts"));
+        assert!(r.condition.message.contains("exited with code 1"));
+    }
+
+    #[test]
+    fn degraded_condition_is_reported() {
+        let mut a = agent("d1", Some("d1"), true);
+        a.conditions = Some(vec![AgentCondition {
+            type_: "Degraded".into(),
+            status: "True".into(),
+            reason: Some("REPLICAS_FAILING".into()),
+            message: Some("2 of 3 instances failing".into()),
+        }]);
+        let r = readiness(&a);
+        assert!(!r.ready);
+        assert_eq!(r.condition.reason, "ReplicasFailing");
+    }
+
+    #[test]
+    fn reasons_are_camel_case() {
+        assert_eq!(reason_from_code("PCC_IMAGE_NOT_FOUND"), "ImageNotFound");
+        assert_eq!(camel("CrashLoopBackOff"), "CrashLoopBackOff");
+        assert_eq!(camel("image-pull"), "ImagePull");
+        assert_eq!(camel(""), "Unknown");
+    }
+
+    #[test]
+    fn transition_time_only_moves_on_flips() {
+        let t1 = Time(jiff::Timestamp::from_second(1_000).unwrap());
+        let t2 = Time(jiff::Timestamp::from_second(2_000).unwrap());
+        let mut conds = Vec::new();
+        set_condition(&mut conds, READY, CondState::fail("Deploying", "x"), Some(1), &t1);
+        set_condition(&mut conds, READY, CondState::fail("Deploying", "y"), Some(2), &t2);
+        assert_eq!(conds.len(), 1);
+        assert_eq!(conds[0].last_transition_time, t1);
+        assert_eq!(conds[0].message, "y");
+        assert_eq!(conds[0].observed_generation, Some(2));
+        set_condition(&mut conds, READY, CondState::ok("DeploymentReady", "z"), Some(2), &t2);
+        assert_eq!(conds[0].last_transition_time, t2);
+    }
+}
