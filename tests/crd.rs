@@ -1,0 +1,169 @@
+//! The CRD: the committed YAML is what the binary generates, and the CEL rules accept and reject
+//! what they should (evaluated client-side; the end-to-end suite checks them on a real
+//! apiserver).
+
+use pipecat_operator::crd::{PipecatAgent, crd_yaml, is_valid_agent_name};
+
+fn agent(yaml: &str) -> PipecatAgent {
+    serde_yaml::from_str(yaml).expect("test manifest parses")
+}
+
+const SEED: &str = r#"
+apiVersion: pipecat.daily.co/v1alpha1
+kind: PipecatAgent
+metadata: {name: voice-starter, namespace: bots}
+spec:
+  image: your-dockername/voice-starter:0.1
+  nodeType: arm
+  imagePullSecretSet: dockerhub-credentials
+  secretSet: voice-starter-secrets
+  autoScaling: {minAgents: 1, maxAgents: 10}
+  enableKrisp: false
+"#;
+
+fn with_spec(extra: &str) -> PipecatAgent {
+    agent(&format!(
+        "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatAgent\nmetadata: {{name: voice-starter, namespace: bots}}\nspec: {extra}\n"
+    ))
+}
+
+fn errors(a: &PipecatAgent) -> String {
+    match a.validate_cel() {
+        Ok(()) => String::new(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+#[test]
+fn committed_crd_matches_the_generated_one() {
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/pipecatagents.pipecat.daily.co.yaml"
+    ))
+    .expect("crds/pipecatagents.pipecat.daily.co.yaml exists");
+    assert!(
+        committed == crd_yaml(),
+        "crds/ is stale: run `cargo run -- crd > crds/pipecatagents.pipecat.daily.co.yaml`"
+    );
+}
+
+#[test]
+fn helm_chart_carries_the_same_crd() {
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("charts/pipecat-operator/crds/pipecatagents.pipecat.daily.co.yaml");
+    if let Ok(copy) = std::fs::read_to_string(&chart) {
+        assert!(
+            copy == crd_yaml(),
+            "the chart's CRD is stale: copy crds/pipecatagents.pipecat.daily.co.yaml to {}",
+            chart.display()
+        );
+    }
+}
+
+#[test]
+fn crd_names_and_columns() {
+    let yaml = crd_yaml();
+    let crd: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    let spec = &crd["spec"];
+    assert_eq!(spec["group"], "pipecat.daily.co");
+    assert_eq!(spec["scope"], "Namespaced");
+    assert_eq!(spec["names"]["kind"], "PipecatAgent");
+    assert_eq!(spec["names"]["categories"][0], "pipecat");
+    assert_eq!(spec["names"]["shortNames"][0], "pca");
+    let version = &spec["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    assert!(version["subresources"]["status"].is_object());
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for want in ["Ready", "Sessions", "Deployment", "Image", "Age"] {
+        assert!(columns.contains(&want), "missing column {want}: {columns:?}");
+    }
+    // Field docs are user documentation for `kubectl explain`.
+    let props = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    let doc = props["autoScaling"]["properties"]["minAgents"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(doc.contains("scale to zero"), "{doc}");
+    assert_eq!(props["nodeType"]["default"], "arm");
+    assert_eq!(props["deletionPolicy"]["default"], "Delete");
+}
+
+#[test]
+fn seed_example_is_valid() {
+    assert_eq!(errors(&agent(SEED)), "");
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/voice-starter.yaml"
+    ))
+    .unwrap();
+    assert_eq!(errors(&agent(&file)), "", "examples/voice-starter.yaml");
+}
+
+#[test]
+fn image_xor_build_id() {
+    let both = with_spec(
+        "{image: a/b:1, buildId: 3f1c9a2e-1d2b-4c5d-8e9f-0a1b2c3d4e5f}",
+    );
+    assert!(errors(&both).contains("exactly one of spec.image or spec.buildId"));
+    let neither = with_spec("{secretSet: abc}");
+    assert!(errors(&neither).contains("exactly one of spec.image or spec.buildId"));
+    let build = with_spec("{buildId: 3f1c9a2e-1d2b-4c5d-8e9f-0a1b2c3d4e5f}");
+    assert_eq!(errors(&build), "");
+}
+
+#[test]
+fn autoscaling_bounds() {
+    let bad = with_spec("{image: a/b:1, autoScaling: {minAgents: 5, maxAgents: 2}}");
+    assert!(
+        errors(&bad).contains("minAgents must not be greater than autoScaling.maxAgents"),
+        "{}",
+        errors(&bad)
+    );
+    let ok = with_spec("{image: a/b:1, autoScaling: {minAgents: 0, maxAgents: 1}}");
+    assert_eq!(errors(&ok), "");
+}
+
+#[test]
+fn metadata_name_must_be_a_valid_agent_name_unless_agent_name_is_set() {
+    let bad = agent(
+        "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatAgent\nmetadata: {name: voice.starter, namespace: bots}\nspec: {image: a/b:1}\n",
+    );
+    assert!(errors(&bad).contains("set spec.agentName"), "{}", errors(&bad));
+    let fixed = agent(
+        "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatAgent\nmetadata: {name: voice.starter, namespace: bots}\nspec: {image: a/b:1, agentName: voice-starter}\n",
+    );
+    assert_eq!(errors(&fixed), "");
+}
+
+#[test]
+fn agent_name_and_region_are_immutable() {
+    let old = with_spec("{image: a/b:1, region: us-west}");
+    let moved = with_spec("{image: a/b:1, region: eu-central}");
+    let e = format!("{:?}", moved.validate_cel_update(&old).unwrap_err());
+    assert!(e.contains("spec.region is immutable"), "{e}");
+    let dropped = with_spec("{image: a/b:1}");
+    assert!(dropped.validate_cel_update(&old).is_err(), "removing the region is a change");
+    let same = with_spec("{image: a/b:2, region: us-west}");
+    assert!(same.validate_cel_update(&old).is_ok());
+
+    let renamed = with_spec("{image: a/b:1, agentName: other-name, region: us-west}");
+    let e = format!("{:?}", renamed.validate_cel_update(&old).unwrap_err());
+    assert!(e.contains("spec.agentName is immutable"), "{e}");
+    // Spelling out the default name is not a change.
+    let explicit = with_spec("{image: a/b:1, agentName: voice-starter, region: us-west}");
+    assert!(explicit.validate_cel_update(&old).is_ok());
+}
+
+#[test]
+fn agent_name_rule_matches_the_api() {
+    for ok in ["ab", "voice-starter", "a1", &"a".repeat(54)] {
+        assert!(is_valid_agent_name(ok), "{ok}");
+    }
+    for bad in ["a", "-ab", "ab-", "Voice", "voice_starter", "voice.starter", &"a".repeat(55)] {
+        assert!(!is_valid_agent_name(bad), "{bad}");
+    }
+}
