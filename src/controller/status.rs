@@ -67,32 +67,27 @@ pub struct Readiness {
 /// right after an update. Older responses only carry `activeDeploymentReady`.
 pub fn readiness(agent: &Agent) -> Readiness {
     let desired = agent.desired_deployment();
-    if let Some(errors) = agent.errors.as_ref().filter(|e| !e.is_empty()) {
-        let e = &errors[0];
-        let code = e.code.as_deref().unwrap_or("DEPLOYMENT_FAILED");
-        let message = format!(
-            "deployment {} failed: {}{}",
-            desired.unwrap_or("(unknown)"),
-            code,
-            e.message
-                .as_deref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
-        );
-        return Readiness {
-            ready: false,
-            condition: CondState::fail(&reason_from_code(code), message),
-            failed: true,
-        };
-    }
+    let deployment = desired.unwrap_or("(unknown)");
+    let error = agent
+        .errors
+        .as_ref()
+        .and_then(|e| e.first())
+        .map(|e| {
+            let code = e.code.as_deref().unwrap_or("DEPLOYMENT_FAILED");
+            let message = e.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+            (code, format!("{code}{message}"))
+        });
+    // Revision health names the failure the way Kubernetes users know it (CrashLoopBackOff,
+    // ImagePullBackOff, OOMKilled); a deployment error code refines the message.
     let health = agent.current_revision.as_ref().and_then(|r| r.health.as_ref());
     if let Some(h) = health
         && h.ready != Some(true)
         && let Some(state) = h.state.as_deref().filter(|s| is_failure_state(s))
     {
-        let detail = h
-            .headline
-            .as_deref()
+        let detail = error
+            .as_ref()
+            .map(|(_, m)| m.as_str())
+            .or(h.headline.as_deref())
             .or(h.message.as_deref())
             .or(h.reason.as_deref())
             .unwrap_or("the agent's containers are failing");
@@ -105,10 +100,17 @@ pub fn readiness(agent: &Agent) -> Readiness {
             ready: false,
             condition: CondState::fail(
                 &camel(state),
-                format!(
-                    "deployment {}: {state}{restarts}: {detail}",
-                    desired.unwrap_or("(unknown)")
-                ),
+                format!("deployment {deployment}: {state}{restarts}: {detail}"),
+            ),
+            failed: true,
+        };
+    }
+    if let Some((code, message)) = error {
+        return Readiness {
+            ready: false,
+            condition: CondState::fail(
+                &reason_from_code(code),
+                format!("deployment {deployment} failed: {message}"),
             ),
             failed: true,
         };
@@ -350,6 +352,26 @@ mod tests {
         assert_eq!(r.condition.reason, "CrashLoopBackOff");
         assert!(r.condition.message.contains("4 restarts"));
         assert!(r.condition.message.contains("exited with code 1"));
+    }
+
+    #[test]
+    fn health_state_wins_and_the_error_code_refines_the_message() {
+        let mut a = agent("d2", Some("d1"), false);
+        a.errors = Some(vec![DeploymentError {
+            code: Some("PCC_IMAGE_PULL_UNAUTHORIZED".into()),
+            message: Some("pull access denied".into()),
+        }]);
+        a.current_revision = Some(Revision {
+            health: Some(RevisionHealth {
+                ready: Some(false),
+                state: Some("ImagePullBackOff".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let r = readiness(&a);
+        assert_eq!(r.condition.reason, "ImagePullBackOff");
+        assert!(r.condition.message.contains("PCC_IMAGE_PULL_UNAUTHORIZED: pull access denied"), "{:?}", r.condition);
     }
 
     #[test]
