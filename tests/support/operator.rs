@@ -1,0 +1,373 @@
+//! An end-to-end environment: the shared control plane, a namespace of the test's own, an
+//! in-process Pipecat Cloud emulator, and the real `pipecat-operator` binary as a child process
+//! (so tests can kill and restart it).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use pipecat_operator::crd::PipecatAgent;
+use pipecat_operator::emulator::{self, AdminClient};
+
+use super::controlplane::ControlPlane;
+
+/// The API key the tests' emulator accepts. Recognisable, so leak checks can look for it.
+pub const API_KEY: &str = "pk_test_E2E_SECRET_7f3a9c";
+
+/// Knobs of an environment.
+#[derive(Clone)]
+pub struct Options {
+    /// Emulator settings (keys are filled in).
+    pub emulator: emulator::Config,
+    /// Create the `pipecat-api-key` Secret in the namespace.
+    pub create_secret: bool,
+    /// Create the seed example's secret sets in the emulator.
+    pub create_secret_sets: bool,
+    /// Operator resync interval.
+    pub resync: Duration,
+    /// Extra operator arguments.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            emulator: emulator::Config::default(),
+            create_secret: true,
+            create_secret_sets: true,
+            resync: Duration::from_secs(2),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A running environment.
+pub struct Env {
+    /// The control plane (shared by the tests of this binary).
+    pub cp: &'static ControlPlane,
+    /// This test's namespace.
+    pub ns: String,
+    /// The emulator.
+    pub emulator: emulator::Handle,
+    /// Its admin API.
+    pub admin: AdminClient,
+    /// The operator process.
+    pub operator: Operator,
+}
+
+impl Env {
+    /// Starts everything for one test.
+    pub async fn start(prefix: &str, opts: Options) -> Env {
+        let cp = ControlPlane::get();
+        cp.apply_crds();
+        let ns = cp.namespace(prefix);
+        let mut config = opts.emulator.clone();
+        config.api_keys = vec![API_KEY.to_string()];
+        let emulator = emulator::start(config).await.expect("emulator starts");
+        let admin = emulator.admin();
+        if opts.create_secret_sets {
+            admin
+                .create_secret_set(API_KEY, "voice-starter-secrets", &[("OPENAI_API_KEY", "x")])
+                .await
+                .expect("secret set");
+            admin
+                .create_image_pull_secret_set(
+                    API_KEY,
+                    "dockerhub-credentials",
+                    "docker.io",
+                    "user:pass",
+                )
+                .await
+                .expect("pull secret set");
+        }
+        let env_ns = ns.clone();
+        let env = Env {
+            cp,
+            operator: Operator::start(
+                cp,
+                &env_ns,
+                &emulator.base_url(),
+                opts.resync,
+                &opts.extra_args,
+            ),
+            ns,
+            emulator,
+            admin,
+        };
+        if opts.create_secret {
+            env.create_api_key_secret("pipecat-api-key").await;
+        }
+        env
+    }
+
+    /// Creates a Secret holding the emulator's key under `api-key`.
+    pub async fn create_api_key_secret(&self, name: &str) {
+        let secrets: Api<Secret> = Api::namespaced(self.cp.client(), &self.ns);
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": {"api-key": API_KEY}
+        }))
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create the API key Secret");
+    }
+
+    /// The PipecatAgent API of this namespace.
+    pub fn agents(&self) -> Api<PipecatAgent> {
+        Api::namespaced(self.cp.client(), &self.ns)
+    }
+
+    /// `kubectl -n <ns> ...`.
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        self.cp.kubectl(&all)
+    }
+
+    /// `kubectl apply -n <ns> -f -` of a manifest; panics with kubectl's output on failure.
+    pub fn apply(&self, yaml: &str) {
+        let out = super::controlplane::kubectl_stdin(
+            self.cp.kubeconfig_path(),
+            &["apply", "-n", &self.ns, "-f", "-"],
+            yaml,
+        );
+        assert!(
+            out.status.success(),
+            "kubectl apply failed:\n{}",
+            super::controlplane::describe_output(&out)
+        );
+    }
+
+    /// `kubectl apply` that is expected to fail; returns its stderr.
+    pub fn apply_err(&self, yaml: &str) -> String {
+        let out = super::controlplane::kubectl_stdin(
+            self.cp.kubeconfig_path(),
+            &["apply", "-n", &self.ns, "-f", "-"],
+            yaml,
+        );
+        assert!(
+            !out.status.success(),
+            "kubectl apply should have been rejected:\n{yaml}\n{}",
+            super::controlplane::describe_output(&out)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Polls the resource until `pred` holds; panics after `timeout` with the last state.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&PipecatAgent) -> bool,
+    ) -> PipecatAgent {
+        let api = self.agents();
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Ok(Some(a)) = api.get_opt(name).await {
+                if pred(&a) {
+                    return a;
+                }
+                last = Some(a);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} on {}/{name}; last seen: {}\noperator log tail:\n{}",
+                    self.ns,
+                    serde_json::to_string_pretty(&last.map(|a| (a.metadata.generation, a.status)))
+                        .unwrap(),
+                    self.operator.log_tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the resource has `Ready=True` for its current generation.
+    pub async fn wait_ready(&self, name: &str) -> PipecatAgent {
+        self.wait_for(name, Duration::from_secs(60), "Ready=True", |a| is_ready(a))
+            .await
+    }
+
+    /// Waits until the resource no longer exists.
+    pub async fn wait_gone(&self, name: &str, timeout: Duration) {
+        let api = self.agents();
+        let deadline = Instant::now() + timeout;
+        while api.get_opt(name).await.expect("get").is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "{name} still exists after {timeout:?}\noperator log tail:\n{}",
+                self.operator.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The agent as the emulator reports it (`None` when it does not exist).
+    pub async fn remote(&self, name: &str) -> Option<serde_json::Value> {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/agents/{name}", self.emulator.base_url()))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("emulator answers");
+        match resp.status().as_u16() {
+            404 => None,
+            200 => Some(resp.json().await.expect("agent JSON")),
+            s => panic!("emulator GET {name}: HTTP {s}"),
+        }
+    }
+
+    /// Names of the agents the emulator holds for the test key.
+    pub async fn remote_names(&self) -> Vec<String> {
+        let list: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/agents", self.emulator.base_url()))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("emulator answers")
+            .json()
+            .await
+            .expect("list JSON");
+        list["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .map(|s| s["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Calls of one operation the emulator has served.
+    pub async fn calls(&self, operation: &str) -> u64 {
+        self.admin
+            .counts()
+            .await
+            .expect("counts")
+            .operation(operation)
+    }
+}
+
+/// `Ready=True` observed for the current generation.
+pub fn is_ready(a: &PipecatAgent) -> bool {
+    a.condition("Ready")
+        .is_some_and(|c| c.status == "True" && c.observed_generation == a.metadata.generation)
+}
+
+/// The operator child process; killed on drop.
+pub struct Operator {
+    child: Option<Child>,
+    log: PathBuf,
+    args: Vec<String>,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Operator {
+    fn start(
+        cp: &ControlPlane,
+        ns: &str,
+        api_url: &str,
+        resync: Duration,
+        extra: &[String],
+    ) -> Operator {
+        let dir = tempfile::Builder::new()
+            .prefix("pipecat-operator-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let mut args: Vec<String> = [
+            "run",
+            "--api-url",
+            api_url,
+            "--namespace",
+            ns,
+            "--poll-interval",
+            "200ms",
+            "--max-poll-interval",
+            "1s",
+            "--backoff-base",
+            "200ms",
+            "--backoff-cap",
+            "3s",
+            "--request-timeout",
+            "3s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push("--resync-interval".into());
+        args.push(format!("{}ms", resync.as_millis()));
+        args.extend(extra.iter().cloned());
+        let mut op = Operator {
+            child: None,
+            log: dir.path().join("operator.log"),
+            args,
+            kubeconfig: cp.kubeconfig_path().to_path_buf(),
+            _dir: dir,
+        };
+        op.spawn();
+        op
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_pipecat-operator"))
+            .args(&self.args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env(
+                "RUST_LOG",
+                "debug,kube=info,tower=info,hyper=info,hyper_util=info,reqwest=info,rustls=info",
+            )
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start pipecat-operator");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, like a node dying.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again with the same arguments.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
