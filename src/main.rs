@@ -9,7 +9,11 @@ use pipecat_operator::controller::{self, Context, DefaultCredentials};
 use pipecat_operator::{crd, telemetry};
 
 #[derive(Parser)]
-#[command(name = "pipecat-operator", version, about = "Kubernetes operator for Pipecat Cloud voice agents")]
+#[command(
+    name = "pipecat-operator",
+    version,
+    about = "Kubernetes operator for Pipecat Cloud voice agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the PipecatAgent CustomResourceDefinition (YAML).
     Crd,
 }
@@ -30,7 +34,11 @@ struct RunArgs {
     api_url: String,
 
     /// Secret holding the API key for resources that name none.
-    #[arg(long, env = "PIPECAT_DEFAULT_SECRET_NAME", default_value = "pipecat-api-key")]
+    #[arg(
+        long,
+        env = "PIPECAT_DEFAULT_SECRET_NAME",
+        default_value = "pipecat-api-key"
+    )]
     default_secret_name: String,
 
     /// Key of the default Secret holding the API key.
@@ -90,13 +98,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 5s, 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 5s, 2m)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
     };
     Ok(Duration::from_secs_f64(secs))
 }
@@ -109,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", crd::crd_yaml());
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 

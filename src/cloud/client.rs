@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::Error;
-use super::types::{Agent, AgentList, AgentSummary, CreateAgentRequest, ErrorBody, UpdateAgentRequest};
+use super::types::{
+    Agent, AgentList, AgentSummary, CreateAgentRequest, ErrorBody, UpdateAgentRequest,
+};
 
 /// The public Pipecat Cloud API.
 pub const DEFAULT_BASE_URL: &str = "https://api.pipecat.daily.co/v1";
@@ -103,7 +105,8 @@ impl Operation {
 }
 
 /// Called after every request with its operation, outcome and latency (metrics hook).
-pub type RequestObserver = std::sync::Arc<dyn Fn(Operation, Result<u16, &Error>, Duration) + Send + Sync>;
+pub type RequestObserver =
+    std::sync::Arc<dyn Fn(Operation, Result<u16, &Error>, Duration) + Send + Sync>;
 
 /// A Pipecat Cloud management API client. Cheap to clone; the key is passed per call because
 /// each resource may use its own.
@@ -160,15 +163,31 @@ impl Client {
     /// `GET /agents`.
     pub async fn list_agents(&self, key: &ApiKey) -> Result<Vec<AgentSummary>, Error> {
         let list: AgentList = self
-            .call(Operation::ListAgents, Method::GET, "/agents", key, None::<&()>)
+            .call(
+                Operation::ListAgents,
+                Method::GET,
+                "/agents",
+                key,
+                None::<&()>,
+            )
             .await?;
         Ok(list.services)
     }
 
     /// `POST /agents`.
-    pub async fn create_agent(&self, key: &ApiKey, req: &CreateAgentRequest) -> Result<Agent, Error> {
-        self.call(Operation::CreateAgent, Method::POST, "/agents", key, Some(req))
-            .await
+    pub async fn create_agent(
+        &self,
+        key: &ApiKey,
+        req: &CreateAgentRequest,
+    ) -> Result<Agent, Error> {
+        self.call(
+            Operation::CreateAgent,
+            Method::POST,
+            "/agents",
+            key,
+            Some(req),
+        )
+        .await
     }
 
     /// `POST /agents/{name}`: the whole desired body every time.
@@ -188,7 +207,13 @@ impl Client {
     pub async fn delete_agent(&self, key: &ApiKey, name: &str) -> Result<(), Error> {
         let path = format!("/agents/{}", encode(name));
         let _: serde_json::Value = self
-            .call(Operation::DeleteAgent, Method::DELETE, &path, key, None::<&()>)
+            .call(
+                Operation::DeleteAgent,
+                Method::DELETE,
+                &path,
+                key,
+                None::<&()>,
+            )
             .await?;
         Ok(())
     }
@@ -207,7 +232,7 @@ impl Client {
         if let Some(observer) = &self.observer {
             observer(
                 op,
-                result.as_ref().map(|(status, _)| *status).map_err(|e| e),
+                result.as_ref().map(|(status, _)| *status),
                 started.elapsed(),
             );
         }
@@ -243,13 +268,15 @@ impl Client {
             } else {
                 serde_json::from_slice(&bytes)
             };
-            return value.map(|v| (status.as_u16(), v)).map_err(|e| Error::Malformed {
-                message: format!(
-                    "HTTP {} body is not the expected JSON ({e}); body starts with {:?}",
-                    status.as_u16(),
-                    snippet(&bytes)
-                ),
-            });
+            return value
+                .map(|v| (status.as_u16(), v))
+                .map_err(|e| Error::Malformed {
+                    message: format!(
+                        "HTTP {} body is not the expected JSON ({e}); body starts with {:?}",
+                        status.as_u16(),
+                        snippet(&bytes)
+                    ),
+                });
         }
         Err(classify(status, &bytes, retry_after))
     }
@@ -407,20 +434,46 @@ mod tests {
     #[test]
     fn classifies_error_statuses() {
         let body = br#"{"error":"Not found","code":"NOT_FOUND"}"#;
-        assert_eq!(classify(StatusCode::NOT_FOUND, body, None).kind(), "NotFound");
+        assert_eq!(
+            classify(StatusCode::NOT_FOUND, body, None).kind(),
+            "NotFound"
+        );
         let exists = br#"{"error":"Service already exists","code":"GENERIC_BAD_REQUEST"}"#;
-        assert_eq!(classify(StatusCode::BAD_REQUEST, exists, None).kind(), "AlreadyExists");
+        assert_eq!(
+            classify(StatusCode::BAD_REQUEST, exists, None).kind(),
+            "AlreadyExists"
+        );
         let bad = br#"{"error":"Invalid agent name","code":"GENERIC_BAD_REQUEST"}"#;
         match classify(StatusCode::BAD_REQUEST, bad, None) {
-            Error::InvalidRequest { status, code, message } => {
-                assert_eq!((status, code.as_str(), message.as_str()), (400, "GENERIC_BAD_REQUEST", "Invalid agent name"));
+            Error::InvalidRequest {
+                status,
+                code,
+                message,
+            } => {
+                assert_eq!(
+                    (status, code.as_str(), message.as_str()),
+                    (400, "GENERIC_BAD_REQUEST", "Invalid agent name")
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(classify(StatusCode::UNAUTHORIZED, b"", None).kind(), "Unauthorized");
-        assert_eq!(classify(StatusCode::FORBIDDEN, b"", None).kind(), "Unauthorized");
-        assert_eq!(classify(StatusCode::CONFLICT, b"{}", None).kind(), "Conflict");
-        let limited = classify(StatusCode::TOO_MANY_REQUESTS, b"", Some(Duration::from_secs(7)));
+        assert_eq!(
+            classify(StatusCode::UNAUTHORIZED, b"", None).kind(),
+            "Unauthorized"
+        );
+        assert_eq!(
+            classify(StatusCode::FORBIDDEN, b"", None).kind(),
+            "Unauthorized"
+        );
+        assert_eq!(
+            classify(StatusCode::CONFLICT, b"{}", None).kind(),
+            "Conflict"
+        );
+        let limited = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            b"",
+            Some(Duration::from_secs(7)),
+        );
         assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
         assert!(limited.is_retryable());
         let html = b"<html><body>502 Bad Gateway</body></html>";
@@ -432,7 +485,11 @@ mod tests {
 
     #[test]
     fn numeric_error_codes_are_accepted() {
-        match classify(StatusCode::BAD_REQUEST, br#"{"error":"bad","code":401}"#, None) {
+        match classify(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"bad","code":401}"#,
+            None,
+        ) {
             Error::InvalidRequest { code, .. } => assert_eq!(code, "401"),
             other => panic!("unexpected {other:?}"),
         }

@@ -68,18 +68,21 @@ pub struct Readiness {
 pub fn readiness(agent: &Agent) -> Readiness {
     let desired = agent.desired_deployment();
     let deployment = desired.unwrap_or("(unknown)");
-    let error = agent
-        .errors
-        .as_ref()
-        .and_then(|e| e.first())
-        .map(|e| {
-            let code = e.code.as_deref().unwrap_or("DEPLOYMENT_FAILED");
-            let message = e.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-            (code, format!("{code}{message}"))
-        });
+    let error = agent.errors.as_ref().and_then(|e| e.first()).map(|e| {
+        let code = e.code.as_deref().unwrap_or("DEPLOYMENT_FAILED");
+        let message = e
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        (code, format!("{code}{message}"))
+    });
     // Revision health names the failure the way Kubernetes users know it (CrashLoopBackOff,
     // ImagePullBackOff, OOMKilled); a deployment error code refines the message.
-    let health = agent.current_revision.as_ref().and_then(|r| r.health.as_ref());
+    let health = agent
+        .current_revision
+        .as_ref()
+        .and_then(|r| r.health.as_ref());
     if let Some(h) = health
         && h.ready != Some(true)
         && let Some(state) = h.state.as_deref().filter(|s| is_failure_state(s))
@@ -119,7 +122,10 @@ pub fn readiness(agent: &Agent) -> Readiness {
         return Readiness {
             ready: false,
             condition: CondState::fail(
-                &c.reason.as_deref().map(camel).unwrap_or_else(|| "Degraded".into()),
+                &c.reason
+                    .as_deref()
+                    .map(camel)
+                    .unwrap_or_else(|| "Degraded".into()),
                 c.message
                     .clone()
                     .unwrap_or_else(|| "Pipecat Cloud reports the agent degraded".into()),
@@ -146,9 +152,9 @@ pub fn readiness(agent: &Agent) -> Readiness {
         )
     } else {
         let progress = match (&agent.reconciled_deployment_id, desired) {
-            (Some(r), Some(d)) if r != d => format!(
-                "; sessions are still served by deployment {r}"
-            ),
+            (Some(r), Some(d)) if r != d => {
+                format!("; sessions are still served by deployment {r}")
+            }
             _ => String::new(),
         };
         CondState::fail(
@@ -189,20 +195,28 @@ pub fn reason_from_code(code: &str) -> String {
 
 /// Turns `SOME_CODE`, `some-code` or `already CamelCase` into a CamelCase word.
 fn camel(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric()) && s.starts_with(|c: char| c.is_ascii_uppercase()) {
-        if s.chars().any(|c| c.is_ascii_lowercase()) {
-            return s.to_string();
-        }
+    if s.chars().all(|c| c.is_ascii_alphanumeric())
+        && s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.chars().any(|c| c.is_ascii_lowercase())
+    {
+        return s.to_string();
     }
     let mut out = String::new();
-    for part in s.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
+    for part in s
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+    {
         let mut chars = part.chars();
         if let Some(first) = chars.next() {
             out.push(first.to_ascii_uppercase());
             out.extend(chars.map(|c| c.to_ascii_lowercase()));
         }
     }
-    if out.is_empty() { "Unknown".into() } else { out }
+    if out.is_empty() {
+        "Unknown".into()
+    } else {
+        out
+    }
 }
 
 /// Copies the remote agent's live fields into a status.
@@ -299,7 +313,13 @@ mod tests {
         let r = readiness(&agent("d2", Some("d1"), true));
         assert!(!r.ready);
         assert_eq!(r.condition.status, "False");
-        assert!(r.condition.message.contains("still served by deployment d1"), "{:?}", r.condition);
+        assert!(
+            r.condition
+                .message
+                .contains("still served by deployment d1"),
+            "{:?}",
+            r.condition
+        );
     }
 
     #[test]
@@ -371,7 +391,13 @@ mod tests {
         });
         let r = readiness(&a);
         assert_eq!(r.condition.reason, "ImagePullBackOff");
-        assert!(r.condition.message.contains("PCC_IMAGE_PULL_UNAUTHORIZED: pull access denied"), "{:?}", r.condition);
+        assert!(
+            r.condition
+                .message
+                .contains("PCC_IMAGE_PULL_UNAUTHORIZED: pull access denied"),
+            "{:?}",
+            r.condition
+        );
     }
 
     #[test]
@@ -401,13 +427,31 @@ mod tests {
         let t1 = Time(jiff::Timestamp::from_second(1_000).unwrap());
         let t2 = Time(jiff::Timestamp::from_second(2_000).unwrap());
         let mut conds = Vec::new();
-        set_condition(&mut conds, READY, CondState::fail("Deploying", "x"), Some(1), &t1);
-        set_condition(&mut conds, READY, CondState::fail("Deploying", "y"), Some(2), &t2);
+        set_condition(
+            &mut conds,
+            READY,
+            CondState::fail("Deploying", "x"),
+            Some(1),
+            &t1,
+        );
+        set_condition(
+            &mut conds,
+            READY,
+            CondState::fail("Deploying", "y"),
+            Some(2),
+            &t2,
+        );
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].last_transition_time, t1);
         assert_eq!(conds[0].message, "y");
         assert_eq!(conds[0].observed_generation, Some(2));
-        set_condition(&mut conds, READY, CondState::ok("DeploymentReady", "z"), Some(2), &t2);
+        set_condition(
+            &mut conds,
+            READY,
+            CondState::ok("DeploymentReady", "z"),
+            Some(2),
+            &t2,
+        );
         assert_eq!(conds[0].last_transition_time, t2);
     }
 }

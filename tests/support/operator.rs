@@ -191,7 +191,7 @@ impl Env {
 
     /// Waits until the resource has `Ready=True` for its current generation.
     pub async fn wait_ready(&self, name: &str) -> PipecatAgent {
-        self.wait_for(name, Duration::from_secs(60), "Ready=True", |a| is_ready(a))
+        self.wait_for(name, Duration::from_secs(60), "Ready=True", is_ready)
             .await
     }
 
