@@ -1,0 +1,231 @@
+//! `pipecat-cloud-emulator`: a local Pipecat Cloud management API for offline use and tests.
+//!
+//! Parses arguments, starts logging (stderr), runs the emulator from the library and prints
+//! one line, `pipecat-cloud-emulator listening on http://ADDR`, to stdout once it listens.
+//! Stops gracefully on SIGTERM or SIGINT. See `docs/EMULATOR.md`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use pipecat_operator::emulator::{self, Config};
+use tracing_subscriber::EnvFilter;
+
+/// A local emulator of the Pipecat Cloud management API.
+#[derive(Debug, Parser)]
+#[command(name = "pipecat-cloud-emulator", version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "PIPECAT_EMULATOR_LISTEN",
+        default_value = "127.0.0.1:8787"
+    )]
+    listen: SocketAddr,
+
+    /// Private API key accepted as `Authorization: Bearer <key>`; each key is a separate
+    /// organization. Repeatable. Without any key, every bearer token is accepted as its own
+    /// organization.
+    #[arg(
+        long = "api-key",
+        env = "PIPECAT_EMULATOR_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    api_keys: Vec<String>,
+
+    /// `PUBLIC=PRIVATE`: the public key may start sessions of the private key's organization.
+    /// Repeatable.
+    #[arg(
+        long = "public-key",
+        env = "PIPECAT_EMULATOR_PUBLIC_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_parser = parse_pair
+    )]
+    public_keys: Vec<(String, String)>,
+
+    /// Time from a deployment's creation until its pods are ready or its failure shows
+    /// (e.g. `500ms`, `2s`, `1m`, `0`).
+    #[arg(long, env = "PIPECAT_EMULATOR_READY_DELAY", default_value = "2s", value_parser = parse_duration)]
+    ready_delay: Duration,
+
+    /// Time from a deployment's creation until `reconciledDeploymentId` catches up (never
+    /// before the ready delay).
+    #[arg(long, env = "PIPECAT_EMULATOR_RECONCILE_DELAY", default_value = "3s", value_parser = parse_duration)]
+    reconcile_delay: Duration,
+
+    /// Time a secret set stays `pending` after a change.
+    #[arg(long, env = "PIPECAT_EMULATOR_SECRET_READY_DELAY", default_value = "1s", value_parser = parse_duration)]
+    secret_ready_delay: Duration,
+
+    /// Images whose deployments crash (glob with `*` and `?`, or a regex starting with `^`).
+    #[arg(long, env = "PIPECAT_EMULATOR_CRASH_IMAGE_PATTERN")]
+    crash_image_pattern: Option<String>,
+
+    /// Images whose deployments fail to pull with `PCC_IMAGE_PULL_UNAUTHORIZED`.
+    #[arg(long, env = "PIPECAT_EMULATOR_PULL_FAIL_IMAGE_PATTERN")]
+    pull_fail_image_pattern: Option<String>,
+
+    /// Secret set names whose provisioning fails.
+    #[arg(long, env = "PIPECAT_EMULATOR_SECRET_FAIL_PATTERN")]
+    secret_fail_pattern: Option<String>,
+
+    /// Keep state in this JSON file (loaded at start, saved on change and on shutdown).
+    #[arg(long, env = "PIPECAT_EMULATOR_STATE_FILE")]
+    state_file: Option<PathBuf>,
+
+    /// Journal entries kept in memory (counts cover every request).
+    #[arg(
+        long,
+        env = "PIPECAT_EMULATOR_JOURNAL_CAPACITY",
+        default_value_t = 100_000
+    )]
+    journal_capacity: usize,
+
+    /// Log format on stderr.
+    #[arg(long, env = "PIPECAT_EMULATOR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+/// Parses `500ms`, `2s`, `1m` or `0`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: ms, s or m (e.g. 500ms)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 2s or 1m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(format!("{text:?} has an unknown unit: use ms, s or m")),
+    }
+}
+
+/// Parses `PUBLIC=PRIVATE`.
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((public, private)) if !public.is_empty() && !private.is_empty() => {
+            Ok((public.to_owned(), private.to_owned()))
+        }
+        _ => Err("expected PUBLIC=PRIVATE".to_owned()),
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "failed to listen for SIGTERM; only SIGINT stops the emulator");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(&args.log_format);
+    let config = Config {
+        listen: args.listen,
+        api_keys: args.api_keys,
+        public_keys: args.public_keys,
+        ready_delay: args.ready_delay,
+        reconcile_delay: args.reconcile_delay,
+        secret_ready_delay: args.secret_ready_delay,
+        crash_image_pattern: args.crash_image_pattern,
+        pull_fail_image_pattern: args.pull_fail_image_pattern,
+        secret_fail_pattern: args.secret_fail_pattern,
+        state_file: args.state_file,
+        journal_capacity: args.journal_capacity,
+    };
+    let handle = emulator::start(config)
+        .await
+        .context("failed to start the emulator")?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "pipecat-cloud-emulator listening on http://{}",
+            handle.addr()
+        )
+        .context("failed to write to stdout")?;
+        stdout.flush().context("failed to write to stdout")?;
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn pairs_and_args() {
+        assert_eq!(parse_pair("pub=priv"), Ok(("pub".into(), "priv".into())));
+        assert!(parse_pair("pub").is_err());
+        let args = Args::try_parse_from([
+            "pipecat-cloud-emulator",
+            "--api-key",
+            "a",
+            "--api-key",
+            "b",
+            "--ready-delay",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        assert_eq!(args.api_keys, ["a", "b"]);
+        assert_eq!(args.ready_delay, Duration::ZERO);
+        assert_eq!(args.reconcile_delay, Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,246 @@
+//! Connections: hyper serves each one, and a layer in front of the router applies faults and
+//! records the journal. A dropped connection is an error returned to hyper, which then closes
+//! the socket without writing any response.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use super::error::{code_for_status, error_json};
+use super::faults::{Action, Fault, FaultBody};
+use super::journal::{JournalEntry, classify};
+use super::state::format_ts;
+use super::{Shared, admin, api, lock};
+
+/// How long open connections get to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The error that makes hyper drop a connection.
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by an injected fault")]
+pub struct ConnectionDropped;
+
+/// The whole application: the API under `/v1` and the admin API under `/_emulator`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .nest("/v1", api::routes())
+        .nest("/_emulator", admin::routes())
+        .fallback(api::not_found)
+        .with_state(shared)
+}
+
+/// Accepts connections until shutdown, then drains them.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "failed to accept a connection");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let router = router.clone();
+                let mut stop = shutdown.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        dispatch(shared.clone(), router.clone(), req)
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        result = conn.as_mut() => {
+                            if let Err(e) = result {
+                                tracing::debug!(error = %e, "connection closed with an error");
+                            }
+                        }
+                        _ = stopped(&mut stop) => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stopped(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        connections.abort_all();
+    }
+}
+
+/// Resolves once shutdown is signalled (or the sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+async fn call(router: Router, req: Request<Body>) -> Response<Body> {
+    match router.oneshot(req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// One request: admin requests go straight to the router; `/v1` requests may meet a fault and
+/// are journaled.
+async fn dispatch(
+    shared: Arc<Shared>,
+    router: Router,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ConnectionDropped> {
+    let req = req.map(Body::new);
+    let path = req.uri().path();
+    if path != "/v1" && !path.starts_with("/v1/") {
+        return Ok(call(router, req).await);
+    }
+    let method = req.method().clone();
+    let path = path.to_owned();
+    let arrived = format_ts(jiff::Timestamp::now());
+    let (operation, agent) = classify(&method, &path);
+    let fault = take_fault(&shared, &method, &path);
+
+    let result = match &fault {
+        None => Ok(call(router, req).await),
+        Some(fault) => apply_fault(fault, router, req).await,
+    };
+    let status = result.as_ref().ok().map(|r| r.status().as_u16());
+    let agent = agent.or_else(|| {
+        result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.extensions().get::<api::JournalAgent>())
+            .map(|a| a.0.clone())
+    });
+    tracing::debug!(%method, %path, status, "request");
+    lock(&shared.journal).record(
+        operation,
+        JournalEntry {
+            seq: 0,
+            method: method.as_str().to_owned(),
+            path,
+            status,
+            timestamp: arrived,
+            operation: String::new(),
+            agent,
+            fault: fault.as_ref().map(|f| f.kind().to_owned()),
+        },
+    );
+    result
+}
+
+fn take_fault(shared: &Shared, method: &Method, path: &str) -> Option<Fault> {
+    if shared.fault_count.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let mut faults = lock(&shared.faults);
+    let fault = faults.take(method, path);
+    shared.fault_count.store(faults.len(), Ordering::Release);
+    fault
+}
+
+async fn apply_fault(
+    fault: &Fault,
+    router: Router,
+    req: Request<Body>,
+) -> Result<Response<Body>, ConnectionDropped> {
+    if let Some(ms) = fault.delay_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut response = match fault.action() {
+        Action::Drop => return Err(ConnectionDropped),
+        Action::PassThrough => return Ok(call(router, req).await),
+        Action::Truncate { status } => {
+            let response = call(router, req).await;
+            let (mut parts, body) = response.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let cut = bytes.slice(..bytes.len() / 2);
+            if let Some(status) = status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                parts.status = status;
+            }
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            Response::from_parts(parts, Body::from(cut))
+        }
+        Action::Respond { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            fault_response(status, body)
+        }
+    };
+    if let Some(seconds) = fault.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    Ok(response)
+}
+
+fn fault_response(status: StatusCode, body: Option<FaultBody>) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let error = error_json(reason, &code_for_status(status));
+    let (content_type, bytes): (&'static str, Vec<u8>) = match body {
+        None => ("application/json; charset=utf-8", error),
+        Some(FaultBody::Malformed) => (
+            "application/json; charset=utf-8",
+            error[..error.len() / 2].to_vec(),
+        ),
+        Some(FaultBody::NonJson) => (
+            "text/html",
+            format!(
+                "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center>\
+                 <h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n\
+                 </html>\r\n",
+                code = status.as_u16()
+            )
+            .into_bytes(),
+        ),
+        Some(FaultBody::Custom(text)) => {
+            let content_type = if serde_json::from_str::<serde_json::Value>(&text).is_ok() {
+                "application/json; charset=utf-8"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            (content_type, text.into_bytes())
+        }
+    };
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

@@ -1,0 +1,233 @@
+//! The JSON shapes the emulated API answers with, field for field (camelCase, in the order of
+//! the documented seed response). They belong to the emulator: the operator's client has its
+//! own types, so a drift between the two shows up in tests.
+
+use serde::Serialize;
+
+/// `GET /agents/{name}`, create and update responses.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentView {
+    pub name: String,
+    pub ready: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub active_deployment_id: String,
+    pub active_deployment_ready: bool,
+    pub auto_scaling: AutoScalingView,
+    pub active_session_count: u32,
+    pub deployment: Option<DeploymentView>,
+    pub region: String,
+    pub available: bool,
+    pub desired_deployment_id: String,
+    pub reconciled_deployment_id: Option<String>,
+    pub agent_profile: String,
+    pub krisp_viva: KrispVivaView,
+    pub max_session_duration: u32,
+    pub conditions: Vec<ConditionView>,
+    pub current_revision: Option<RevisionView>,
+    pub previous_revision: Option<RevisionView>,
+    pub errors: Vec<ErrorView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// `autoScaling` of an agent.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoScalingView {
+    pub concurrency: u32,
+    pub max_replicas: u32,
+    pub min_replicas: u32,
+    pub scale_to_zero_time: &'static str,
+}
+
+/// `krispViva`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KrispVivaView {
+    pub audio_filter: Option<String>,
+}
+
+/// `deployment`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentView {
+    pub id: String,
+    pub manifest: ManifestView,
+    pub service_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `deployment.manifest`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestView {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: MetadataView,
+    pub spec: SpecView,
+}
+
+/// `deployment.manifest.metadata`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetadataView {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// `deployment.manifest.spec`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecView {
+    pub daily_node_type: String,
+    pub cluster_local: bool,
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    pub auto_scaling: SpecScalingView,
+    pub env_from_secret_names: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret_name: Option<String>,
+    pub krisp_models: KrispModelsView,
+    pub krisp_viva: KrispVivaView,
+    pub agent_profile: String,
+    pub max_session_duration: u32,
+}
+
+/// `deployment.manifest.spec.autoScaling`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecScalingView {
+    pub concurrency: u32,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+}
+
+/// `krispModels`.
+#[derive(Debug, Clone, Serialize)]
+pub struct KrispModelsView {
+    pub enabled: bool,
+}
+
+/// An entry of `conditions`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionView {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// `currentRevision` / `previousRevision`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionView {
+    #[serde(rename = "deploymentID")]
+    pub deployment_id: String,
+    pub phase: &'static str,
+    pub ready_replicas: u32,
+    pub phase_started_at: String,
+    pub health: HealthView,
+    pub has_infrastructure_issue: bool,
+}
+
+/// A revision's `health`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthView {
+    pub ready: bool,
+    pub state: &'static str,
+    pub restart_count: u32,
+    pub replicas_started: u32,
+    pub reason: Option<&'static str>,
+    pub last_exit_code: Option<i32>,
+    pub last_termination_reason: Option<&'static str>,
+    pub message: Option<String>,
+    pub headline: String,
+}
+
+/// An entry of `errors`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorView {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// `GET /agents`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentListView {
+    pub services: Vec<AgentSummaryView>,
+}
+
+/// An entry of `GET /agents`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSummaryView {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub desired_deployment_id: String,
+    pub active_deployment_id: String,
+    pub reconciled_deployment_id: Option<String>,
+    pub organization_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub deleted_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentView>,
+}
+
+/// A secret set in `GET /secrets` and the 202 of `PUT /secrets/{set}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSetView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub region: String,
+    pub status: &'static str,
+    pub error_message: Option<String>,
+}
+
+/// `GET /secrets`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretSetListView {
+    pub sets: Vec<SecretSetView>,
+}
+
+/// `GET /secrets/{set}`: field names only, never values.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSetDetailView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub region: String,
+    pub status: &'static str,
+    pub error_message: Option<String>,
+    pub secrets: Vec<FieldNameView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// One field name of a secret set.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldNameView {
+    pub field_name: String,
+}
+
+/// `POST /public/{name}/start`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub session_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_room: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_token: Option<String>,
+}
