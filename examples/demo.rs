@@ -10,10 +10,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use controlplane::{ControlPlane, client_from_kubeconfig, describe_output};
 use pipecat_operator::cloud;
 use pipecat_operator::controller::{self, Context};
 use pipecat_operator::emulator;
-use controlplane::{ControlPlane, client_from_kubeconfig, describe_output};
 
 const DEMO_KEY: &str = "pk_demo_local_emulator_key";
 
@@ -39,7 +39,11 @@ async fn main() -> anyhow::Result<()> {
     step("starting kube-apiserver and etcd on loopback (envtest-style, no Docker)");
     let cp = tokio::task::spawn_blocking(ControlPlane::start_dedicated).await?;
     let kubeconfig = cp.kubeconfig_path().to_path_buf();
-    println!("    apiserver {}  kubeconfig {}", cp.server_url(), kubeconfig.display());
+    println!(
+        "    apiserver {}  kubeconfig {}",
+        cp.server_url(),
+        kubeconfig.display()
+    );
 
     step("installing the PipecatAgent CRD (crds/)");
     cp.apply_crds();
@@ -54,20 +58,40 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let admin = emu.admin();
     admin
-        .create_secret_set(DEMO_KEY, "voice-starter-secrets", &[("OPENAI_API_KEY", "sk-demo")])
+        .create_secret_set(
+            DEMO_KEY,
+            "voice-starter-secrets",
+            &[("OPENAI_API_KEY", "sk-demo")],
+        )
         .await?;
     admin
         .create_image_pull_secret_set(DEMO_KEY, "dockerhub-credentials", "docker.io", "user:token")
         .await?;
-    println!("    API {}  (secret sets voice-starter-secrets and dockerhub-credentials created)", emu.base_url());
+    println!(
+        "    API {}  (secret sets voice-starter-secrets and dockerhub-credentials created)",
+        emu.base_url()
+    );
 
     step("creating namespace bots and the API key Secret");
     for args in [
         vec!["create", "namespace", "bots"],
-        vec!["-n", "bots", "create", "secret", "generic", "pipecat-api-key", &format!("--from-literal=api-key={DEMO_KEY}")],
+        vec![
+            "-n",
+            "bots",
+            "create",
+            "secret",
+            "generic",
+            "pipecat-api-key",
+            &format!("--from-literal=api-key={DEMO_KEY}"),
+        ],
     ] {
         let out = kubectl(&kubeconfig, &args);
-        anyhow::ensure!(out.status.success(), "kubectl {}: {}", args.join(" "), describe_output(&out));
+        anyhow::ensure!(
+            out.status.success(),
+            "kubectl {}: {}",
+            args.join(" "),
+            describe_output(&out)
+        );
     }
 
     step("starting the operator (logs: .demo/operator.log)");
@@ -106,19 +130,43 @@ async fn main() -> anyhow::Result<()> {
     step("kubectl wait --for=condition=Ready pipecatagent/voice-starter -n bots");
     let out = kubectl(
         &kubeconfig,
-        &["wait", "--for=condition=Ready", "pipecatagent/voice-starter", "-n", "bots", "--timeout=120s"],
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pipecatagent/voice-starter",
+            "-n",
+            "bots",
+            "--timeout=120s",
+        ],
     );
     print!("{}", String::from_utf8_lossy(&out.stdout));
     anyhow::ensure!(out.status.success(), "{}", describe_output(&out));
 
     step("kubectl get pipecatagents -A");
-    print!("{}", String::from_utf8_lossy(&kubectl(&kubeconfig, &["get", "pipecatagents", "-A"]).stdout));
+    print!(
+        "{}",
+        String::from_utf8_lossy(&kubectl(&kubeconfig, &["get", "pipecatagents", "-A"]).stdout)
+    );
 
     step("status of bots/voice-starter");
-    let out = kubectl(&kubeconfig, &["get", "pipecatagent", "voice-starter", "-n", "bots", "-o", "jsonpath={.status}"]);
+    let out = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "pipecatagent",
+            "voice-starter",
+            "-n",
+            "bots",
+            "-o",
+            "jsonpath={.status}",
+        ],
+    );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     println!("{}", serde_yaml::to_string(&status)?);
-    println!("converged in {:.1}s from a cold start of the control plane", started.elapsed().as_secs_f64());
+    println!(
+        "converged in {:.1}s from a cold start of the control plane",
+        started.elapsed().as_secs_f64()
+    );
 
     let root_url = emu.root_url();
     println!(

@@ -11,4 +11,7 @@ pub mod cloud;
 pub mod controller;
 pub mod crd;
 pub mod emulator;
+pub mod leader;
+pub mod metrics;
+pub mod server;
 pub mod telemetry;

@@ -80,7 +80,10 @@ fn crd_names_and_columns() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     for want in ["Ready", "Sessions", "Deployment", "Image", "Age"] {
-        assert!(columns.contains(&want), "missing column {want}: {columns:?}");
+        assert!(
+            columns.contains(&want),
+            "missing column {want}: {columns:?}"
+        );
     }
     // Field docs are user documentation for `kubectl explain`.
     let props = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
@@ -105,9 +108,7 @@ fn seed_example_is_valid() {
 
 #[test]
 fn image_xor_build_id() {
-    let both = with_spec(
-        "{image: a/b:1, buildId: 3f1c9a2e-1d2b-4c5d-8e9f-0a1b2c3d4e5f}",
-    );
+    let both = with_spec("{image: a/b:1, buildId: 3f1c9a2e-1d2b-4c5d-8e9f-0a1b2c3d4e5f}");
     assert!(errors(&both).contains("exactly one of spec.image or spec.buildId"));
     let neither = with_spec("{secretSet: abc}");
     assert!(errors(&neither).contains("exactly one of spec.image or spec.buildId"));
@@ -132,7 +133,11 @@ fn metadata_name_must_be_a_valid_agent_name_unless_agent_name_is_set() {
     let bad = agent(
         "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatAgent\nmetadata: {name: voice.starter, namespace: bots}\nspec: {image: a/b:1}\n",
     );
-    assert!(errors(&bad).contains("set spec.agentName"), "{}", errors(&bad));
+    assert!(
+        errors(&bad).contains("set spec.agentName"),
+        "{}",
+        errors(&bad)
+    );
     let fixed = agent(
         "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatAgent\nmetadata: {name: voice.starter, namespace: bots}\nspec: {image: a/b:1, agentName: voice-starter}\n",
     );
@@ -146,7 +151,10 @@ fn agent_name_and_region_are_immutable() {
     let e = format!("{:?}", moved.validate_cel_update(&old).unwrap_err());
     assert!(e.contains("spec.region is immutable"), "{e}");
     let dropped = with_spec("{image: a/b:1}");
-    assert!(dropped.validate_cel_update(&old).is_err(), "removing the region is a change");
+    assert!(
+        dropped.validate_cel_update(&old).is_err(),
+        "removing the region is a change"
+    );
     let same = with_spec("{image: a/b:2, region: us-west}");
     assert!(same.validate_cel_update(&old).is_ok());
 
@@ -163,7 +171,15 @@ fn agent_name_rule_matches_the_api() {
     for ok in ["ab", "voice-starter", "a1", &"a".repeat(54)] {
         assert!(is_valid_agent_name(ok), "{ok}");
     }
-    for bad in ["a", "-ab", "ab-", "Voice", "voice_starter", "voice.starter", &"a".repeat(55)] {
+    for bad in [
+        "a",
+        "-ab",
+        "ab-",
+        "Voice",
+        "voice_starter",
+        "voice.starter",
+        &"a".repeat(55),
+    ] {
         assert!(!is_valid_agent_name(bad), "{bad}");
     }
 }

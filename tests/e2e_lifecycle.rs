@@ -31,7 +31,10 @@ async fn apply_seed_becomes_ready_with_the_emulators_state() {
     env.apply(SEED);
     let agent = env.wait_ready("voice-starter").await;
     let status = agent.status.clone().unwrap();
-    let remote = env.remote("voice-starter").await.expect("agent created remotely");
+    let remote = env
+        .remote("voice-starter")
+        .await
+        .expect("agent created remotely");
 
     // The remote agent has exactly the spec's configuration.
     let spec = &remote["deployment"]["manifest"]["spec"];
@@ -43,37 +46,70 @@ async fn apply_seed_becomes_ready_with_the_emulators_state() {
     // Status mirrors what the emulator reports.
     assert!(status.ready);
     assert_eq!(status.agent_name.as_deref(), Some("voice-starter"));
-    assert_eq!(status.desired_deployment_id.as_deref(), remote["desiredDeploymentId"].as_str());
-    assert_eq!(status.reconciled_deployment_id.as_deref(), remote["reconciledDeploymentId"].as_str());
-    assert_eq!(status.active_deployment_id.as_deref(), remote["activeDeploymentId"].as_str());
-    assert_eq!(status.active_session_count, remote["activeSessionCount"].as_i64());
+    assert_eq!(
+        status.desired_deployment_id.as_deref(),
+        remote["desiredDeploymentId"].as_str()
+    );
+    assert_eq!(
+        status.reconciled_deployment_id.as_deref(),
+        remote["reconciledDeploymentId"].as_str()
+    );
+    assert_eq!(
+        status.active_deployment_id.as_deref(),
+        remote["activeDeploymentId"].as_str()
+    );
+    assert_eq!(
+        status.active_session_count,
+        remote["activeSessionCount"].as_i64()
+    );
     assert_eq!(status.region.as_deref(), remote["region"].as_str());
     assert_eq!(status.observed_generation, agent.metadata.generation);
     let synced = agent.condition("Synced").unwrap();
-    assert_eq!((synced.status.as_str(), synced.reason.as_str()), ("True", "UpToDate"));
+    assert_eq!(
+        (synced.status.as_str(), synced.reason.as_str()),
+        ("True", "UpToDate")
+    );
     assert_eq!(env.calls("create_agent").await, 1);
     assert_eq!(env.calls("update_agent").await, 0);
 
     // The printer columns tell the story at a glance.
     let out = env.kubectl(&["get", "pipecatagents"]);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("READY") && table.contains("SESSIONS"), "{table}");
-    let row = table.lines().find(|l| l.starts_with("voice-starter")).expect("row");
-    assert!(row.contains("True") && row.contains("DeploymentReady"), "{row}");
-    assert!(row.contains(status.active_deployment_id.as_deref().unwrap()), "{row}");
+    assert!(
+        table.contains("READY") && table.contains("SESSIONS"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("voice-starter"))
+        .expect("row");
+    assert!(
+        row.contains("True") && row.contains("DeploymentReady"),
+        "{row}"
+    );
+    assert!(
+        row.contains(status.active_deployment_id.as_deref().unwrap()),
+        "{row}"
+    );
 
     // Sessions started remotely show up at the next resync.
     let start = reqwest::Client::new()
-        .post(format!("{}/public/voice-starter/start", env.emulator.base_url()))
+        .post(format!(
+            "{}/public/voice-starter/start",
+            env.emulator.base_url()
+        ))
         .bearer_auth(support::operator::API_KEY)
         .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();
     assert!(start.status().is_success(), "{}", start.status());
-    env.wait_for("voice-starter", Duration::from_secs(20), "activeSessionCount=1", |a| {
-        a.status.as_ref().and_then(|s| s.active_session_count) == Some(1)
-    })
+    env.wait_for(
+        "voice-starter",
+        Duration::from_secs(20),
+        "activeSessionCount=1",
+        |a| a.status.as_ref().and_then(|s| s.active_session_count) == Some(1),
+    )
     .await;
 }
 
@@ -101,27 +137,47 @@ async fn image_change_is_one_update_and_ready_only_once_reconciled() {
         let a = env.agents().get("voice-starter").await.unwrap();
         let st = a.status.clone().unwrap_or_default();
         let remote = env.remote("voice-starter").await.unwrap();
-        let remote_reconciled = remote["reconciledDeploymentId"].as_str().map(str::to_string);
-        if let Some(desired) = st.desired_deployment_id.clone().filter(|d| *d != old_deployment) {
+        let remote_reconciled = remote["reconciledDeploymentId"]
+            .as_str()
+            .map(str::to_string);
+        if let Some(desired) = st
+            .desired_deployment_id
+            .clone()
+            .filter(|d| *d != old_deployment)
+        {
             if is_ready(&a) {
                 assert_eq!(
                     remote_reconciled.as_deref(),
                     Some(desired.as_str()),
                     "Ready=True before the new deployment was reconciled"
                 );
-                assert_eq!(st.reconciled_deployment_id.as_deref(), Some(desired.as_str()));
+                assert_eq!(
+                    st.reconciled_deployment_id.as_deref(),
+                    Some(desired.as_str())
+                );
                 break desired;
             }
             saw_rolling_out = true;
             let ready = a.condition("Ready").unwrap();
             assert_eq!(ready.reason, "Deploying", "{ready:?}");
         }
-        assert!(std::time::Instant::now() < deadline, "never became ready:\n{}", env.operator.log_tail(30));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never became ready:\n{}",
+            env.operator.log_tail(30)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(saw_rolling_out, "the roll-out (2.5 s) was never observed as not ready");
+    assert!(
+        saw_rolling_out,
+        "the roll-out (2.5 s) was never observed as not ready"
+    );
     assert_ne!(new_deployment, old_deployment);
-    assert_eq!(env.calls("update_agent").await, 1, "exactly one update call");
+    assert_eq!(
+        env.calls("update_agent").await,
+        1,
+        "exactly one update call"
+    );
     let remote = env.remote("voice-starter").await.unwrap();
     assert_eq!(
         remote["deployment"]["manifest"]["spec"]["image"],
@@ -151,7 +207,10 @@ async fn unchanged_resource_costs_no_update_and_no_write() {
 
     let after = env.agents().get("voice-starter").await.unwrap();
     assert_eq!(env.calls("update_agent").await, updates, "no update call");
-    assert_eq!(after.metadata.resource_version, rv, "no write of any kind to the resource");
+    assert_eq!(
+        after.metadata.resource_version, rv,
+        "no write of any kind to the resource"
+    );
     assert!(
         env.calls("get_agent").await > gets_before + 2,
         "resyncs kept reading the agent"
@@ -181,38 +240,92 @@ async fn drift_is_restored() {
         {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "drift not restored: {remote}\n{}", env.operator.log_tail(30));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "drift not restored: {remote}\n{}",
+            env.operator.log_tail(30)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(env.calls("update_agent").await, 1, "one update restores the spec");
-    let events = env.kubectl(&["get", "events", "--field-selector", "involvedObject.name=voice-starter", "-o", "jsonpath={.items[*].note}{.items[*].message}"]);
+    assert_eq!(
+        env.calls("update_agent").await,
+        1,
+        "one update restores the spec"
+    );
+    let events = env.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=voice-starter",
+        "-o",
+        "jsonpath={.items[*].note}{.items[*].message}",
+    ]);
     let text = String::from_utf8_lossy(&events.stdout);
-    assert!(text.contains("changed outside Kubernetes"), "events: {text}");
+    assert!(
+        text.contains("changed outside Kubernetes"),
+        "events: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_policy_delete_and_orphan() {
     let env = Env::start("delete", Options::default()).await;
     env.apply(SEED);
-    env.apply(&SEED.replace("name: voice-starter", "name: keep-me").replace(
-        "enableKrisp: false",
-        "enableKrisp: false\n  deletionPolicy: Orphan",
-    ));
+    env.apply(
+        &SEED
+            .replace("name: voice-starter", "name: keep-me")
+            .replace(
+                "enableKrisp: false",
+                "enableKrisp: false\n  deletionPolicy: Orphan",
+            ),
+    );
     env.wait_ready("voice-starter").await;
     env.wait_ready("keep-me").await;
     let a = env.agents().get("voice-starter").await.unwrap();
-    assert!(a.metadata.finalizers.unwrap_or_default().iter().any(|f| f == "pipecat.daily.co/cleanup"));
+    assert!(
+        a.metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == "pipecat.daily.co/cleanup")
+    );
 
-    let out = env.kubectl(&["delete", "pipecatagent", "voice-starter", "--wait=true", "--timeout=30s"]);
-    assert!(out.status.success(), "{}", support::controlplane::describe_output(&out));
+    let out = env.kubectl(&[
+        "delete",
+        "pipecatagent",
+        "voice-starter",
+        "--wait=true",
+        "--timeout=30s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        support::controlplane::describe_output(&out)
+    );
     env.wait_gone("voice-starter", Duration::from_secs(5)).await;
-    assert!(env.remote("voice-starter").await.is_none(), "Delete removes the remote agent");
+    assert!(
+        env.remote("voice-starter").await.is_none(),
+        "Delete removes the remote agent"
+    );
     assert_eq!(env.calls("delete_agent").await, 1);
 
-    let out = env.kubectl(&["delete", "pipecatagent", "keep-me", "--wait=true", "--timeout=30s"]);
-    assert!(out.status.success(), "{}", support::controlplane::describe_output(&out));
+    let out = env.kubectl(&[
+        "delete",
+        "pipecatagent",
+        "keep-me",
+        "--wait=true",
+        "--timeout=30s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        support::controlplane::describe_output(&out)
+    );
     env.wait_gone("keep-me", Duration::from_secs(5)).await;
-    assert!(env.remote("keep-me").await.is_some(), "Orphan leaves the remote agent");
+    assert!(
+        env.remote("keep-me").await.is_some(),
+        "Orphan leaves the remote agent"
+    );
     assert_eq!(env.calls("delete_agent").await, 1);
 }
 
@@ -229,15 +342,27 @@ async fn kubectl_wait_for_ready() {
     let env = Env::start("wait", opts).await;
     env.apply(SEED);
     let started = std::time::Instant::now();
-    let out = env.kubectl(&["wait", "--for=condition=Ready", "pipecatagent/voice-starter", "--timeout=60s"]);
-    assert!(out.status.success(), "{}", support::controlplane::describe_output(&out));
+    let out = env.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pipecatagent/voice-starter",
+        "--timeout=60s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        support::controlplane::describe_output(&out)
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(1000),
         "kubectl wait returned before the deployment could have been ready"
     );
     let remote = env.remote("voice-starter").await.unwrap();
     assert_eq!(remote["ready"], true);
-    assert_eq!(remote["reconciledDeploymentId"], remote["desiredDeploymentId"]);
+    assert_eq!(
+        remote["reconciledDeploymentId"],
+        remote["desiredDeploymentId"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,13 +374,28 @@ async fn missing_credentials_then_secret_appears() {
     let env = Env::start("creds", opts).await;
     env.apply(SEED);
     let a = env
-        .wait_for("voice-starter", Duration::from_secs(20), "CredentialsNotFound", |a| {
-            a.condition("Synced").is_some_and(|c| c.reason == "CredentialsNotFound")
-        })
+        .wait_for(
+            "voice-starter",
+            Duration::from_secs(20),
+            "CredentialsNotFound",
+            |a| {
+                a.condition("Synced")
+                    .is_some_and(|c| c.reason == "CredentialsNotFound")
+            },
+        )
         .await;
     let ready = a.condition("Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "CredentialsNotFound"));
-    assert!(ready.message.contains("kubectl create secret generic pipecat-api-key"), "{}", ready.message);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "CredentialsNotFound")
+    );
+    assert!(
+        ready
+            .message
+            .contains("kubectl create secret generic pipecat-api-key"),
+        "{}",
+        ready.message
+    );
     assert_eq!(env.calls("create_agent").await, 0);
 
     env.create_api_key_secret("pipecat-api-key").await;
@@ -275,9 +415,15 @@ async fn crashing_image_is_reported_with_reason_and_event() {
     let env = Env::start("crash", opts).await;
     env.apply(&seed_with("your-dockername/voice-starter:crashing"));
     let a = env
-        .wait_for("voice-starter", Duration::from_secs(30), "Ready=False CrashLoopBackOff", |a| {
-            a.condition("Ready").is_some_and(|c| c.status == "False" && c.reason == "CrashLoopBackOff")
-        })
+        .wait_for(
+            "voice-starter",
+            Duration::from_secs(30),
+            "Ready=False CrashLoopBackOff",
+            |a| {
+                a.condition("Ready")
+                    .is_some_and(|c| c.status == "False" && c.reason == "CrashLoopBackOff")
+            },
+        )
         .await;
     assert!(!a.status.unwrap().ready);
     let describe = env.kubectl(&["describe", "pipecatagent", "voice-starter"]);
@@ -291,7 +437,10 @@ async fn crashing_image_is_reported_with_reason_and_event() {
         if text.contains("DeploymentFailed") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no DeploymentFailed event:\n{text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no DeploymentFailed event:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -318,7 +467,11 @@ async fn operator_killed_mid_create_and_mid_delete() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     env.operator.restart();
     env.wait_ready("voice-starter").await;
-    assert_eq!(env.remote_names().await, vec!["voice-starter".to_string()], "no duplicate agent");
+    assert_eq!(
+        env.remote_names().await,
+        vec!["voice-starter".to_string()],
+        "no duplicate agent"
+    );
 
     // Same for delete.
     env.admin
@@ -338,6 +491,7 @@ async fn operator_killed_mid_create_and_mid_delete() {
     }
     env.operator.kill();
     env.operator.restart();
-    env.wait_gone("voice-starter", Duration::from_secs(30)).await;
+    env.wait_gone("voice-starter", Duration::from_secs(30))
+        .await;
     assert!(env.remote_names().await.is_empty(), "no agent left behind");
 }

@@ -1,6 +1,7 @@
 //! The HTTP client: one method per agent endpoint, errors classified by [`Error`].
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, header};
@@ -8,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::Error;
+use super::ratelimit::RateLimiter;
 use super::types::{
     Agent, AgentList, AgentSummary, CreateAgentRequest, ErrorBody, UpdateAgentRequest,
 };
@@ -104,9 +106,13 @@ impl Operation {
     }
 }
 
-/// Called after every request with its operation, outcome and latency (metrics hook).
-pub type RequestObserver =
-    std::sync::Arc<dyn Fn(Operation, Result<u16, &Error>, Duration) + Send + Sync>;
+/// Hooks called by the client (metrics).
+pub trait Observer: Send + Sync {
+    /// After every request: its operation, outcome (HTTP status or error) and latency.
+    fn request(&self, op: Operation, outcome: Result<u16, &Error>, took: Duration);
+    /// A request waited `waited` for the client-side rate limit.
+    fn rate_limited(&self, waited: Duration);
+}
 
 /// A Pipecat Cloud management API client. Cheap to clone; the key is passed per call because
 /// each resource may use its own.
@@ -114,7 +120,8 @@ pub type RequestObserver =
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    observer: Option<RequestObserver>,
+    observer: Option<Arc<dyn Observer>>,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl fmt::Debug for Client {
@@ -139,12 +146,19 @@ impl Client {
             http,
             base,
             observer: None,
+            limiter: None,
         })
     }
 
-    /// Installs a hook called after every request (used for metrics).
-    pub fn with_observer(mut self, observer: RequestObserver) -> Self {
+    /// Installs hooks called around every request (used for metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Shares a rate limiter among all requests of this client (and its clones).
+    pub fn with_rate_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
         self
     }
 
@@ -226,11 +240,23 @@ impl Client {
         key: &ApiKey,
         body: Option<&B>,
     ) -> Result<T, Error> {
+        if let Some(limiter) = &self.limiter {
+            let waited = limiter.acquire().await;
+            if let (Some(observer), true) = (&self.observer, waited > Duration::ZERO) {
+                observer.rate_limited(waited);
+            }
+        }
         let started = std::time::Instant::now();
         let result = self.send(method, path, key, body).await;
         let result = result.map_err(|e| redact_error(e, key));
+        if let Some(limiter) = &self.limiter {
+            limiter.on_response(match &result {
+                Err(Error::RateLimited { retry_after }) => Some(*retry_after),
+                _ => None,
+            });
+        }
         if let Some(observer) = &self.observer {
-            observer(
+            observer.request(
                 op,
                 result.as_ref().map(|(status, _)| *status),
                 started.elapsed(),

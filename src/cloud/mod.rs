@@ -6,7 +6,9 @@
 
 mod client;
 mod error;
+mod ratelimit;
 pub mod types;
 
-pub use client::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Operation, RequestObserver, classify};
+pub use client::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Observer, Operation, classify};
 pub use error::Error;
+pub use ratelimit::RateLimiter;

@@ -58,7 +58,10 @@ impl Tracker {
         } else if failed {
             jitter(cfg.max_poll_interval, 0.1)
         } else {
-            jitter(poll_delay(cfg.poll_interval, cfg.max_poll_interval, polls), 0.1)
+            jitter(
+                poll_delay(cfg.poll_interval, cfg.max_poll_interval, polls),
+                0.1,
+            )
         }
     }
 
@@ -73,7 +76,10 @@ impl Tracker {
 
     /// Forgets an object (deleted).
     pub fn forget(&self, obj: &ObjectRef<PipecatAgent>) {
-        self.counters.lock().expect("backoff tracker lock").remove(obj);
+        self.counters
+            .lock()
+            .expect("backoff tracker lock")
+            .remove(obj);
     }
 
     /// Consecutive failures of an object.
@@ -92,7 +98,10 @@ pub fn poll_delay(base: Duration, max: Duration, polls: u32) -> Duration {
 /// the user start at the slow end; a server's Retry-After is a floor.
 pub fn error_delay(cfg: &Config, failures: u32, err: &Error) -> Duration {
     let exp = failures.saturating_sub(1).min(20);
-    let mut delay = cfg.backoff_base.saturating_mul(1u32 << exp).min(cfg.backoff_cap);
+    let mut delay = cfg
+        .backoff_base
+        .saturating_mul(1u32 << exp)
+        .min(cfg.backoff_cap);
     if err.needs_user_action() {
         // Still retried (a Secret may appear, a key may be fixed), but without storms.
         delay = delay.max(cfg.backoff_base * 5).min(cfg.backoff_cap);
@@ -152,7 +161,14 @@ mod tests {
             let secs = d.as_secs_f64();
             secs >= s * 0.8 - 1e-9 && secs <= s * 1.2 + 1e-9
         };
-        for (n, s) in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0), (40, 60.0)] {
+        for (n, s) in [
+            (1, 1.0),
+            (2, 2.0),
+            (3, 4.0),
+            (6, 32.0),
+            (7, 60.0),
+            (40, 60.0),
+        ] {
             let d = error_delay(&cfg, n, &transient());
             assert!(within(d, s), "failure {n}: {d:?} not ~{s}s");
         }
@@ -185,9 +201,18 @@ mod tests {
             max_poll_interval: Duration::from_secs(60),
             ..Config::default()
         };
-        assert_eq!(poll_delay(cfg.poll_interval, cfg.max_poll_interval, 1), Duration::from_secs(5));
-        assert_eq!(poll_delay(cfg.poll_interval, cfg.max_poll_interval, 2), Duration::from_millis(7500));
-        assert_eq!(poll_delay(cfg.poll_interval, cfg.max_poll_interval, 50), Duration::from_secs(60));
+        assert_eq!(
+            poll_delay(cfg.poll_interval, cfg.max_poll_interval, 1),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            poll_delay(cfg.poll_interval, cfg.max_poll_interval, 2),
+            Duration::from_millis(7500)
+        );
+        assert_eq!(
+            poll_delay(cfg.poll_interval, cfg.max_poll_interval, 50),
+            Duration::from_secs(60)
+        );
 
         let t = Tracker::new(&cfg);
         let obj = ObjectRef::new("a").within("ns");
@@ -196,6 +221,9 @@ mod tests {
         assert_eq!(t.failures(&obj), 2);
         let d = t.on_success(&obj, true, false);
         assert_eq!(t.failures(&obj), 0, "success resets the backoff");
-        assert!(d >= Duration::from_secs(54) && d <= Duration::from_secs(66), "{d:?}");
+        assert!(
+            d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
+            "{d:?}"
+        );
     }
 }

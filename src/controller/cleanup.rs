@@ -88,13 +88,22 @@ fn never_applied(obj: &PipecatAgent) -> bool {
 }
 
 async fn remove_finalizer(obj: &PipecatAgent, ctx: &Context) -> Result<(), Error> {
-    let finalizers: Vec<&String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).collect();
-    let api: Api<PipecatAgent> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+    let finalizers: Vec<&String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let api: Api<PipecatAgent> =
+        Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     let patch = json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}
     });
     match api
-        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => Ok(()),

@@ -79,7 +79,12 @@ pub async fn resolve(client: &kube::Client, loc: &SecretLocation) -> Result<ApiK
         .as_ref()
         .and_then(|d| d.get(&loc.key))
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(&loc.key).cloned()));
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(&loc.key).cloned())
+        });
     let key = ApiKey::new(value.unwrap_or_default());
     if key.is_empty() {
         return Err(Error::CredentialsNotFound(format!(
@@ -134,6 +139,9 @@ mod tests {
             key: "token".into(),
         };
         let loc = locate(&a, &central);
-        assert_eq!((loc.namespace.as_str(), loc.name.as_str(), loc.key.as_str()), ("pipecat-system", "org-key", "token"));
+        assert_eq!(
+            (loc.namespace.as_str(), loc.name.as_str(), loc.key.as_str()),
+            ("pipecat-system", "org-key", "token")
+        );
     }
 }

@@ -16,12 +16,12 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
@@ -31,6 +31,8 @@ pub use error::Error;
 
 use crate::cloud;
 use crate::crd::PipecatAgent;
+use crate::metrics::Metrics;
+use crate::server::Health;
 
 /// Name under which the operator publishes events and manages fields.
 pub const MANAGER: &str = "pipecat-operator";
@@ -40,8 +42,8 @@ pub const MANAGER: &str = "pipecat-operator";
 pub struct Config {
     /// Credentials used when a resource names none.
     pub default_credentials: DefaultCredentials,
-    /// Watch only this namespace (all namespaces when `None`).
-    pub namespace: Option<String>,
+    /// Watch only these namespaces (all namespaces when empty).
+    pub namespaces: Vec<String>,
     /// Watch only resources matching this label selector.
     pub label_selector: Option<String>,
     /// How often a resource whose deployment is rolling out is polled at first.
@@ -62,7 +64,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             default_credentials: DefaultCredentials::default(),
-            namespace: None,
+            namespaces: Vec::new(),
             label_selector: None,
             poll_interval: Duration::from_secs(5),
             max_poll_interval: Duration::from_secs(60),
@@ -86,11 +88,26 @@ pub struct Context {
     pub config: Config,
     /// Per-object retry and polling counters.
     pub backoff: backoff::Tracker,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Readiness reported on `/readyz`.
+    pub health: Arc<Health>,
 }
 
 impl Context {
-    /// Builds the context.
+    /// Builds the context (with fresh metrics and health state).
     pub fn new(kube: kube::Client, cloud: cloud::Client, config: Config) -> Self {
+        Self::with_telemetry(kube, cloud, config, Arc::default(), Arc::default())
+    }
+
+    /// Builds the context around existing metrics and health state.
+    pub fn with_telemetry(
+        kube: kube::Client,
+        cloud: cloud::Client,
+        config: Config,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -98,6 +115,8 @@ impl Context {
         Context {
             recorder: Recorder::new(kube.clone(), reporter),
             backoff: backoff::Tracker::new(&config),
+            metrics,
+            health,
             kube,
             cloud,
             config,
@@ -134,7 +153,10 @@ fn agents_api(client: &kube::Client, namespace: Option<&str>) -> Api<PipecatAgen
 /// Fails with an actionable message when the CRD is not installed.
 pub async fn check_crd(client: &kube::Client, namespace: Option<&str>) -> anyhow::Result<()> {
     let api = agents_api(client, namespace);
-    match api.list_metadata(&kube::api::ListParams::default().limit(1)).await {
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Err(anyhow::anyhow!(
             "the PipecatAgent CRD is not installed in this cluster: run `pipecat-operator crd | kubectl apply -f -` (or `kubectl apply -f crds/`)"
@@ -143,14 +165,46 @@ pub async fn check_crd(client: &kube::Client, namespace: Option<&str>) -> anyhow
     }
 }
 
-/// Runs the controller until `shutdown` resolves (or SIGTERM/SIGINT).
+/// Runs the controller until `shutdown` resolves: one watch over all namespaces, or one per
+/// namespace of `config.namespaces`. In-flight reconciles finish; no new work starts.
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
+    let scopes: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.config.namespaces.iter().cloned().map(Some).collect()
+    };
+    for scope in &scopes {
+        check_crd(&ctx.kube, scope.as_deref()).await?;
+    }
+    ctx.health.set_leading();
+    let shutdown = shutdown.shared();
+    info!(
+        namespaces = %ctx.config.namespaces.join(","),
+        api = ctx.cloud.base_url(),
+        "starting the PipecatAgent controller"
+    );
+    let unsynced = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
+    let controllers: Vec<_> = scopes
+        .into_iter()
+        .map(|scope| controller_for(ctx.clone(), scope, shutdown.clone(), unsynced.clone()))
+        .collect();
+    futures::future::join_all(controllers).await;
+    info!("controller stopped");
+    Ok(())
+}
+
+/// The controller of one scope (a namespace, or all of them).
+fn controller_for(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    unsynced: Arc<std::sync::atomic::AtomicUsize>,
+) -> impl std::future::Future<Output = ()> {
     let config = &ctx.config;
-    check_crd(&ctx.kube, config.namespace.as_deref()).await?;
-    let agents = agents_api(&ctx.kube, config.namespace.as_deref());
+    let agents = agents_api(&ctx.kube, namespace.as_deref());
     let mut watch_cfg = watcher::Config::default().any_semantic();
     if let Some(sel) = &config.label_selector {
         watch_cfg = watch_cfg.labels(sel);
@@ -158,14 +212,26 @@ pub async fn run(
     let (reader, writer) = reflector::store();
     // Only spec changes (generation) and deletions start a reconcile: our own status writes
     // do not come back as work.
+    // The first complete list of each scope makes the operator ready (`/readyz`).
+    let health = ctx.health.clone();
+    let mut listed = false;
     let agent_stream = watcher(agents, watch_cfg)
         .default_backoff()
+        .inspect(move |event| {
+            if !listed && matches!(event, Ok(watcher::Event::InitDone)) {
+                listed = true;
+                if unsynced.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                    health.set_synced();
+                }
+            }
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
 
-    // A Secret created or changed re-triggers the resources that read their key from it.
-    let secrets: Api<PartialObjectMeta<Secret>> = match config.namespace.as_deref() {
+    // A Secret created or changed re-triggers the resources that read their key from it
+    // (metadata only: the operator never caches Secret data).
+    let secrets: Api<PartialObjectMeta<Secret>> = match namespace.as_deref() {
         Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
         None => Api::all(ctx.kube.clone()),
     };
@@ -186,21 +252,13 @@ pub async fn run(
             .map(|a| ObjectRef::from_obj(&*a))
             .collect::<Vec<_>>()
     };
-
-    info!(
-        namespace = config.namespace.as_deref().unwrap_or("<all>"),
-        api = ctx.cloud.base_url(),
-        "starting the PipecatAgent controller"
-    );
+    let concurrency = config.concurrency;
     Controller::for_stream(agent_stream, reader)
         .watches_stream(secret_stream, mapper)
-        .with_config(controller::Config::default().concurrency(config.concurrency))
+        .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, backoff::error_policy, ctx.clone())
+        .run(reconcile::reconcile, backoff::error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
-        .await;
-    info!("controller stopped");
-    Ok(())
 }
 
 /// What `reconcile` returns to the runtime.

@@ -183,7 +183,10 @@ pub fn compare(desired: &AgentConfig, observed: &Agent) -> (Vec<&'static str>, V
     };
 
     if let Some(image) = &desired.image {
-        check("image", spec.and_then(|s| s.image.as_ref()).map(|i| i == image));
+        check(
+            "image",
+            spec.and_then(|s| s.image.as_ref()).map(|i| i == image),
+        );
     }
     if desired.build_id.is_some() {
         // The response reports the build's image, not the build id.
@@ -302,7 +305,9 @@ pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::types::{Deployment, KrispModels, Manifest, ManifestSpec, ObservedAutoScaling};
+    use crate::cloud::types::{
+        Deployment, KrispModels, Manifest, ManifestSpec, ObservedAutoScaling,
+    };
     use crate::crd::{AutoScaling, PipecatAgentSpec};
 
     fn seed_spec() -> PipecatAgentSpec {
@@ -385,7 +390,10 @@ mod tests {
         let spec = seed_spec();
         let d = desired_from_spec("voice-starter", &spec);
         let obs = observed_for(&spec);
-        assert_eq!(plan(&d, Some(&obs), &applied(&d)), Action::Nothing { record: false });
+        assert_eq!(
+            plan(&d, Some(&obs), &applied(&d)),
+            Action::Nothing { record: false }
+        );
     }
 
     #[test]
@@ -477,7 +485,10 @@ mod tests {
             other => panic!("expected redeploy, got {other:?}"),
         }
         // Once applied, the same token plans nothing.
-        assert_eq!(plan(&d2, Some(&obs), &applied(&d2)), Action::Nothing { record: false });
+        assert_eq!(
+            plan(&d2, Some(&obs), &applied(&d2)),
+            Action::Nothing { record: false }
+        );
     }
 
     #[test]
@@ -540,7 +551,10 @@ mod tests {
             name: "voice-starter".into(),
             ..Default::default()
         };
-        assert_eq!(plan(&d, Some(&bare), &applied(&d)), Action::Nothing { record: false });
+        assert_eq!(
+            plan(&d, Some(&bare), &applied(&d)),
+            Action::Nothing { record: false }
+        );
     }
 
     #[test]

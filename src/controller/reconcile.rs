@@ -48,26 +48,50 @@ struct Synced {
     desired: Desired,
 }
 
-/// The controller runtime's reconcile entry point.
+/// The controller runtime's reconcile entry point (with metrics).
 pub async fn reconcile(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> ReconcileResult {
-    if obj.metadata.deletion_timestamp.is_some() {
-        return cleanup::cleanup(&obj, &ctx).await;
+    let started = std::time::Instant::now();
+    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let deleting = obj.metadata.deletion_timestamp.is_some();
+    let result = if deleting {
+        cleanup::cleanup(&obj, &ctx)
+            .await
+            .map(|a| (a, "deleted", None))
+    } else {
+        reconcile_apply(&obj, &ctx).await
+    };
+    let took = started.elapsed();
+    match &result {
+        Ok((_, decision, ready)) => {
+            ctx.metrics.reconciled(decision, took);
+            ctx.metrics
+                .set_ready(key, if deleting { None } else { *ready });
+        }
+        Err(e) => ctx.metrics.reconcile_failed(e.reason(), took),
     }
-    ensure_finalizer(&obj, &ctx).await?;
+    result.map(|(action, _, _)| action)
+}
 
-    let outcome = sync(&obj, &ctx).await;
+/// Create, update or observe: returns the requeue, the decision and readiness.
+async fn reconcile_apply(
+    obj: &Arc<PipecatAgent>,
+    ctx: &Arc<Context>,
+) -> Result<(Action, &'static str, Option<bool>), Error> {
+    ensure_finalizer(obj, ctx).await?;
+
+    let outcome = sync(obj, ctx).await;
     let old = obj.status.clone().unwrap_or_default();
-    let new = next_status(&obj, &old, &outcome, &Time(jiff::Timestamp::now()));
+    let new = next_status(obj, &old, &outcome, &Time(jiff::Timestamp::now()));
     if new != old {
-        write_status(&obj, &ctx, &new).await?;
+        write_status(obj, ctx, &new).await?;
     }
-    publish_transitions(&obj, &ctx, &old, &new, &outcome);
+    publish_transitions(obj, ctx, &old, &new, &outcome);
 
     match outcome {
         Ok(synced) => {
             let readiness = status::readiness(&synced.agent);
             let delay = ctx.backoff.on_success(
-                &ObjectRef::from_obj(&*obj),
+                &ObjectRef::from_obj(&**obj),
                 readiness.ready,
                 readiness.failed,
             );
@@ -91,7 +115,11 @@ pub async fn reconcile(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> ReconcileRe
             } else {
                 log("reconciled agent");
             }
-            Ok(Action::requeue(delay))
+            Ok((
+                Action::requeue(delay),
+                synced.decision.as_str(),
+                Some(readiness.ready),
+            ))
         }
         Err(e) => Err(e),
     }
@@ -115,24 +143,41 @@ async fn sync(obj: &PipecatAgent, ctx: &Context) -> Result<Synced, Error> {
             }),
             Err(cloud::Error::AlreadyExists { .. }) => {
                 // Created by someone else (or by us, with the answer lost) since the read.
-                let agent = get(ctx, &key, &desired.name).await?.ok_or_else(|| Error::Cloud {
-                    action: "adopt",
-                    agent: desired.name.clone(),
-                    source: cloud::Error::NotFound {
-                        message: "the agent was reported as existing but cannot be read".into(),
-                    },
-                })?;
+                let agent = get(ctx, &key, &desired.name)
+                    .await?
+                    .ok_or_else(|| Error::Cloud {
+                        action: "adopt",
+                        agent: desired.name.clone(),
+                        source: cloud::Error::NotFound {
+                            message: "the agent was reported as existing but cannot be read".into(),
+                        },
+                    })?;
                 adopt(ctx, &key, desired, agent).await
             }
             Err(source) => Err(cloud_error("create", &desired.name, source)),
         },
         _ if adopting => adopt(ctx, &key, desired, observed.expect("observed")).await,
-        action => apply(ctx, &key, desired, observed.expect("observed"), action, Decision::Unchanged).await,
+        action => {
+            apply(
+                ctx,
+                &key,
+                desired,
+                observed.expect("observed"),
+                action,
+                Decision::Unchanged,
+            )
+            .await
+        }
     }
 }
 
 /// Takes over an agent that already exists: updates it only if it differs from the spec.
-async fn adopt(ctx: &Context, key: &ApiKey, desired: Desired, agent: Agent) -> Result<Synced, Error> {
+async fn adopt(
+    ctx: &Context,
+    key: &ApiKey,
+    desired: Desired,
+    agent: Agent,
+) -> Result<Synced, Error> {
     let action = plan::plan(&desired, Some(&agent), &LastApplied::default());
     apply(ctx, key, desired, agent, action, Decision::Adopted).await
 }
@@ -163,7 +208,10 @@ async fn apply(
             decision: unchanged,
             desired,
         }),
-        plan::Action::RegionMismatch { desired: want, actual } => Err(Error::InvalidSpec {
+        plan::Action::RegionMismatch {
+            desired: want,
+            actual,
+        } => Err(Error::InvalidSpec {
             reason: "RegionImmutable",
             message: format!(
                 "agent {} runs in region {actual:?} but spec.region is {want:?}: a region cannot change; remove spec.region or set it to {actual:?}, or create a new PipecatAgent",
@@ -224,7 +272,9 @@ fn next_status(
     match outcome {
         Ok(s) => {
             status::observe_into(&mut st, &s.agent);
-            let Readiness { ready, condition, .. } = status::readiness(&s.agent);
+            let Readiness {
+                ready, condition, ..
+            } = status::readiness(&s.agent);
             st.ready = ready;
             st.observed_generation = generation;
             st.applied_config_hash = Some(s.desired.hash.clone());
@@ -254,8 +304,13 @@ fn next_status(
     st
 }
 
-async fn write_status(obj: &PipecatAgent, ctx: &Context, st: &PipecatAgentStatus) -> Result<(), Error> {
-    let api: Api<PipecatAgent> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+async fn write_status(
+    obj: &PipecatAgent,
+    ctx: &Context,
+    st: &PipecatAgentStatus,
+) -> Result<(), Error> {
+    let api: Api<PipecatAgent> =
+        Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     let patch = json!({
         "apiVersion": "pipecat.daily.co/v1alpha1",
         "kind": "PipecatAgent",
@@ -281,16 +336,21 @@ async fn ensure_finalizer(obj: &PipecatAgent, ctx: &Context) -> Result<(), Error
     }
     let mut finalizers = obj.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
-    let api: Api<PipecatAgent> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+    let api: Api<PipecatAgent> =
+        Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     let patch = json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}
     });
-    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|source| Error::Kube {
-            action: "add the cleanup finalizer",
-            source,
-        })?;
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| Error::Kube {
+        action: "add the cleanup finalizer",
+        source,
+    })?;
     Ok(())
 }
 
@@ -302,7 +362,8 @@ fn publish_transitions(
     new: &PipecatAgentStatus,
     outcome: &Result<Synced, Error>,
 ) {
-    let cond = |s: &PipecatAgentStatus, t: &str| s.conditions.iter().find(|c| c.type_ == t).cloned();
+    let cond =
+        |s: &PipecatAgentStatus, t: &str| s.conditions.iter().find(|c| c.type_ == t).cloned();
     if let Ok(s) = outcome {
         let deployment = s.agent.desired_deployment().unwrap_or("(pending)");
         let name = &s.desired.name;
@@ -330,7 +391,9 @@ fn publish_transitions(
     }
     let (old_ready, new_ready) = (cond(old, READY), cond(new, READY));
     if let Some(n) = &new_ready {
-        let changed = old_ready.as_ref().map(|o| (&o.status, &o.reason, &o.message))
+        let changed = old_ready
+            .as_ref()
+            .map(|o| (&o.status, &o.reason, &o.message))
             != Some((&n.status, &n.reason, &n.message));
         let failed = outcome
             .as_ref()
@@ -339,12 +402,19 @@ fn publish_transitions(
         if changed && n.status == "True" && old_ready.map(|o| o.status) != Some("True".into()) {
             ctx.event(obj, EventType::Normal, "DeploymentReady", n.message.clone());
         } else if changed && failed {
-            ctx.event(obj, EventType::Warning, "DeploymentFailed", n.message.clone());
+            ctx.event(
+                obj,
+                EventType::Warning,
+                "DeploymentFailed",
+                n.message.clone(),
+            );
         }
     }
     if let (Err(e), Some(n)) = (outcome, cond(new, SYNCED)) {
         let o = cond(old, SYNCED);
-        if o.map(|o| (o.status, o.reason, o.message)) != Some((n.status, n.reason, n.message.clone())) {
+        if o.map(|o| (o.status, o.reason, o.message))
+            != Some((n.status, n.reason, n.message.clone()))
+        {
             ctx.event(obj, EventType::Warning, e.reason(), n.message);
         }
     }

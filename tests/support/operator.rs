@@ -265,11 +265,26 @@ pub struct Operator {
     log: PathBuf,
     args: Vec<String>,
     kubeconfig: PathBuf,
+    /// Port of its `/metrics` endpoint.
+    pub metrics_port: u16,
+    /// Port of its `/healthz` and `/readyz` endpoints.
+    pub health_port: u16,
+    /// Its identity (POD_NAME) for leader election.
+    pub identity: String,
     _dir: tempfile::TempDir,
 }
 
+/// Two distinct free loopback ports (both held until both are known, then released).
+pub fn free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("local addr").port();
+    (port(&a), port(&b))
+}
+
 impl Operator {
-    fn start(
+    /// Starts an operator watching `ns`, talking to the Pipecat API at `api_url`.
+    pub fn start(
         cp: &ControlPlane,
         ns: &str,
         api_url: &str,
@@ -302,12 +317,25 @@ impl Operator {
         .collect();
         args.push("--resync-interval".into());
         args.push(format!("{}ms", resync.as_millis()));
+        let (metrics_port, health_port) = free_ports();
+        args.push(format!("--metrics-bind-address=127.0.0.1:{metrics_port}"));
+        args.push(format!(
+            "--health-probe-bind-address=127.0.0.1:{health_port}"
+        ));
         args.extend(extra.iter().cloned());
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let identity = format!(
+            "operator-{}",
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         let mut op = Operator {
             child: None,
             log: dir.path().join("operator.log"),
             args,
             kubeconfig: cp.kubeconfig_path().to_path_buf(),
+            metrics_port,
+            health_port,
+            identity,
             _dir: dir,
         };
         op.spawn();
@@ -323,6 +351,7 @@ impl Operator {
         let child = Command::new(env!("CARGO_BIN_EXE_pipecat-operator"))
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
+            .env("POD_NAME", &self.identity)
             .env(
                 "RUST_LOG",
                 "debug,kube=info,tower=info,hyper=info,hyper_util=info,reqwest=info,rustls=info",
@@ -340,6 +369,47 @@ impl Operator {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGTERM, like Kubernetes stopping the pod.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GET one of its endpoints: (status, body).
+    pub async fn get(&self, port: u16, path: &str) -> (u16, String) {
+        match reqwest::get(format!("http://127.0.0.1:{port}{path}")).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// The value of one metric series (exact label text), if exposed.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = self.get(self.metrics_port, "/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
     }
 
     /// Starts it again with the same arguments.
