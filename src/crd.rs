@@ -59,7 +59,10 @@ pub struct PipecatAgentSpec {
     /// and '-', 2 to 54 characters, starting and ending with a letter or digit. Cannot be changed
     /// after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 2, max = 54), regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])$"))]
+    #[schemars(
+        length(min = 2, max = 54),
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])$")
+    )]
     pub agent_name: Option<String>,
 
     /// Container image of the agent, e.g. `your-dockername/voice-starter:0.1`. Images must be
@@ -82,13 +85,19 @@ pub struct PipecatAgentSpec {
 
     /// Name of the Pipecat Cloud image-pull secret set used to pull a private `image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 3, max = 63), regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub image_pull_secret_set: Option<String>,
 
     /// Name of the Pipecat Cloud secret set whose values become the agent's environment
     /// variables. It must exist in the agent's region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 3, max = 63), regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub secret_set: Option<String>,
 
     /// How many agent instances Pipecat Cloud keeps warm and the most it may run. Each instance
@@ -117,7 +126,10 @@ pub struct PipecatAgentSpec {
     /// Pipecat Cloud region the agent is created in, e.g. `us-west` (Pipecat Cloud's default).
     /// Secret sets must be in the same region. Set at creation only: it cannot be changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 2, max = 63), regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 2, max = 63),
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub region: Option<String>,
 
     /// Where the Pipecat Cloud Private API key comes from. When omitted, the operator's default
