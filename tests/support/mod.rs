@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod controlplane;
+pub mod helm;
 pub mod operator;
