@@ -287,7 +287,7 @@ impl Client {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let bytes = resp.bytes().await.map_err(transport_error)?;
+        let bytes = read_capped(resp, MAX_RESPONSE_BYTES).await?;
         if status.is_success() {
             let value = if bytes.is_empty() {
                 serde_json::from_slice(b"null")
@@ -306,6 +306,23 @@ impl Client {
         }
         Err(classify(status, &bytes, retry_after))
     }
+}
+
+/// Largest response body accepted: agent details are a few KiB, a list of 10,000 agents a few
+/// MiB; anything bigger is not the Pipecat API talking.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > cap {
+            return Err(Error::Malformed {
+                message: format!("response body larger than {} MiB", cap / (1024 * 1024)),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Maps an error response to an [`Error`].

@@ -10,7 +10,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
-use super::{Context, Error, ReconcileResult, credentials};
+use super::{Context, Error, ReconcileResult, credentials, ownership};
 use crate::cloud;
 use crate::crd::{DeletionPolicy, FINALIZER, PipecatAgent};
 
@@ -37,7 +37,25 @@ pub async fn cleanup(obj: &PipecatAgent, ctx: &Context) -> ReconcileResult {
         }
         DeletionPolicy::Delete => {
             let loc = credentials::locate(obj, &ctx.config.default_credentials);
-            match credentials::resolve(&ctx.kube, &loc).await {
+            let resolved = credentials::resolve(&ctx.kube, &loc).await;
+            let owner = match &resolved {
+                Ok(key) => ownership::owner(ctx, obj, &loc, key).await?,
+                Err(_) => None,
+            };
+            match resolved {
+                Ok(_) if owner.is_some() => {
+                    let owner = owner.expect("checked");
+                    info!(agent = %name, namespace = %ns, decision = "orphaned", owner = %format!("{}/{}", owner.namespace, owner.name), "agent belongs to an older resource; not deleting it");
+                    ctx.event(
+                        obj,
+                        EventType::Normal,
+                        "Orphaned",
+                        format!(
+                            "agent {name} belongs to PipecatAgent {}/{}: it was not deleted",
+                            owner.namespace, owner.name
+                        ),
+                    );
+                }
                 Ok(key) => match ctx.cloud.delete_agent(&key, &name).await {
                     Ok(()) | Err(cloud::Error::NotFound { .. }) => {
                         info!(agent = %name, namespace = %ns, decision = "deleted", "deleted the remote agent");

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod cleanup;
 pub mod credentials;
 mod error;
+pub mod ownership;
 pub mod plan;
 pub mod reconcile;
 pub mod status;
@@ -92,6 +93,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Readiness reported on `/readyz`.
     pub health: Arc<Health>,
+    /// Which resources claim which agent names.
+    pub names: ownership::NameIndex,
 }
 
 impl Context {
@@ -117,6 +120,7 @@ impl Context {
             backoff: backoff::Tracker::new(&config),
             metrics,
             health,
+            names: ownership::NameIndex::default(),
             kube,
             cloud,
             config,
@@ -213,17 +217,24 @@ fn controller_for(
     // Only spec changes (generation) and deletions start a reconcile: our own status writes
     // do not come back as work.
     // The first complete list of each scope makes the operator ready (`/readyz`).
+    // Every event also feeds the index of agent names (for name conflicts).
     let health = ctx.health.clone();
+    let index_ctx = ctx.clone();
     let mut listed = false;
     let agent_stream = watcher(agents, watch_cfg)
         .default_backoff()
-        .inspect(move |event| {
-            if !listed && matches!(event, Ok(watcher::Event::InitDone)) {
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Apply(a) | watcher::Event::InitApply(a)) => {
+                index_ctx.names.upsert(a)
+            }
+            Ok(watcher::Event::Delete(a)) => index_ctx.names.remove(a),
+            Ok(watcher::Event::InitDone) if !listed => {
                 listed = true;
                 if unsynced.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
                     health.set_synced();
                 }
             }
+            _ => {}
         })
         .reflect(writer)
         .applied_objects()
@@ -252,9 +263,24 @@ fn controller_for(
             .map(|a| ObjectRef::from_obj(&*a))
             .collect::<Vec<_>>()
     };
+    // Claimants of a name whose owner went away are re-queued at once.
+    let scope = namespace.clone();
+    let released = futures::stream::unfold(ctx.names.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(r) => return Some((r, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |r: &ObjectRef<PipecatAgent>| {
+        futures::future::ready(scope.is_none() || r.namespace == scope)
+    });
     let concurrency = config.concurrency;
     Controller::for_stream(agent_stream, reader)
         .watches_stream(secret_stream, mapper)
+        .reconcile_on(released)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, backoff::error_policy, ctx)

@@ -13,7 +13,7 @@ use tracing::{debug, info};
 
 use super::plan::{self, Desired, LastApplied, UpdateReason};
 use super::status::{self, CondState, READY, Readiness, SYNCED};
-use super::{Context, Error, ReconcileResult, cleanup, credentials};
+use super::{Context, Error, ReconcileResult, cleanup, credentials, ownership};
 use crate::cloud::{self, ApiKey, types::Agent};
 use crate::crd::{FINALIZER, PipecatAgent, PipecatAgentStatus};
 
@@ -129,6 +129,9 @@ async fn reconcile_apply(
 async fn sync(obj: &PipecatAgent, ctx: &Context) -> Result<Synced, Error> {
     let loc = credentials::locate(obj, &ctx.config.default_credentials);
     let key = credentials::resolve(&ctx.kube, &loc).await?;
+    if let Some(owner) = ownership::owner(ctx, obj, &loc, &key).await? {
+        return Err(ownership::conflict(obj, &owner));
+    }
     let desired = plan::desired(obj);
     let last = last_applied(obj, &desired.name);
 

@@ -126,6 +126,9 @@ pub struct Stats {
     pub journal_entries: usize,
 }
 
+/// Largest fault definition accepted (custom bodies included).
+const MAX_FAULT_BODY: usize = 64 * 1024 * 1024;
+
 /// The admin routes (relative to `/_emulator`).
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -133,7 +136,11 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/stats", get(stats))
         .route(
             "/faults",
-            get(list_faults).post(add_fault).delete(clear_faults),
+            get(list_faults)
+                .post(add_fault)
+                .delete(clear_faults)
+                // Custom fault bodies may be huge on purpose (oversized-response tests).
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_FAULT_BODY)),
         )
         .route("/journal", get(journal))
         .route("/journal/counts", get(counts))

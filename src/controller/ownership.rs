@@ -1,0 +1,204 @@
+//! Who owns a remote agent when two resources name the same one.
+//!
+//! Two `PipecatAgent`s (in different namespaces, say) can name the same remote agent with the
+//! same Pipecat account. Both acting would flap the agent between two specs, and deleting
+//! either would delete the other's agent. The rule: the older resource (creation time, then
+//! namespace/name) owns it; a newer claimant gets `Synced=False` reason `NameConflict`, makes
+//! no remote call, and does not delete the agent when it goes away. When the owner is deleted,
+//! the waiting claimants are re-queued at once and the oldest takes over.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use tokio::sync::broadcast;
+
+use super::credentials::{self, SecretLocation};
+use super::{Context, Error};
+use crate::cloud::ApiKey;
+use crate::crd::PipecatAgent;
+
+/// A resource's claim on an agent name, ordered oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Claim {
+    /// Creation time (seconds since the epoch; `i64::MAX` when unknown).
+    pub created: i64,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl Claim {
+    /// The claim of a resource.
+    pub fn of(agent: &PipecatAgent) -> Self {
+        Claim {
+            created: agent
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|Time(t)| t.as_second())
+                .unwrap_or(i64::MAX),
+            namespace: agent.namespace().unwrap_or_default(),
+            name: agent.name_any(),
+        }
+    }
+
+    fn object_ref(&self) -> ObjectRef<PipecatAgent> {
+        ObjectRef::new(&self.name).within(&self.namespace)
+    }
+}
+
+/// Agent name -> the resources claiming it, fed by the watch streams.
+pub struct NameIndex {
+    claims: Mutex<HashMap<String, BTreeSet<Claim>>>,
+    released: broadcast::Sender<ObjectRef<PipecatAgent>>,
+}
+
+impl Default for NameIndex {
+    fn default() -> Self {
+        NameIndex {
+            claims: Mutex::new(HashMap::new()),
+            released: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl NameIndex {
+    /// Records that `agent` exists (watch apply events).
+    pub fn upsert(&self, agent: &PipecatAgent) {
+        let mut claims = self.claims.lock().expect("name index lock");
+        claims
+            .entry(agent.agent_name().to_string())
+            .or_default()
+            .insert(Claim::of(agent));
+    }
+
+    /// Records that `agent` is gone; the other claimants of its name are re-queued.
+    pub fn remove(&self, agent: &PipecatAgent) {
+        let name = agent.agent_name().to_string();
+        let waiting: Vec<Claim> = {
+            let mut claims = self.claims.lock().expect("name index lock");
+            let Some(set) = claims.get_mut(&name) else {
+                return;
+            };
+            set.remove(&Claim::of(agent));
+            let rest = set.iter().cloned().collect();
+            if set.is_empty() {
+                claims.remove(&name);
+            }
+            rest
+        };
+        for claim in waiting {
+            let _ = self.released.send(claim.object_ref());
+        }
+    }
+
+    /// Claims on `name` older than `mine`, oldest first.
+    pub fn older_than(&self, name: &str, mine: &Claim) -> Vec<Claim> {
+        let claims = self.claims.lock().expect("name index lock");
+        claims
+            .get(name)
+            .map(|set| set.iter().take_while(|c| *c < mine).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Re-queue requests for claimants whose owner went away.
+    pub fn subscribe(&self) -> broadcast::Receiver<ObjectRef<PipecatAgent>> {
+        self.released.subscribe()
+    }
+}
+
+/// The older resource that owns `agent`'s remote agent with the same account, if any.
+pub async fn owner(
+    ctx: &Context,
+    agent: &PipecatAgent,
+    my_loc: &SecretLocation,
+    my_key: &ApiKey,
+) -> Result<Option<Claim>, Error> {
+    let mine = Claim::of(agent);
+    for other in ctx.names.older_than(agent.agent_name(), &mine) {
+        let api: Api<PipecatAgent> = Api::namespaced(ctx.kube.clone(), &other.namespace);
+        let Some(other_obj) = api
+            .get_opt(&other.name)
+            .await
+            .map_err(|source| Error::Kube {
+                action: "read a PipecatAgent claiming the same agent name",
+                source,
+            })?
+        else {
+            continue; // gone since the index saw it
+        };
+        let loc = credentials::locate(&other_obj, &ctx.config.default_credentials);
+        let same_account = loc == *my_loc
+            || credentials::resolve(&ctx.kube, &loc)
+                .await
+                .is_ok_and(|key| key == *my_key);
+        if same_account {
+            return Ok(Some(other));
+        }
+    }
+    Ok(None)
+}
+
+/// The error a newer claimant reports.
+pub fn conflict(agent: &PipecatAgent, owner: &Claim) -> Error {
+    Error::InvalidSpec {
+        reason: "NameConflict",
+        message: format!(
+            "Pipecat agent {} is already managed by PipecatAgent {}/{} (created earlier) with the same Pipecat Cloud account: set a different spec.agentName, or delete the other resource (this one then takes over)",
+            agent.agent_name(),
+            owner.namespace,
+            owner.name
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(ns: &str, name: &str, created: i64, agent_name: &str) -> PipecatAgent {
+        let mut a: PipecatAgent = serde_json::from_value(serde_json::json!({
+            "apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatAgent",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"image": "a/b:1", "agentName": agent_name}
+        }))
+        .unwrap();
+        a.metadata.creation_timestamp = Some(Time(jiff::Timestamp::from_second(created).unwrap()));
+        a
+    }
+
+    #[test]
+    fn the_oldest_claim_wins_and_release_requeues_the_rest() {
+        let index = NameIndex::default();
+        let old = agent("team-a", "bot", 100, "shared");
+        let new = agent("team-b", "bot", 200, "shared");
+        let other = agent("team-c", "bot", 50, "unrelated");
+        for a in [&old, &new, &other] {
+            index.upsert(a);
+        }
+        assert!(index.older_than("shared", &Claim::of(&old)).is_empty());
+        assert_eq!(
+            index.older_than("shared", &Claim::of(&new)),
+            vec![Claim::of(&old)]
+        );
+
+        let mut rx = index.subscribe();
+        index.remove(&old);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            ObjectRef::new("bot").within("team-b")
+        );
+        assert!(index.older_than("shared", &Claim::of(&new)).is_empty());
+    }
+
+    #[test]
+    fn same_second_is_ordered_by_namespace_then_name() {
+        let a = Claim::of(&agent("a", "x", 100, "n"));
+        let b = Claim::of(&agent("b", "x", 100, "n"));
+        assert!(a < b);
+    }
+}

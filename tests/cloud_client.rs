@@ -1,0 +1,308 @@
+//! The Pipecat Cloud client against a real HTTP server on loopback (the emulator): every
+//! endpoint and every error class, and the key never in an error.
+
+use std::time::Duration;
+
+use pipecat_operator::cloud::types::{
+    AgentConfig, AutoScalingRequest, CreateAgentRequest, UpdateAgentRequest,
+};
+use pipecat_operator::cloud::{ApiKey, Client, ClientConfig, Error};
+use pipecat_operator::emulator::{self, ConfigUpdate, Fault, FaultBody};
+
+const KEY: &str = "pk_client_test_KEY_1234567890";
+
+async fn setup() -> (emulator::Handle, Client, ApiKey) {
+    let emu = emulator::start(emulator::Config {
+        api_keys: vec![KEY.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    emu.admin()
+        .create_secret_set(KEY, "bot-secrets", &[("A", "b")])
+        .await
+        .unwrap();
+    let client = Client::new(ClientConfig {
+        base_url: emu.base_url(),
+        timeout: Duration::from_millis(1500),
+    })
+    .unwrap();
+    (emu, client, ApiKey::new(KEY))
+}
+
+fn config(image: &str) -> AgentConfig {
+    AgentConfig {
+        image: Some(image.into()),
+        node_type: Some("arm".into()),
+        secret_set: Some("bot-secrets".into()),
+        auto_scaling: Some(AutoScalingRequest {
+            min_agents: 1,
+            max_agents: 5,
+        }),
+        enable_krisp: Some(false),
+        ..Default::default()
+    }
+}
+
+fn create(name: &str, image: &str) -> CreateAgentRequest {
+    CreateAgentRequest {
+        service_name: name.into(),
+        region: None,
+        config: config(image),
+    }
+}
+
+fn assert_no_key(e: &Error) {
+    let text = format!("{e} {e:?}");
+    assert!(!text.contains(KEY), "the key leaked: {text}");
+}
+
+#[tokio::test]
+async fn every_endpoint_round_trips() {
+    let (emu, client, key) = setup().await;
+    let created = client
+        .create_agent(&key, &create("bot-one", "acme/bot:1"))
+        .await
+        .unwrap();
+    assert_eq!(created.name, "bot-one");
+    assert!(created.desired_deployment().is_some());
+    assert_eq!(
+        created.manifest_spec().and_then(|s| s.image.as_deref()),
+        Some("acme/bot:1")
+    );
+
+    let got = client.get_agent(&key, "bot-one").await.unwrap();
+    assert_eq!(got.desired_deployment_id, created.desired_deployment_id);
+    assert_eq!(got.auto_scaling.as_ref().unwrap().max_replicas, Some(5));
+    assert!(
+        !got.extra.is_empty() || got.created_at.is_some(),
+        "lenient parse keeps fields"
+    );
+
+    let list = client.list_agents(&key).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].name, "bot-one");
+
+    let updated = client
+        .update_agent(
+            &key,
+            "bot-one",
+            &UpdateAgentRequest {
+                config: config("acme/bot:2"),
+                force_redeploy: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_ne!(updated.desired_deployment_id, created.desired_deployment_id);
+    let unchanged = client
+        .update_agent(
+            &key,
+            "bot-one",
+            &UpdateAgentRequest {
+                config: config("acme/bot:2"),
+                force_redeploy: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        unchanged.warning.is_some(),
+        "an unchanged update answers with a warning"
+    );
+    assert_eq!(
+        unchanged.desired_deployment_id,
+        updated.desired_deployment_id
+    );
+
+    client.delete_agent(&key, "bot-one").await.unwrap();
+    assert!(matches!(
+        client.get_agent(&key, "bot-one").await,
+        Err(Error::NotFound { .. })
+    ));
+    let counts = emu.admin().counts().await.unwrap();
+    for op in [
+        "create_agent",
+        "get_agent",
+        "list_agents",
+        "update_agent",
+        "delete_agent",
+    ] {
+        assert!(counts.operation(op) >= 1, "{op} not called");
+    }
+}
+
+#[tokio::test]
+async fn api_errors_are_classified() {
+    let (emu, client, key) = setup().await;
+    let admin = emu.admin();
+
+    let e = client.get_agent(&key, "missing").await.unwrap_err();
+    assert_eq!(e.kind(), "NotFound");
+
+    client
+        .create_agent(&key, &create("bot-two", "acme/bot:1"))
+        .await
+        .unwrap();
+    let e = client
+        .create_agent(&key, &create("bot-two", "acme/bot:1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "AlreadyExists", "{e}");
+
+    let e = client
+        .create_agent(&key, &create("Bad_Name", "acme/bot:1"))
+        .await
+        .unwrap_err();
+    match &e {
+        Error::InvalidRequest {
+            status,
+            code,
+            message,
+        } => {
+            assert_eq!(*status, 400);
+            assert_eq!(code, "GENERIC_BAD_REQUEST");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
+    assert!(!e.is_retryable());
+
+    let mut missing_set = create("bot-three", "acme/bot:1");
+    missing_set.config.secret_set = Some("no-such-set".into());
+    let e = client.create_agent(&key, &missing_set).await.unwrap_err();
+    assert_eq!(e.kind(), "NotFound", "{e}");
+
+    let e = client
+        .get_agent(&ApiKey::new("pk_wrong_key_000"), "bot-two")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "Unauthorized");
+    assert!(!e.to_string().contains("pk_wrong_key_000"));
+
+    admin
+        .set_config(ConfigUpdate {
+            secret_ready_delay_ms: Some(60_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let put = reqwest::Client::new()
+        .put(format!("{}/secrets/slow-set", emu.base_url()))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"secrets": [{"secretKey": "A", "secretValue": "b"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 202);
+    let mut pending = create("bot-four", "acme/bot:1");
+    pending.config.secret_set = Some("slow-set".into());
+    let e = client.create_agent(&key, &pending).await.unwrap_err();
+    assert_eq!(e.kind(), "Conflict", "{e}");
+    assert!(e.is_retryable());
+}
+
+#[tokio::test]
+async fn transport_faults_are_classified() {
+    let (emu, client, key) = setup().await;
+    let admin = emu.admin();
+    client
+        .create_agent(&key, &create("bot-five", "acme/bot:1"))
+        .await
+        .unwrap();
+    let path = "/v1/agents/bot-five";
+
+    admin
+        .inject_fault(Fault::status(path, 429).with_retry_after(7))
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    assert_eq!(e.kind(), "RateLimited");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+
+    for status in [500, 502, 503, 504] {
+        admin
+            .inject_fault(Fault::status(path, status))
+            .await
+            .unwrap();
+        let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+        assert_eq!(e.kind(), "Transient", "{status}: {e}");
+        assert!(e.to_string().contains(&status.to_string()), "{e}");
+    }
+
+    admin
+        .inject_fault(Fault::drop_connection(path))
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    assert_eq!(e.kind(), "Transient", "{e}");
+
+    admin
+        .inject_fault(Fault::delay(path, Duration::from_secs(3)))
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    assert_eq!(e.kind(), "Transient");
+    assert!(e.to_string().contains("timed out"), "{e}");
+
+    admin
+        .inject_fault(Fault::body(path, FaultBody::Malformed))
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    assert_eq!(e.kind(), "MalformedResponse", "{e}");
+
+    admin
+        .inject_fault(Fault::body(path, FaultBody::NonJson))
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    assert_eq!(e.kind(), "Transient");
+    assert!(e.to_string().contains("non-JSON"), "{e}");
+
+    // Wrong types in a 200 answer: an error, not a panic.
+    admin
+        .inject_fault(
+            Fault::body(
+                path,
+                FaultBody::Custom(r#"{"name": 5, "ready": "yes"}"#.into()),
+            )
+            .with_status(200),
+        )
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    assert_eq!(e.kind(), "MalformedResponse", "{e}");
+
+    // A body echoing the key (a misbehaving proxy) never brings it into the error.
+    admin
+        .inject_fault(
+            Fault::body(
+                path,
+                FaultBody::Custom(format!("{{\"error\": \"bad token {KEY}\"}}")),
+            )
+            .with_status(400),
+        )
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    assert_eq!(e.kind(), "InvalidRequest");
+    assert!(e.to_string().contains("[redacted]"), "{e}");
+    assert_no_key(&e);
+
+    // A huge body is refused, not buffered without end.
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(40 * 1024 * 1024));
+    admin
+        .inject_fault(Fault::body(path, FaultBody::Custom(huge)).with_status(200))
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    assert_eq!(e.kind(), "MalformedResponse", "{e}");
+    assert!(e.to_string().contains("larger than"), "{e}");
+
+    // After the faults, everything works again.
+    assert_eq!(
+        client.get_agent(&key, "bot-five").await.unwrap().name,
+        "bot-five"
+    );
+}

@@ -1,0 +1,191 @@
+//! Two resources naming the same remote agent with the same account: the older keeps it, the
+//! newer reports `NameConflict` without touching it (no flapping, no deletion), and takes over
+//! when the older goes away.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use pipecat_operator::crd::PipecatAgent;
+use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
+use support::operator::{API_KEY, Env, Options};
+
+/// The second namespace, handled by the same operator.
+struct Other {
+    cp: &'static ControlPlane,
+    ns: String,
+}
+
+impl Other {
+    fn apply(&self, yaml: &str) {
+        let out = kubectl_stdin(
+            self.cp.kubeconfig_path(),
+            &["apply", "-n", &self.ns, "-f", "-"],
+            yaml,
+        );
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+
+    fn delete(&self, name: &str) {
+        let out = self.cp.kubectl(&[
+            "delete",
+            "pipecatagent",
+            name,
+            "-n",
+            &self.ns,
+            "--timeout=30s",
+        ]);
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+
+    /// Waits until `pred` holds for the resource (`None`: until it is gone).
+    async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&PipecatAgent) -> bool,
+    ) -> Option<PipecatAgent> {
+        let api: Api<PipecatAgent> = Api::namespaced(self.cp.client(), &self.ns);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let a = api.get_opt(name).await.unwrap();
+            match a {
+                Some(a) if pred(&a) => return Some(a),
+                None if what == "gone" => return None,
+                _ => {}
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {:?}",
+                api.get_opt(name).await.unwrap().map(|a| a.status)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn manifest(name: &str, image: &str, policy: &str) -> String {
+    format!(
+        "apiVersion: pipecat.daily.co/v1alpha1
+kind: PipecatAgent
+metadata: {{name: {name}}}
+spec:
+  agentName: shared-bot
+  image: {image}
+  secretSet: voice-starter-secrets
+  autoScaling: {{minAgents: 0, maxAgents: 3}}
+  deletionPolicy: {policy}
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_resource_keeps_the_agent_and_the_newer_takes_over_later() {
+    let cp = support::controlplane::ControlPlane::get();
+    let other_ns = cp.namespace("conflict-b");
+    let env = Env::start(
+        "conflict-a",
+        Options {
+            resync: Duration::from_millis(500),
+            extra_args: vec!["--namespace".into(), other_ns.clone()],
+            ..Options::default()
+        },
+    )
+    .await;
+    // The same key in the second namespace (a different Secret with the same account).
+    let other = Other {
+        cp,
+        ns: other_ns.clone(),
+    };
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "pipecat-api-key"},
+        "stringData": {"api-key": API_KEY}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(cp.client(), &other_ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    env.apply(&manifest("bot", "team-a/bot:1", "Orphan"));
+    env.wait_ready("bot").await;
+    // Created later (creation timestamps have one-second resolution).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    other.apply(&manifest("bot", "team-b/bot:9", "Delete"));
+    let newer = other
+        .wait_for("bot", "NameConflict", |a| {
+            a.condition("Synced")
+                .is_some_and(|c| c.reason == "NameConflict")
+        })
+        .await
+        .unwrap();
+    let msg = &newer.condition("Synced").unwrap().message;
+    assert!(msg.contains(&format!("{}/bot", env.ns)), "{msg}");
+    assert_eq!(newer.condition("Ready").unwrap().reason, "NameConflict");
+
+    // Several resyncs later: the agent kept the older spec, and nobody updated it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.calls("update_agent").await, 0, "no flapping");
+    assert_eq!(env.calls("create_agent").await, 1);
+    let remote = env.remote("shared-bot").await.unwrap();
+    assert_eq!(
+        remote["deployment"]["manifest"]["spec"]["image"],
+        "team-a/bot:1"
+    );
+
+    // Deleting the conflicting newer resource (policy Delete) must not delete the older's agent.
+    other.delete("bot");
+    other.wait_for("bot", "gone", |_| false).await;
+    assert!(
+        env.remote("shared-bot").await.is_some(),
+        "the owner's agent survived"
+    );
+    assert_eq!(env.calls("delete_agent").await, 0);
+
+    // Again, then the older goes away (Orphan): the newer takes over without waiting out a backoff.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    other.apply(&manifest("bot", "team-b/bot:9", "Delete"));
+    other
+        .wait_for("bot", "NameConflict", |a| {
+            a.condition("Synced")
+                .is_some_and(|c| c.reason == "NameConflict")
+        })
+        .await;
+    let out = env.kubectl(&["delete", "pipecatagent", "bot", "--timeout=30s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        support::controlplane::describe_output(&out)
+    );
+    let started = std::time::Instant::now();
+    let took_over = other
+        .wait_for("bot", "Ready", support::operator::is_ready)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took over after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(took_over.condition("Synced").unwrap().reason, "UpToDate");
+    let remote = env.remote("shared-bot").await.unwrap();
+    assert_eq!(
+        remote["deployment"]["manifest"]["spec"]["image"],
+        "team-b/bot:9"
+    );
+    assert_eq!(
+        env.calls("create_agent").await,
+        1,
+        "adopted, not re-created"
+    );
+    assert_eq!(env.calls("update_agent").await, 1);
+    assert!(
+        env.operator
+            .log()
+            .contains("agent belongs to an older resource")
+    );
+}
