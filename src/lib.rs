@@ -10,6 +10,7 @@
 pub mod cloud;
 pub mod controller;
 pub mod crd;
+pub mod duration;
 pub mod emulator;
 pub mod leader;
 pub mod metrics;

@@ -9,7 +9,7 @@ use pipecat_operator::cloud::{self, DEFAULT_BASE_URL};
 use pipecat_operator::controller::{self, Context, DefaultCredentials};
 use pipecat_operator::metrics::Metrics;
 use pipecat_operator::server::{self, Health};
-use pipecat_operator::{crd, leader, telemetry};
+use pipecat_operator::{crd, duration, leader, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -62,27 +62,27 @@ struct RunArgs {
     label_selector: Option<String>,
 
     /// First poll interval while a deployment rolls out (grows by half each poll).
-    #[arg(long, env = "PIPECAT_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "PIPECAT_POLL_INTERVAL", default_value = "5s", value_parser = duration::parse)]
     poll_interval: Duration,
 
     /// Longest poll interval while a deployment rolls out.
-    #[arg(long, env = "PIPECAT_MAX_POLL_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "PIPECAT_MAX_POLL_INTERVAL", default_value = "60s", value_parser = duration::parse)]
     max_poll_interval: Duration,
 
     /// Refresh interval of ready agents (session count, drift), jittered by +-10%.
-    #[arg(long, env = "PIPECAT_RESYNC_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "PIPECAT_RESYNC_INTERVAL", default_value = "60s", value_parser = duration::parse)]
     resync_interval: Duration,
 
     /// First retry delay after an error (doubles per failure).
-    #[arg(long, env = "PIPECAT_BACKOFF_BASE", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "PIPECAT_BACKOFF_BASE", default_value = "1s", value_parser = duration::parse)]
     backoff_base: Duration,
 
     /// Longest retry delay after errors.
-    #[arg(long, env = "PIPECAT_BACKOFF_CAP", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "PIPECAT_BACKOFF_CAP", default_value = "5m", value_parser = duration::parse)]
     backoff_cap: Duration,
 
     /// Timeout of each Pipecat Cloud request.
-    #[arg(long, env = "PIPECAT_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "PIPECAT_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
     request_timeout: Duration,
 
     /// Reconciles running at once.
@@ -130,48 +130,24 @@ struct RunArgs {
     leader_election_id: String,
 
     /// How long the leader's lease is valid without renewal (a standby takes over after it).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = duration::parse)]
     lease_duration: Duration,
 
     /// A leader that could not renew its lease for this long stops reconciling.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
     renew_deadline: Duration,
 
     /// Interval of lease renewals and acquisition attempts.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
     retry_period: Duration,
 
     /// On SIGTERM, how long in-flight reconciles may take before the process exits.
-    #[arg(long, env = "PIPECAT_SHUTDOWN_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "PIPECAT_SHUTDOWN_GRACE_PERIOD", default_value = "30s", value_parser = duration::parse)]
     shutdown_grace_period: Duration,
 
     /// Log format.
     #[arg(long, env = "PIPECAT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: telemetry::LogFormat,
-}
-
-/// Parses `500ms`, `5s`, `2m`, `1h` (a bare number is seconds).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 5s, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[tokio::main]
@@ -327,18 +303,4 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutdown requested: finishing in-flight reconciles");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("5 parsecs").is_err());
-    }
 }

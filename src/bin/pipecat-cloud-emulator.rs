@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use pipecat_operator::emulator::{self, Config};
-use tracing_subscriber::EnvFilter;
 
 /// A local emulator of the Pipecat Cloud management API.
 #[derive(Debug, Parser)]
@@ -50,16 +49,16 @@ struct Args {
 
     /// Time from a deployment's creation until its pods are ready or its failure shows
     /// (e.g. `500ms`, `2s`, `1m`, `0`).
-    #[arg(long, env = "PIPECAT_EMULATOR_READY_DELAY", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "PIPECAT_EMULATOR_READY_DELAY", default_value = "2s", value_parser = pipecat_operator::duration::parse)]
     ready_delay: Duration,
 
     /// Time from a deployment's creation until `reconciledDeploymentId` catches up (never
     /// before the ready delay).
-    #[arg(long, env = "PIPECAT_EMULATOR_RECONCILE_DELAY", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "PIPECAT_EMULATOR_RECONCILE_DELAY", default_value = "3s", value_parser = pipecat_operator::duration::parse)]
     reconcile_delay: Duration,
 
     /// Time a secret set stays `pending` after a change.
-    #[arg(long, env = "PIPECAT_EMULATOR_SECRET_READY_DELAY", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "PIPECAT_EMULATOR_SECRET_READY_DELAY", default_value = "1s", value_parser = pipecat_operator::duration::parse)]
     secret_ready_delay: Duration,
 
     /// Images whose deployments crash (glob with `*` and `?`, or a regex starting with `^`).
@@ -87,29 +86,13 @@ struct Args {
     journal_capacity: usize,
 
     /// Log format on stderr.
-    #[arg(long, env = "PIPECAT_EMULATOR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
-}
-
-/// Parses `500ms`, `2s`, `1m` or `0`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} needs a unit: ms, s or m (e.g. 500ms)"))?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 2s or 1m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        _ => Err(format!("{text:?} has an unknown unit: use ms, s or m")),
-    }
+    #[arg(
+        long,
+        env = "PIPECAT_EMULATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: pipecat_operator::telemetry::LogFormat,
 }
 
 /// Parses `PUBLIC=PRIVATE`.
@@ -119,19 +102,6 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
             Ok((public.to_owned(), private.to_owned()))
         }
         _ => Err("expected PUBLIC=PRIVATE".to_owned()),
-    }
-}
-
-fn init_tracing(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
 
@@ -161,7 +131,7 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(&args.log_format);
+    pipecat_operator::telemetry::init(args.log_format, "info");
     let config = Config {
         listen: args.listen,
         api_keys: args.api_keys,
@@ -197,16 +167,6 @@ async fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5h").is_err());
-    }
 
     #[test]
     fn pairs_and_args() {
