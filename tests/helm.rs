@@ -210,7 +210,7 @@ fn default_install_is_hardened_and_cluster_wide() {
     assert_eq!(pod["automountServiceAccountToken"], true);
     assert_eq!(
         container["image"],
-        "ghcr.io/pipecat-ai/pipecat-operator:0.1.0"
+        "pipecat-operator:0.1.0"
     );
     let psc = &pod["securityContext"];
     assert_eq!(psc["runAsNonRoot"], true);
