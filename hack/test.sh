@@ -14,5 +14,10 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "==> the README's first command, end to end (hack/demo.sh --exit)"
+hack/demo.sh --exit > target/demo-smoke.log 2>&1 || { cat target/demo-smoke.log; exit 1; }
+grep -q "condition met" target/demo-smoke.log
+echo "demo: voice-starter reached Ready"
+
 echo "==> cargo test"
 cargo test --all-targets --locked -- "$@"
