@@ -37,7 +37,7 @@ pub async fn cleanup(obj: &PipecatAgent, ctx: &Context) -> ReconcileResult {
         }
         DeletionPolicy::Delete => {
             let loc = credentials::locate(obj, &ctx.config.default_credentials);
-            let resolved = credentials::resolve(&ctx.kube, &loc).await;
+            let resolved = ctx.keys.resolve(&ctx.kube, &loc).await;
             let owner = match &resolved {
                 Ok(key) => ownership::owner(ctx, obj, &loc, key).await?,
                 Err(_) => None,

@@ -4,6 +4,9 @@
 //! the operator's default Secret is used. The key is wrapped in [`ApiKey`] at once so that it
 //! cannot reach a log line, an event or a status by accident.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
@@ -12,7 +15,7 @@ use crate::cloud::ApiKey;
 use crate::crd::{DEFAULT_SECRET_KEY, PipecatAgent};
 
 /// Where a key is read from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SecretLocation {
     /// Namespace of the Secret.
     pub namespace: String,
@@ -61,8 +64,69 @@ pub fn locate(agent: &PipecatAgent, default: &DefaultCredentials) -> SecretLocat
     }
 }
 
-/// Reads the key.
-pub async fn resolve(client: &kube::Client, loc: &SecretLocation) -> Result<ApiKey, Error> {
+/// Keys already read, valid while their Secret's resourceVersion (as the Secret metadata watch
+/// reports it) is unchanged: a resync costs no Secret read. Secrets outside the watched
+/// namespaces are read every time.
+#[derive(Default)]
+pub struct KeyCache {
+    versions: Mutex<HashMap<(String, String), String>>,
+    keys: Mutex<HashMap<SecretLocation, (String, ApiKey)>>,
+}
+
+impl KeyCache {
+    /// The watch saw this Secret (created or changed).
+    pub fn observed(&self, namespace: String, name: String, resource_version: Option<String>) {
+        let mut versions = self.versions.lock().expect("key cache lock");
+        match resource_version {
+            Some(rv) => versions.insert((namespace, name), rv),
+            None => versions.remove(&(namespace, name)),
+        };
+    }
+
+    /// The watch saw this Secret deleted.
+    pub fn deleted(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        self.versions.lock().expect("key cache lock").remove(&key);
+        self.keys
+            .lock()
+            .expect("key cache lock")
+            .retain(|loc, _| loc.namespace != namespace || loc.name != name);
+    }
+
+    /// The key at `loc`, from the cache when its Secret has not changed since it was read.
+    pub async fn resolve(
+        &self,
+        client: &kube::Client,
+        loc: &SecretLocation,
+    ) -> Result<ApiKey, Error> {
+        let current = self
+            .versions
+            .lock()
+            .expect("key cache lock")
+            .get(&(loc.namespace.clone(), loc.name.clone()))
+            .cloned();
+        if let Some(rv) = &current
+            && let Some((cached_rv, key)) = self.keys.lock().expect("key cache lock").get(loc)
+            && cached_rv == rv
+        {
+            return Ok(key.clone());
+        }
+        let (rv, key) = fetch(client, loc).await?;
+        if let Some(rv) = rv {
+            self.keys
+                .lock()
+                .expect("key cache lock")
+                .insert(loc.clone(), (rv, key.clone()));
+        }
+        Ok(key)
+    }
+}
+
+/// Reads the key and the Secret's resourceVersion from the apiserver.
+async fn fetch(
+    client: &kube::Client,
+    loc: &SecretLocation,
+) -> Result<(Option<String>, ApiKey), Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &loc.namespace);
     let secret = api.get_opt(&loc.name).await.map_err(|source| Error::Kube {
         action: "read the credentials Secret",
@@ -92,7 +156,7 @@ pub async fn resolve(client: &kube::Client, loc: &SecretLocation) -> Result<ApiK
             loc.namespace, loc.name, loc.key
         )));
     }
-    Ok(key)
+    Ok((secret.metadata.resource_version, key))
 }
 
 #[cfg(test)]
@@ -123,6 +187,40 @@ mod tests {
                 key: "api-key".into()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn cached_key_is_used_until_the_secret_changes() {
+        // A client that cannot reach anything: any fetch fails.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let loc = SecretLocation {
+            namespace: "ns".into(),
+            name: "key".into(),
+            key: "api-key".into(),
+        };
+        let cache = KeyCache::default();
+        cache.observed("ns".into(), "key".into(), Some("7".into()));
+        cache
+            .keys
+            .lock()
+            .unwrap()
+            .insert(loc.clone(), ("7".into(), ApiKey::new("pk_cached")));
+        let key = cache
+            .resolve(&client, &loc)
+            .await
+            .expect("served from the cache");
+        assert_eq!(key.expose(), "pk_cached");
+
+        // The Secret changed: the cache must not answer any more.
+        cache.observed("ns".into(), "key".into(), Some("8".into()));
+        assert!(matches!(
+            cache.resolve(&client, &loc).await,
+            Err(Error::Kube { .. })
+        ));
+        // Deleted: forgotten.
+        cache.deleted("ns", "key");
+        assert!(cache.keys.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub struct Context {
     pub health: Arc<Health>,
     /// Which resources claim which agent names.
     pub names: ownership::NameIndex,
+    /// API keys already read from their Secrets.
+    pub keys: credentials::KeyCache,
 }
 
 impl Context {
@@ -121,6 +123,7 @@ impl Context {
             metrics,
             health,
             names: ownership::NameIndex::default(),
+            keys: credentials::KeyCache::default(),
             kube,
             cloud,
             config,
@@ -246,8 +249,20 @@ fn controller_for(
         Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
         None => Api::all(ctx.kube.clone()),
     };
+    let cache_ctx = ctx.clone();
     let secret_stream = watcher(secrets, watcher::Config::default().any_semantic())
         .default_backoff()
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => cache_ctx.keys.observed(
+                s.namespace().unwrap_or_default(),
+                s.name_any(),
+                s.resource_version(),
+            ),
+            Ok(watcher::Event::Delete(s)) => cache_ctx
+                .keys
+                .deleted(&s.namespace().unwrap_or_default(), &s.name_any()),
+            _ => {}
+        })
         .touched_objects();
     let store = reader.clone();
     let default_creds = config.default_credentials.clone();

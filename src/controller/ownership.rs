@@ -133,7 +133,9 @@ pub async fn owner(
         };
         let loc = credentials::locate(&other_obj, &ctx.config.default_credentials);
         let same_account = loc == *my_loc
-            || credentials::resolve(&ctx.kube, &loc)
+            || ctx
+                .keys
+                .resolve(&ctx.kube, &loc)
                 .await
                 .is_ok_and(|key| key == *my_key);
         if same_account {

@@ -128,7 +128,7 @@ async fn reconcile_apply(
 /// Observes the remote agent, plans, and applies the plan.
 async fn sync(obj: &PipecatAgent, ctx: &Context) -> Result<Synced, Error> {
     let loc = credentials::locate(obj, &ctx.config.default_credentials);
-    let key = credentials::resolve(&ctx.kube, &loc).await?;
+    let key = ctx.keys.resolve(&ctx.kube, &loc).await?;
     if let Some(owner) = ownership::owner(ctx, obj, &loc, &key).await? {
         return Err(ownership::conflict(obj, &owner));
     }
