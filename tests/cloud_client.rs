@@ -290,6 +290,36 @@ async fn transport_faults_are_classified() {
     assert!(e.to_string().contains("[redacted]"), "{e}");
     assert_no_key(&e);
 
+    // A key cut by the quoted prefix of a non-JSON body: no part of it survives.
+    let body = format!("<html>{}Bearer {KEY} denied</html>", "x".repeat(105));
+    admin
+        .inject_fault(Fault::body(path, FaultBody::Custom(body)).with_status(502))
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    let text = e.to_string();
+    for window in KEY.as_bytes().windows(8) {
+        let part = std::str::from_utf8(window).unwrap();
+        assert!(!text.contains(part), "{part:?} of the key in: {text}");
+    }
+
+    // Remote error text is bounded (it reaches logs, events and conditions).
+    let long = format!("{{\"error\": \"{}\"}}", "e".repeat(1024 * 1024));
+    admin
+        .inject_fault(Fault::body(path, FaultBody::Custom(long)).with_status(500))
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    assert!(e.to_string().len() < 512, "{} bytes", e.to_string().len());
+
+    // `{}` is not an agent.
+    admin
+        .inject_fault(Fault::body(path, FaultBody::Custom("{}".into())).with_status(200))
+        .await
+        .unwrap();
+    let e = client.get_agent(&key, "bot-five").await.unwrap_err();
+    assert_eq!(e.kind(), "MalformedResponse", "{e}");
+
     // A huge body is refused, not buffered without end.
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(40 * 1024 * 1024));
     admin

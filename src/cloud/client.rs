@@ -172,6 +172,7 @@ impl Client {
         let path = format!("/agents/{}", encode(name));
         self.call(Operation::GetAgent, Method::GET, &path, key, None::<&()>)
             .await
+            .and_then(named)
     }
 
     /// `GET /agents`.
@@ -202,6 +203,7 @@ impl Client {
             Some(req),
         )
         .await
+        .and_then(named)
     }
 
     /// `POST /agents/{name}`: the whole desired body every time.
@@ -214,6 +216,7 @@ impl Client {
         let path = format!("/agents/{}", encode(name));
         self.call(Operation::UpdateAgent, Method::POST, &path, key, Some(req))
             .await
+            .and_then(named)
     }
 
     /// `DELETE /agents/{name}`. A missing agent is an [`Error::NotFound`]; callers that only
@@ -288,6 +291,9 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let bytes = read_capped(resp, MAX_RESPONSE_BYTES).await?;
+        // Any text quoted from a body is redacted first, then cut: a cut must never leave a
+        // partial key behind.
+        let redacted = || key.redact(String::from_utf8_lossy(&bytes).into_owned());
         if status.is_success() {
             let value = if bytes.is_empty() {
                 serde_json::from_slice(b"null")
@@ -298,13 +304,14 @@ impl Client {
                 .map(|v| (status.as_u16(), v))
                 .map_err(|e| Error::Malformed {
                     message: format!(
-                        "HTTP {} body is not the expected JSON ({e}); body starts with {:?}",
+                        "HTTP {} body is not the expected JSON ({}); body starts with {:?}",
                         status.as_u16(),
-                        snippet(&bytes)
+                        cut(key.redact(e.to_string()), 200),
+                        snippet(redacted().as_bytes())
                     ),
                 });
         }
-        Err(classify(status, &bytes, retry_after))
+        Err(classify(status, redacted().as_bytes(), retry_after))
     }
 }
 
@@ -323,6 +330,17 @@ async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>,
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// An agent answer must at least name the agent (`{}` is not an agent).
+fn named(agent: Agent) -> Result<Agent, Error> {
+    if agent.name.is_empty() {
+        Err(Error::Malformed {
+            message: "the agent answer has no name".into(),
+        })
+    } else {
+        Ok(agent)
+    }
 }
 
 /// Maps an error response to an [`Error`].
@@ -395,7 +413,25 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// Longest text quoted from a remote answer in an error (it reaches logs, events, conditions).
+pub const MAX_ERROR_TEXT: usize = 300;
+
+/// `text` cut to at most `max` bytes (on a character boundary), marked when cut.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// Redacts the key from every message of `e`, then bounds its length.
 fn redact_error(e: Error, key: &ApiKey) -> Error {
+    let key = &Sanitizer(key);
     match e {
         Error::NotFound { message } => Error::NotFound {
             message: key.redact(message),
@@ -432,6 +468,15 @@ fn redact_error(e: Error, key: &ApiKey) -> Error {
             message: key.redact(message),
         },
         other => other,
+    }
+}
+
+/// Redacts then cuts remote text.
+struct Sanitizer<'a>(&'a ApiKey);
+
+impl Sanitizer<'_> {
+    fn redact(&self, text: String) -> String {
+        cut(self.0.redact(text), MAX_ERROR_TEXT)
     }
 }
 

@@ -138,7 +138,8 @@ impl Context {
         let ev = Event {
             type_,
             reason: reason.to_string(),
-            note: Some(note),
+            // The apiserver rejects notes over 1 KiB (the event would be lost).
+            note: Some(status::truncate(note, 1024)),
             action: reason.to_string(),
             secondary: None,
         };

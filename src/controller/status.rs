@@ -270,7 +270,8 @@ pub fn set_condition(
     }
 }
 
-fn truncate(mut s: String, max: usize) -> String {
+/// `s` cut to at most `max` bytes on a character boundary, marked with "..." when cut.
+pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max - 3;
         while !s.is_char_boundary(cut) {

@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 use super::error::{code_for_status, error_json};
 use super::faults::{Action, Fault, FaultBody};
-use super::journal::{JournalEntry, classify};
+use super::journal::{JournalEntry, Operation, classify};
 use super::state::format_ts;
 use super::{Shared, admin, api, lock};
 
@@ -126,34 +126,55 @@ async fn dispatch(
     let arrived = format_ts(jiff::Timestamp::now());
     let (operation, agent) = classify(&method, &path);
     let fault = take_fault(&shared, &method, &path);
+    // Recorded when the answer is ready, or on drop when the client gave up first (its entry
+    // then has no status, like a dropped connection).
+    let mut pending = PendingEntry {
+        shared: shared.clone(),
+        operation,
+        entry: Some(JournalEntry {
+            seq: 0,
+            method: method.as_str().to_owned(),
+            path,
+            status: None,
+            timestamp: arrived,
+            operation: String::new(),
+            agent,
+            fault: fault.as_ref().map(|f| f.kind().to_owned()),
+        }),
+    };
 
     let result = match &fault {
         None => Ok(call(router, req).await),
         Some(fault) => apply_fault(fault, router, req).await,
     };
-    let status = result.as_ref().ok().map(|r| r.status().as_u16());
-    let agent = agent.or_else(|| {
-        result
-            .as_ref()
-            .ok()
-            .and_then(|r| r.extensions().get::<api::JournalAgent>())
-            .map(|a| a.0.clone())
-    });
-    tracing::debug!(%method, %path, status, "request");
-    lock(&shared.journal).record(
-        operation,
-        JournalEntry {
-            seq: 0,
-            method: method.as_str().to_owned(),
-            path,
-            status,
-            timestamp: arrived,
-            operation: String::new(),
-            agent,
-            fault: fault.as_ref().map(|f| f.kind().to_owned()),
-        },
-    );
+    if let Some(entry) = pending.entry.as_mut() {
+        entry.status = result.as_ref().ok().map(|r| r.status().as_u16());
+        if entry.agent.is_none() {
+            entry.agent = result
+                .as_ref()
+                .ok()
+                .and_then(|r| r.extensions().get::<api::JournalAgent>())
+                .map(|a| a.0.clone());
+        }
+        tracing::debug!(method = %entry.method, path = %entry.path, status = entry.status, "request");
+    }
+    drop(pending);
     result
+}
+
+/// A journal entry written when dropped (answered or abandoned).
+struct PendingEntry {
+    shared: Arc<Shared>,
+    operation: Operation,
+    entry: Option<JournalEntry>,
+}
+
+impl Drop for PendingEntry {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            lock(&self.shared.journal).record(self.operation, entry);
+        }
+    }
 }
 
 fn take_fault(shared: &Shared, method: &Method, path: &str) -> Option<Fault> {
