@@ -6,3 +6,4 @@
 pub mod controlplane;
 pub mod helm;
 pub mod operator;
+pub mod reliability;

@@ -1,0 +1,442 @@
+//! The API key never leaks (issue 7, scenario 5). The test operator runs at `RUST_LOG=debug`
+//! with the recognisable key `support::operator::API_KEY`; scenarios go through the success path
+//! and the error paths (a 401 whose body echoes the key, a wrong key, a Secret without the key,
+//! malformed and non-JSON answers that echo the key, a failing delete that echoes it). Then
+//! neither the key nor the wrong key (raw or base64) may appear in the operator's log, the
+//! namespace's events, the PipecatAgents (`-o json`, `describe`), or `/metrics`; and the echoed
+//! error texts must show `[redacted]` where the key was.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use pipecat_operator::emulator::{Fault, FaultBody};
+use serde_json::{Value, json};
+use support::operator::{API_KEY, Env, Options};
+use support::reliability::{
+    Meta, Want, apply_api, assert_all_passed, check_operator_alive, run_case, wait_agent,
+    wait_converged, wait_event,
+};
+
+const SUITE: &str = "reliability_secrets";
+const TEST: &str = "the_api_key_never_leaks";
+/// A wrong key, as recognisable as the right one (it must not leak either).
+const WRONG_KEY: &str = "pk_test_WRONG_KEY_d41c8e";
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+async fn put_secret(env: &Env, name: &str, data: Value) -> anyhow::Result<()> {
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(env.cp.client(), &env.ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name},
+        "stringData": data,
+    }))?;
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply("reliability-suite").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .with_context(|| format!("applying Secret {name}"))?;
+    Ok(())
+}
+
+/// Applies an agent that reads its key from `secret`.
+async fn apply_with_credentials(env: &Env, name: &str, secret: &str) -> anyhow::Result<()> {
+    let mut obj = Want::version(1).object(name);
+    obj["spec"]["credentials"] = json!({"secretRef": {"name": secret}});
+    env.agents()
+        .patch(
+            name,
+            &PatchParams::apply("reliability-suite").force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .with_context(|| format!("applying {name}"))?;
+    Ok(())
+}
+
+/// Waits for `Synced=False reason`; returns its message.
+async fn wait_reason(env: &Env, name: &str, reason: &str) -> anyhow::Result<String> {
+    let a = wait_agent(env, name, Duration::from_secs(30), reason, |a| {
+        a.condition("Synced")
+            .is_some_and(|c| c.status == "False" && c.reason == reason)
+    })
+    .await?;
+    Ok(a.condition("Synced")
+        .map(|c| c.message.clone())
+        .unwrap_or_default())
+}
+
+/// An error path whose answer echoes the key: the condition shows `[redacted]` instead.
+async fn echoed(env: &Env, name: &str, fault: Fault, reason: &str) -> anyhow::Result<String> {
+    env.admin.inject_fault(fault).await?;
+    apply_api(env, name, &Want::version(1)).await?;
+    let message = wait_reason(env, name, reason).await?;
+    ensure!(
+        message.contains("[redacted]"),
+        "the echoed key is not shown as [redacted]: {message}"
+    );
+    wait_event(env, name, "Warning", reason, Duration::from_secs(20)).await?;
+    env.admin.clear_faults().await?;
+    wait_converged(env, name, &Want::version(1), Duration::from_secs(60)).await?;
+    Ok(format!(
+        "Synced=False {reason}: \"...{}\"; Warning event; converged after the fault",
+        tail(&message, 90)
+    ))
+}
+
+/// Bytes of an unreadable body the client quotes in its error.
+const SNIPPET: usize = 120;
+/// Leading characters of the key that count as a leak (all but the last 4).
+const PARTIAL: usize = API_KEY.len() - 4;
+
+/// `text` with any run of key material replaced, for messages and the report.
+fn mask(text: &str) -> String {
+    text.replace(&API_KEY[..PARTIAL], "<KEY...>")
+        .replace(&WRONG_KEY[..PARTIAL.min(WRONG_KEY.len())], "<WRONG KEY...>")
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    chars[chars.len().saturating_sub(n)..].iter().collect()
+}
+
+fn key_echo() -> String {
+    format!("invalid API key {API_KEY} for this organization")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_never_leaks() {
+    let env = Env::start("rel-secrets", Options::default()).await;
+    let env = &env;
+    let meta = |scenario: &str, fault: &str, expected: &str| {
+        Meta::new(SUITE, TEST, scenario, fault, expected)
+    };
+    let mut results = Vec::new();
+
+    results.push(
+        run_case(
+            meta(
+                "success path",
+                "none (create, then update)",
+                "Ready; nothing secret logged even at debug level",
+            ),
+            async {
+                apply_api(env, "s-ok", &Want::version(1)).await?;
+                wait_converged(env, "s-ok", &Want::version(1), Duration::from_secs(60)).await?;
+                apply_api(env, "s-ok", &Want::version(2)).await?;
+                wait_converged(env, "s-ok", &Want::version(2), Duration::from_secs(60)).await?;
+                Ok("created and updated, Ready".to_string())
+            },
+        )
+        .await,
+    );
+
+    let body401 = json!({"error": key_echo(), "code": "UNAUTHORIZED"}).to_string();
+    results.push(
+        run_case(
+            meta(
+                "401 whose error body echoes the key",
+                "HTTP 401 `{\"error\": \"invalid API key <KEY> ...\"}` on GET /v1/agents/s-401, until cleared",
+                "Synced=False Unauthorized with the key shown as [redacted]; converges once cleared",
+            ),
+            echoed(
+                env,
+                "s-401",
+                Fault::body("/v1/agents/s-401", FaultBody::Custom(body401))
+                    .with_status(401)
+                    .with_method("GET")
+                    .with_count(1_000_000),
+                "Unauthorized",
+            ),
+        )
+        .await,
+    );
+
+    results.push(
+        run_case(
+            meta(
+                "truncated JSON answer that echoes the key",
+                "HTTP 200 `{\"name\": \"<KEY>...` (cut) on GET /v1/agents/s-malformed, until cleared",
+                "Synced=False MalformedResponse with the key shown as [redacted]; converges",
+            ),
+            echoed(
+                env,
+                "s-malformed",
+                Fault::body(
+                    "/v1/agents/s-malformed",
+                    FaultBody::Custom(format!("{{\"name\": \"{API_KEY}\", \"region\": ")),
+                )
+                .with_status(200)
+                .with_method("GET")
+                .with_count(1_000_000),
+                "MalformedResponse",
+            ),
+        )
+        .await,
+    );
+
+    // The client quotes the first 120 bytes of an unreadable body: a key cut by that limit
+    // must not leave most of itself behind.
+    let cut_body = format!(
+        "{{\"name\": \"{}{API_KEY}\"",
+        "a".repeat(SNIPPET - 10 - PARTIAL)
+    );
+    results.push(
+        run_case(
+            meta(
+                "unreadable answer with the key cut by the quoted 120 bytes",
+                "HTTP 200 `{\"name\": \"aaa...<KEY>` with the key across byte 120, on GET /v1/agents/s-cut, until cleared",
+                "Synced=False MalformedResponse; no part of the key quoted",
+            ),
+            async {
+                env.admin
+                    .inject_fault(
+                        Fault::body("/v1/agents/s-cut", FaultBody::Custom(cut_body))
+                            .with_status(200)
+                            .with_method("GET")
+                            .with_count(1_000_000),
+                    )
+                    .await?;
+                apply_api(env, "s-cut", &Want::version(1)).await?;
+                let message = wait_reason(env, "s-cut", "MalformedResponse").await?;
+                env.admin.clear_faults().await?;
+                wait_converged(env, "s-cut", &Want::version(1), Duration::from_secs(60)).await?;
+                ensure!(
+                    !message.contains(&API_KEY[..PARTIAL]),
+                    "the condition quotes {PARTIAL} of the key's {} characters (shown as <KEY...>): {}",
+                    API_KEY.len(),
+                    mask(&message)
+                );
+                Ok(format!("Synced=False MalformedResponse: \"...{}\"", tail(&message, 60)))
+            },
+        )
+        .await,
+    );
+
+    results.push(
+        run_case(
+            meta(
+                "proxy HTML page that echoes the key",
+                "HTTP 502 `<html>... Bearer <KEY> ...</html>` on GET /v1/agents/s-proxy, until cleared",
+                "Synced=False PipecatUnavailable with the key shown as [redacted]; converges",
+            ),
+            echoed(
+                env,
+                "s-proxy",
+                Fault::body(
+                    "/v1/agents/s-proxy",
+                    FaultBody::Custom(format!(
+                        "<html><body>upstream rejected Authorization: Bearer {API_KEY}</body></html>"
+                    )),
+                )
+                .with_status(502)
+                .with_method("GET")
+                .with_count(1_000_000),
+                "PipecatUnavailable",
+            ),
+        )
+        .await,
+    );
+
+    results.push(
+        run_case(
+            meta(
+                "wrong key in the credentials Secret",
+                "spec.credentials names a Secret holding a wrong (recognisable) key",
+                "Synced=False Unauthorized; converges when the Secret is fixed (no restart)",
+            ),
+            async {
+                put_secret(env, "wrong-key", json!({"api-key": WRONG_KEY})).await?;
+                apply_with_credentials(env, "s-wrong", "wrong-key").await?;
+                let message = wait_reason(env, "s-wrong", "Unauthorized").await?;
+                wait_event(
+                    env,
+                    "s-wrong",
+                    "Warning",
+                    "Unauthorized",
+                    Duration::from_secs(20),
+                )
+                .await?;
+                put_secret(env, "wrong-key", json!({"api-key": API_KEY})).await?;
+                wait_converged(env, "s-wrong", &Want::version(1), Duration::from_secs(60)).await?;
+                Ok(format!(
+                    "Synced=False Unauthorized: \"{message}\"; converged after the Secret was fixed"
+                ))
+            },
+        )
+        .await,
+    );
+
+    results.push(
+        run_case(
+            meta(
+                "credentials Secret without the key",
+                "spec.credentials names a Secret with no `api-key` entry",
+                "Synced=False CredentialsNotFound saying what to add; converges when the key is added",
+            ),
+            async {
+                put_secret(env, "no-key", json!({"other": "x"})).await?;
+                apply_with_credentials(env, "s-nokey", "no-key").await?;
+                let message = wait_reason(env, "s-nokey", "CredentialsNotFound").await?;
+                ensure!(
+                    message.contains("api-key"),
+                    "the message does not name the missing key: {message}"
+                );
+                put_secret(env, "no-key", json!({"other": "x", "api-key": API_KEY})).await?;
+                wait_converged(env, "s-nokey", &Want::version(1), Duration::from_secs(60))
+                    .await?;
+                Ok(format!(
+                    "Synced=False CredentialsNotFound: \"{message}\"; converged once the key was added"
+                ))
+            },
+        )
+        .await,
+    );
+
+    results.push(
+        run_case(
+            meta(
+                "delete failing with the key in the error",
+                "HTTP 500 `{\"error\": \"... <KEY> ...\"}` x2 on DELETE /v1/agents/s-ok",
+                "Warning DeleteFailed with the key shown as [redacted]; deleted after the fault",
+            ),
+            async {
+                let body = json!({"error": key_echo(), "code": "500"}).to_string();
+                env.admin
+                    .inject_fault(
+                        Fault::body("/v1/agents/s-ok", FaultBody::Custom(body))
+                            .with_status(500)
+                            .with_method("DELETE")
+                            .with_count(2),
+                    )
+                    .await?;
+                env.agents()
+                    .delete("s-ok", &DeleteParams::default())
+                    .await?;
+                let message = wait_event(
+                    env,
+                    "s-ok",
+                    "Warning",
+                    "DeleteFailed",
+                    Duration::from_secs(20),
+                )
+                .await?;
+                ensure!(
+                    message.contains("[redacted]"),
+                    "DeleteFailed does not show [redacted]: {message}"
+                );
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while env.agents().get_opt("s-ok").await?.is_some() {
+                    ensure!(Instant::now() < deadline, "s-ok still exists");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(format!("Warning DeleteFailed: \"{message}\"; deleted"))
+            },
+        )
+        .await,
+    );
+
+    // Let the last events land, then look everywhere.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    results.push(
+        run_case(
+            meta(
+                "no credential anywhere",
+                "all of the above, at RUST_LOG=debug",
+                "neither key (raw, base64, or all but its last 4 characters) in the log, events, PipecatAgents (-o json, describe), /metrics",
+            ),
+            async {
+                let kubectl = |args: &[&str]| -> anyhow::Result<String> {
+                    let out = env.kubectl(args);
+                    ensure!(
+                        out.status.success(),
+                        "kubectl {args:?}: {}",
+                        support::controlplane::describe_output(&out)
+                    );
+                    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+                };
+                let op = &env.operator;
+                let places = [
+                    ("operator log", op.log()),
+                    ("events", kubectl(&["get", "events", "-o", "json"])?),
+                    ("PipecatAgents", kubectl(&["get", "pipecatagents", "-o", "json"])?),
+                    ("describe", kubectl(&["describe", "pipecatagents"])?),
+                    ("/metrics", op.get(op.metrics_port, "/metrics").await.1),
+                    ("/readyz", op.get(op.health_port, "/readyz").await.1),
+                ];
+                let needles = [
+                    ("the key", API_KEY.to_string()),
+                    ("all but the last 4 characters of the key", API_KEY[..PARTIAL].to_string()),
+                    ("the wrong key", WRONG_KEY.to_string()),
+                    ("the key in base64", base64(API_KEY.as_bytes())),
+                    ("the wrong key in base64", base64(WRONG_KEY.as_bytes())),
+                ];
+                let mut leaks = Vec::new();
+                for (place, text) in &places {
+                    ensure!(!text.is_empty(), "{place} is empty: nothing was checked");
+                    for (what, needle) in &needles {
+                        if let Some(at) = text.find(needle.as_str()) {
+                            let mut start = at.saturating_sub(80);
+                            while !text.is_char_boundary(start) {
+                                start -= 1;
+                            }
+                            let context: String = text[start..]
+                                .chars()
+                                .take(200)
+                                .collect::<String>()
+                                .replace('\n', " ");
+                            leaks.push(format!("{what} in the {place}: ...{}...", mask(&context)));
+                        }
+                    }
+                }
+                ensure!(leaks.is_empty(), "leaks:\n{}", leaks.join("\n"));
+                let log = op.log();
+                ensure!(
+                    log.lines().any(|l| l.contains("DEBUG")),
+                    "the operator log has no debug lines: the check would miss debug logging"
+                );
+                check_operator_alive(env).await?;
+                let sizes: Vec<String> = places
+                    .iter()
+                    .map(|(p, t)| format!("{p} {} KiB", t.len().div_ceil(1024)))
+                    .collect();
+                Ok(format!("no key found in: {}", sizes.join(", ")))
+            },
+        )
+        .await,
+    );
+    assert_all_passed(&results);
+}
+
+#[test]
+fn base64_matches_the_standard_alphabet() {
+    assert_eq!(base64(b"pk_"), "cGtf");
+    assert_eq!(base64(b"pk"), "cGs=");
+    assert_eq!(base64(b"p"), "cA==");
+}
