@@ -227,6 +227,8 @@ fn controller_for(
     let mut listed = false;
     let agent_stream = watcher(agents, watch_cfg)
         .default_backoff()
+        // managedFields is nearly half of each cached object and never read here.
+        .modify(|a: &mut PipecatAgent| a.managed_fields_mut().clear())
         .inspect(move |event| match event {
             Ok(watcher::Event::Apply(a) | watcher::Event::InitApply(a)) => {
                 index_ctx.names.upsert(a)
@@ -264,7 +266,15 @@ fn controller_for(
                 .deleted(&s.namespace().unwrap_or_default(), &s.name_any()),
             _ => {}
         })
-        .touched_objects();
+        // Only changes re-trigger agents: the initial list (every Secret, at start-up and after
+        // each re-list) would reconcile every agent a second time for nothing.
+        .filter_map(|event| {
+            futures::future::ready(match event {
+                Ok(watcher::Event::Apply(s) | watcher::Event::Delete(s)) => Some(Ok(s)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+        });
     let store = reader.clone();
     let default_creds = config.default_credentials.clone();
     let mapper = move |secret: PartialObjectMeta<Secret>| {
