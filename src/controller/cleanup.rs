@@ -19,10 +19,10 @@ pub async fn cleanup(obj: &PipecatAgent, ctx: &Context) -> ReconcileResult {
     if !obj.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let name = obj
-        .status
-        .as_ref()
-        .and_then(|s| s.agent_name.clone())
+    let status = ctx.written.status(obj);
+    let name = status
+        .agent_name
+        .clone()
         .unwrap_or_else(|| obj.agent_name().to_string());
     let ns = obj.namespace().unwrap_or_default();
     match obj.spec.deletion_policy {
@@ -76,7 +76,7 @@ pub async fn cleanup(obj: &PipecatAgent, ctx: &Context) -> ReconcileResult {
                         return Err(err);
                     }
                 },
-                Err(err) if never_applied(obj) => {
+                Err(err) if status.applied_config_hash.is_none() => {
                     // Without credentials nothing was ever created: nothing to delete.
                     info!(agent = %name, namespace = %ns, decision = "deleted", reason = %err, "no remote agent was ever created");
                 }
@@ -96,13 +96,8 @@ pub async fn cleanup(obj: &PipecatAgent, ctx: &Context) -> ReconcileResult {
     }
     remove_finalizer(obj, ctx).await?;
     ctx.backoff.forget(&ObjectRef::from_obj(obj));
+    ctx.written.forget(obj);
     Ok(Action::await_change())
-}
-
-fn never_applied(obj: &PipecatAgent) -> bool {
-    obj.status
-        .as_ref()
-        .is_none_or(|s| s.applied_config_hash.is_none())
 }
 
 async fn remove_finalizer(obj: &PipecatAgent, ctx: &Context) -> Result<(), Error> {

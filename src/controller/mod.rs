@@ -13,6 +13,7 @@ pub mod ownership;
 pub mod plan;
 pub mod reconcile;
 pub mod status;
+pub mod written;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +98,8 @@ pub struct Context {
     pub names: ownership::NameIndex,
     /// API keys already read from their Secrets.
     pub keys: credentials::KeyCache,
+    /// What this process last wrote per object (the watch cache can lag behind).
+    pub written: written::Written,
 }
 
 impl Context {
@@ -124,6 +127,7 @@ impl Context {
             health,
             names: ownership::NameIndex::default(),
             keys: credentials::KeyCache::default(),
+            written: written::Written::default(),
             kube,
             cloud,
             config,

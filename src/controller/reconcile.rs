@@ -77,13 +77,17 @@ async fn reconcile_apply(
     obj: &Arc<PipecatAgent>,
     ctx: &Arc<Context>,
 ) -> Result<(Action, &'static str, Option<bool>), Error> {
-    ensure_finalizer(obj, ctx).await?;
+    if !ctx.written.has_finalizer(obj, FINALIZER) {
+        ensure_finalizer(obj, ctx).await?;
+        ctx.written.finalizer_added(obj);
+    }
 
-    let outcome = sync(obj, ctx).await;
-    let old = obj.status.clone().unwrap_or_default();
+    let old = ctx.written.status(obj);
+    let outcome = sync(obj, ctx, &old).await;
     let new = next_status(obj, &old, &outcome, &Time(jiff::Timestamp::now()));
     if new != old {
         write_status(obj, ctx, &new).await?;
+        ctx.written.status_written(obj, &new);
     }
     publish_transitions(obj, ctx, &old, &new, &outcome);
 
@@ -126,14 +130,18 @@ async fn reconcile_apply(
 }
 
 /// Observes the remote agent, plans, and applies the plan.
-async fn sync(obj: &PipecatAgent, ctx: &Context) -> Result<Synced, Error> {
+async fn sync(
+    obj: &PipecatAgent,
+    ctx: &Context,
+    status: &PipecatAgentStatus,
+) -> Result<Synced, Error> {
     let loc = credentials::locate(obj, &ctx.config.default_credentials);
     let key = ctx.keys.resolve(&ctx.kube, &loc).await?;
     if let Some(owner) = ownership::owner(ctx, obj, &loc, &key).await? {
         return Err(ownership::conflict(obj, &owner));
     }
     let desired = plan::desired(obj);
-    let last = last_applied(obj, &desired.name);
+    let last = last_applied(status, &desired.name);
 
     let observed = get(ctx, &key, &desired.name).await?;
     let adopting = observed.is_some() && last.config_hash.is_none();
@@ -252,13 +260,14 @@ fn cloud_error(action: &'static str, agent: &str, source: cloud::Error) -> Error
     }
 }
 
-fn last_applied(obj: &PipecatAgent, name: &str) -> LastApplied {
-    match &obj.status {
-        Some(s) if s.agent_name.as_deref() == Some(name) => LastApplied {
-            config_hash: s.applied_config_hash.clone(),
-            redeploy_token: s.applied_redeploy_token.clone(),
-        },
-        _ => LastApplied::default(),
+fn last_applied(status: &PipecatAgentStatus, name: &str) -> LastApplied {
+    if status.agent_name.as_deref() == Some(name) {
+        LastApplied {
+            config_hash: status.applied_config_hash.clone(),
+            redeploy_token: status.applied_redeploy_token.clone(),
+        }
+    } else {
+        LastApplied::default()
     }
 }
 
