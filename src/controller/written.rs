@@ -53,11 +53,17 @@ impl Written {
         self.with(obj, |e| e.status = Some(status.clone()));
     }
 
-    /// The latest status: the one this process wrote last, else the object's.
+    /// The latest status: the one this process wrote last, else the object's. Once the
+    /// object shows what was written, the copy is dropped (memory stays flat at scale).
     pub fn status(&self, obj: &PipecatAgent) -> PipecatAgentStatus {
-        self.with(obj, |e| e.status.clone())
-            .or_else(|| obj.status.clone())
-            .unwrap_or_default()
+        self.with(obj, |e| {
+            if e.status.is_some() && e.status == obj.status {
+                e.status = None;
+            }
+            e.status.clone()
+        })
+        .or_else(|| obj.status.clone())
+        .unwrap_or_default()
     }
 
     /// Forgets an object (deleted).
@@ -95,6 +101,11 @@ mod tests {
         };
         w.status_written(&stale, &written);
         assert_eq!(w.status(&stale), written);
+        // Once the cache catches up, the copy is dropped and the object's status is used.
+        let mut caught_up = stale.clone();
+        caught_up.status = Some(written.clone());
+        assert_eq!(w.status(&caught_up), written);
+        assert!(w.with(&caught_up, |e| e.status.is_none()), "copy dropped");
         // The same name re-created (new uid) starts afresh.
         let recreated = agent("u2");
         assert!(!w.has_finalizer(&recreated, "f"));
