@@ -208,10 +208,7 @@ fn default_install_is_hardened_and_cluster_wide() {
     );
     assert_eq!(pod["serviceAccountName"], "op-pipecat-operator");
     assert_eq!(pod["automountServiceAccountToken"], true);
-    assert_eq!(
-        container["image"],
-        "pipecat-operator:0.1.0"
-    );
+    assert_eq!(container["image"], "pipecat-operator:0.1.0");
     let psc = &pod["securityContext"];
     assert_eq!(psc["runAsNonRoot"], true);
     assert_eq!(psc["runAsUser"], 65532);
