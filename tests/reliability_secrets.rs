@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use pipecat_operator::emulator::{Fault, FaultBody};
 use serde_json::{Value, json};
+use support::controlplane::base64;
 use support::operator::{API_KEY, Env, Options};
 use support::reliability::{
     Meta, Want, apply_api, assert_all_passed, check_operator_alive, run_case, wait_agent,
@@ -25,27 +26,6 @@ const SUITE: &str = "reliability_secrets";
 const TEST: &str = "the_api_key_never_leaks";
 /// A wrong key, as recognisable as the right one (it must not leak either).
 const WRONG_KEY: &str = "pk_test_WRONG_KEY_d41c8e";
-
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 async fn put_secret(env: &Env, name: &str, data: Value) -> anyhow::Result<()> {
     let secrets: kube::Api<Secret> = kube::Api::namespaced(env.cp.client(), &env.ns);

@@ -1048,7 +1048,8 @@ fn write_kubeconfig(
     fs::write(path, text)
 }
 
-fn base64(data: &[u8]) -> String {
+/// Standard base64 with padding (kubeconfig data and Secret values).
+pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
