@@ -20,4 +20,10 @@ grep -q "condition met" target/demo-smoke.log
 echo "demo: voice-starter reached Ready"
 
 echo "==> cargo test"
-cargo test --all-targets --locked -- "$@"
+mkdir -p target
+cargo test --lib --bins --tests --locked -- "$@" 2>&1 | tee target/test.log
+status=${PIPESTATUS[0]}
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' target/test.log
+exit "$status"
