@@ -900,10 +900,10 @@ async fn operator_does_its_job_with_the_charts_service_account_alone() {
     apply(AGENT.to_string());
     let deadline = Instant::now() + Duration::from_secs(60);
     let created = loop {
-        if let Some(a) = agents.get_opt("voice-starter").await.expect("get") {
-            if is_ready(&a) {
-                break a;
-            }
+        if let Some(a) = agents.get_opt("voice-starter").await.expect("get")
+            && is_ready(&a)
+        {
+            break a;
         }
         assert!(
             Instant::now() < deadline && operator.running(),

@@ -502,10 +502,10 @@ async fn fault_case(env: &Env, case: &Case, barrier: &Barrier) -> anyhow::Result
     let during = AssertUnwindSafe(during_fault(env, case))
         .catch_unwind()
         .await;
-    if barrier.wait().await.is_leader() {
-        if let Err(e) = env.admin.clear_faults().await {
-            eprintln!("clearing faults: {e:#}");
-        }
+    if barrier.wait().await.is_leader()
+        && let Err(e) = env.admin.clear_faults().await
+    {
+        eprintln!("clearing faults: {e:#}");
     }
     barrier.wait().await;
     let during = match during {

@@ -190,21 +190,21 @@ impl AgentPatch {
         }
 
         patch.image = string_field(obj, "image")?;
-        if let Field::Set(image) = &patch.image {
-            if image.trim().is_empty() || image.contains(char::is_whitespace) {
-                return Err(ApiError::bad_request(format!(
-                    "image {image:?} is invalid: expected an image reference such as \
+        if let Field::Set(image) = &patch.image
+            && (image.trim().is_empty() || image.contains(char::is_whitespace))
+        {
+            return Err(ApiError::bad_request(format!(
+                "image {image:?} is invalid: expected an image reference such as \
                      \"acme/agent:1.0\""
-                )));
-            }
+            )));
         }
         patch.build_id = string_field(obj, "buildId")?;
-        if let Field::Set(id) = &patch.build_id {
-            if !UUID.is_match(id) {
-                return Err(ApiError::bad_request(format!(
-                    "buildId {id:?} is invalid: expected a build UUID"
-                )));
-            }
+        if let Field::Set(id) = &patch.build_id
+            && !UUID.is_match(id)
+        {
+            return Err(ApiError::bad_request(format!(
+                "buildId {id:?} is invalid: expected a build UUID"
+            )));
         }
         if matches!(
             (&patch.image, &patch.build_id),
@@ -230,12 +230,12 @@ impl AgentPatch {
             ("imagePullSecretSet", &patch.image_pull_secret_set),
             ("secretSet", &patch.secret_set),
         ] {
-            if let Field::Set(name) = field {
-                if name.is_empty() {
-                    return Err(ApiError::bad_request(format!(
-                        "{key} must not be empty: omit it or use null"
-                    )));
-                }
+            if let Field::Set(name) = field
+                && name.is_empty()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "{key} must not be empty: omit it or use null"
+                )));
             }
         }
 

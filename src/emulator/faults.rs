@@ -265,10 +265,10 @@ impl Faults {
         if fault.count == 0 {
             return Err("count must be at least 1".to_owned());
         }
-        if let Some(status) = fault.status {
-            if !(100..=599).contains(&status) {
-                return Err(format!("status {status} is not an HTTP status (100..599)"));
-            }
+        if let Some(status) = fault.status
+            && !(100..=599).contains(&status)
+        {
+            return Err(format!("status {status} is not an HTTP status (100..599)"));
         }
         let method = match &fault.method {
             Some(m) => Some(

@@ -323,10 +323,10 @@ impl Handle {
         if let Err(e) = self.server.await {
             tracing::warn!(error = %e, "emulator server task failed");
         }
-        if let Some(saver) = self.saver {
-            if let Err(e) = saver.await {
-                tracing::warn!(error = %e, "emulator state saver failed");
-            }
+        if let Some(saver) = self.saver
+            && let Err(e) = saver.await
+        {
+            tracing::warn!(error = %e, "emulator state saver failed");
         }
     }
 }
@@ -336,10 +336,10 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
     let settings = config.settings()?;
     let auth = Auth::new(&config)?;
     let mut state = State::new(settings);
-    if let Some(path) = &config.state_file {
-        if let Some(snapshot) = persist::load(path)? {
-            state.restore(snapshot);
-        }
+    if let Some(path) = &config.state_file
+        && let Some(snapshot) = persist::load(path)?
+    {
+        state.restore(snapshot);
     }
     let listener = TcpListener::bind(config.listen)
         .await

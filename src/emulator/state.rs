@@ -1186,12 +1186,12 @@ impl State {
     /// "later" never coincide.
     pub fn now(&mut self) -> Timestamp {
         let mut now = Timestamp::now();
-        if let Some(last) = self.clock {
-            if now <= last {
-                now = last
-                    .checked_add(jiff::SignedDuration::from_nanos(1))
-                    .unwrap_or(last);
-            }
+        if let Some(last) = self.clock
+            && now <= last
+        {
+            now = last
+                .checked_add(jiff::SignedDuration::from_nanos(1))
+                .unwrap_or(last);
         }
         self.clock = Some(now);
         now
