@@ -701,7 +701,15 @@ pub async fn wait_event(
 /// The operator is alive: `/healthz` answers 200 and it never panicked.
 pub async fn check_operator_alive(env: &Env) -> anyhow::Result<()> {
     let op = &env.operator;
-    let (status, body) = op.get(op.health_port, "/healthz").await;
+    // A process restarted a moment ago may not listen yet: give it a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let answer = op.get(op.health_port, "/healthz").await;
+        if answer.0 == 200 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     ensure!(
         status == 200,
         "operator /healthz answered {status} ({body}): it died?\n{}",
