@@ -6,8 +6,9 @@
 # Usage: hack/bench.sh [N ...] [-- BENCH_FLAGS ...]
 #   hack/bench.sh                       # 100 and 1000 agents
 #   hack/bench.sh 10000 -- --resync 10s # 10000 agents, bench flags after --
-# Bench flags: --concurrency, --resync, --poll-interval, --steady, --client-concurrency,
-# --changes, --timeout (see `target/release/examples/bench --help`).
+# Bench flags: --concurrency, --resync, --poll-interval, --steady, --idle, --client-concurrency,
+# --changes, --timeout, --operator-env KEY=VALUE, --out (see `target/release/examples/bench
+# --help`; give experiments an --out in another directory so their logs do not overwrite these).
 # Results: target/bench/results.json (one entry per N, replaced by a new run of the same N) and
 # target/bench/operator-N.log; the figures are also printed as a table.
 set -euo pipefail
