@@ -132,16 +132,16 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     concurrency: u16,
     /// Operator `--resync-interval`.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = pipecat_operator::duration::parse)]
     resync: Duration,
     /// Operator `--poll-interval`.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "100ms", value_parser = pipecat_operator::duration::parse)]
     poll_interval: Duration,
     /// Operator `--max-poll-interval`.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = pipecat_operator::duration::parse)]
     max_poll_interval: Duration,
     /// How long to observe the steady state (default: 3.5 resync intervals).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = pipecat_operator::duration::parse)]
     steady: Option<Duration>,
     /// Requests in flight of the bench's own client (creates, and the floor's writes).
     #[arg(long, default_value_t = 32)]
@@ -150,13 +150,13 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     changes: usize,
     /// Pause between two spec changes.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "100ms", value_parser = pipecat_operator::duration::parse)]
     change_spacing: Duration,
     /// How long to measure the idle control plane before the operator starts (its CPU baseline).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = pipecat_operator::duration::parse)]
     idle: Duration,
     /// Give up waiting for cold convergence after this long.
-    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    #[arg(long, default_value = "15m", value_parser = pipecat_operator::duration::parse)]
     timeout: Duration,
     /// Extra environment of the operator, `KEY=VALUE` (repeatable), e.g. `MALLOC_ARENA_MAX=2`.
     #[arg(long = "operator-env", value_parser = parse_env)]
@@ -167,25 +167,6 @@ struct Args {
     /// Results file (the run for this agent count is replaced, others are kept).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/results.json"))]
     out: PathBuf,
-}
-
-/// Parses `500ms`, `5s`, `2m` (a bare number is seconds).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 5s, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
