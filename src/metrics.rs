@@ -192,24 +192,28 @@ impl Metrics {
         self.rate_limit_wait_seconds.inc_by(waited.as_secs_f64());
     }
 
-    /// Records an agent's readiness (`None`: it is gone).
+    /// Records an agent's readiness (`None`: it is gone). Constant time: the gauges move by
+    /// the difference, they are not recounted.
     pub fn set_ready(&self, key: String, ready: Option<bool>) {
         let mut index = self.ready_index.lock().expect("metrics lock");
-        match ready {
-            Some(r) => {
-                index.insert(key, r);
-            }
-            None => {
-                index.remove(&key);
-            }
+        let before = match ready {
+            Some(r) => index.insert(key, r),
+            None => index.remove(&key),
+        };
+        let gauge = |r: bool| {
+            self.agents.get_or_create(&ReadyLabels {
+                ready: if r { "true" } else { "false" },
+            })
+        };
+        if before == ready {
+            return;
         }
-        let ready_count = index.values().filter(|r| **r).count() as i64;
-        self.agents
-            .get_or_create(&ReadyLabels { ready: "true" })
-            .set(ready_count);
-        self.agents
-            .get_or_create(&ReadyLabels { ready: "false" })
-            .set(index.len() as i64 - ready_count);
+        if let Some(r) = before {
+            gauge(r).dec();
+        }
+        if let Some(r) = ready {
+            gauge(r).inc();
+        }
     }
 
     /// Leader status.
