@@ -430,54 +430,11 @@ fn cut(mut text: String, max: usize) -> String {
 }
 
 /// Redacts the key from every message of `e`, then bounds its length.
-fn redact_error(e: Error, key: &ApiKey) -> Error {
-    let key = &Sanitizer(key);
-    match e {
-        Error::NotFound { message } => Error::NotFound {
-            message: key.redact(message),
-        },
-        Error::AlreadyExists { message } => Error::AlreadyExists {
-            message: key.redact(message),
-        },
-        Error::InvalidRequest {
-            status,
-            code,
-            message,
-        } => Error::InvalidRequest {
-            status,
-            code: key.redact(code),
-            message: key.redact(message),
-        },
-        Error::Unauthorized { status, message } => Error::Unauthorized {
-            status,
-            message: key.redact(message),
-        },
-        Error::Conflict { message } => Error::Conflict {
-            message: key.redact(message),
-        },
-        Error::Transient {
-            status,
-            message,
-            retry_after,
-        } => Error::Transient {
-            status,
-            message: key.redact(message),
-            retry_after,
-        },
-        Error::Malformed { message } => Error::Malformed {
-            message: key.redact(message),
-        },
-        other => other,
+fn redact_error(mut e: Error, key: &ApiKey) -> Error {
+    for text in e.texts_mut() {
+        *text = cut(key.redact(std::mem::take(text)), MAX_ERROR_TEXT);
     }
-}
-
-/// Redacts then cuts remote text.
-struct Sanitizer<'a>(&'a ApiKey);
-
-impl Sanitizer<'_> {
-    fn redact(&self, text: String) -> String {
-        cut(self.0.redact(text), MAX_ERROR_TEXT)
-    }
+    e
 }
 
 /// Parses `Retry-After` in seconds (HTTP dates are rare for APIs and ignored).

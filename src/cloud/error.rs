@@ -97,6 +97,20 @@ impl Error {
         }
     }
 
+    /// Every text of the error that came from the remote side (to redact and bound it).
+    pub(crate) fn texts_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            Error::NotFound { message }
+            | Error::AlreadyExists { message }
+            | Error::Unauthorized { message, .. }
+            | Error::Conflict { message }
+            | Error::Transient { message, .. }
+            | Error::Malformed { message } => vec![message],
+            Error::InvalidRequest { code, message, .. } => vec![code, message],
+            Error::RateLimited { .. } | Error::Config(_) => vec![],
+        }
+    }
+
     /// True when retrying the same request later may succeed without any change.
     pub fn is_retryable(&self) -> bool {
         matches!(
