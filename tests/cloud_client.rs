@@ -138,7 +138,7 @@ async fn api_errors_are_classified() {
     let admin = emu.admin();
 
     let e = client.get_agent(&key, "missing").await.unwrap_err();
-    assert_eq!(e.kind(), "NotFound");
+    assert_eq!(e.kind().as_str(), "NotFound");
 
     client
         .create_agent(&key, &create("bot-two", "acme/bot:1"))
@@ -148,7 +148,7 @@ async fn api_errors_are_classified() {
         .create_agent(&key, &create("bot-two", "acme/bot:1"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), "AlreadyExists", "{e}");
+    assert_eq!(e.kind().as_str(), "AlreadyExists", "{e}");
 
     let e = client
         .create_agent(&key, &create("Bad_Name", "acme/bot:1"))
@@ -166,18 +166,18 @@ async fn api_errors_are_classified() {
         }
         other => panic!("expected InvalidRequest, got {other:?}"),
     }
-    assert!(!e.is_retryable());
+    assert!(!e.kind().is_retryable());
 
     let mut missing_set = create("bot-three", "acme/bot:1");
     missing_set.config.secret_set = Some("no-such-set".into());
     let e = client.create_agent(&key, &missing_set).await.unwrap_err();
-    assert_eq!(e.kind(), "NotFound", "{e}");
+    assert_eq!(e.kind().as_str(), "NotFound", "{e}");
 
     let e = client
         .get_agent(&ApiKey::new("pk_wrong_key_000"), "bot-two")
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), "Unauthorized");
+    assert_eq!(e.kind().as_str(), "Unauthorized");
     assert!(!e.to_string().contains("pk_wrong_key_000"));
 
     admin
@@ -198,8 +198,8 @@ async fn api_errors_are_classified() {
     let mut pending = create("bot-four", "acme/bot:1");
     pending.config.secret_set = Some("slow-set".into());
     let e = client.create_agent(&key, &pending).await.unwrap_err();
-    assert_eq!(e.kind(), "Conflict", "{e}");
-    assert!(e.is_retryable());
+    assert_eq!(e.kind().as_str(), "Conflict", "{e}");
+    assert!(e.kind().is_retryable());
 }
 
 #[tokio::test]
@@ -217,7 +217,7 @@ async fn transport_faults_are_classified() {
         .await
         .unwrap();
     let e = client.get_agent(&key, "bot-five").await.unwrap_err();
-    assert_eq!(e.kind(), "RateLimited");
+    assert_eq!(e.kind().as_str(), "RateLimited");
     assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
 
     for status in [500, 502, 503, 504] {
@@ -226,7 +226,7 @@ async fn transport_faults_are_classified() {
             .await
             .unwrap();
         let e = client.get_agent(&key, "bot-five").await.unwrap_err();
-        assert_eq!(e.kind(), "Transient", "{status}: {e}");
+        assert_eq!(e.kind().as_str(), "Transient", "{status}: {e}");
         assert!(e.to_string().contains(&status.to_string()), "{e}");
     }
 
@@ -235,14 +235,14 @@ async fn transport_faults_are_classified() {
         .await
         .unwrap();
     let e = client.get_agent(&key, "bot-five").await.unwrap_err();
-    assert_eq!(e.kind(), "Transient", "{e}");
+    assert_eq!(e.kind().as_str(), "Transient", "{e}");
 
     admin
         .inject_fault(Fault::delay(path, Duration::from_secs(3)))
         .await
         .unwrap();
     let e = client.get_agent(&key, "bot-five").await.unwrap_err();
-    assert_eq!(e.kind(), "Transient");
+    assert_eq!(e.kind().as_str(), "Transient");
     assert!(e.to_string().contains("timed out"), "{e}");
 
     admin
@@ -250,14 +250,14 @@ async fn transport_faults_are_classified() {
         .await
         .unwrap();
     let e = client.get_agent(&key, "bot-five").await.unwrap_err();
-    assert_eq!(e.kind(), "MalformedResponse", "{e}");
+    assert_eq!(e.kind().as_str(), "MalformedResponse", "{e}");
 
     admin
         .inject_fault(Fault::body(path, FaultBody::NonJson))
         .await
         .unwrap();
     let e = client.get_agent(&key, "bot-five").await.unwrap_err();
-    assert_eq!(e.kind(), "Transient");
+    assert_eq!(e.kind().as_str(), "Transient");
     assert!(e.to_string().contains("non-JSON"), "{e}");
 
     // Wrong types in a 200 answer: an error, not a panic.
@@ -272,7 +272,7 @@ async fn transport_faults_are_classified() {
         .await
         .unwrap();
     let e = client.get_agent(&key, "bot-five").await.unwrap_err();
-    assert_eq!(e.kind(), "MalformedResponse", "{e}");
+    assert_eq!(e.kind().as_str(), "MalformedResponse", "{e}");
 
     // A body echoing the key (a misbehaving proxy) never brings it into the error.
     admin
@@ -286,7 +286,7 @@ async fn transport_faults_are_classified() {
         .await
         .unwrap();
     let e = client.get_agent(&key, "bot-five").await.unwrap_err();
-    assert_eq!(e.kind(), "InvalidRequest");
+    assert_eq!(e.kind().as_str(), "InvalidRequest");
     assert!(e.to_string().contains("[redacted]"), "{e}");
     assert_no_key(&e);
 
@@ -318,7 +318,7 @@ async fn transport_faults_are_classified() {
         .await
         .unwrap();
     let e = client.get_agent(&key, "bot-five").await.unwrap_err();
-    assert_eq!(e.kind(), "MalformedResponse", "{e}");
+    assert_eq!(e.kind().as_str(), "MalformedResponse", "{e}");
 
     // A huge body is refused, not buffered without end.
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(40 * 1024 * 1024));
@@ -327,7 +327,7 @@ async fn transport_faults_are_classified() {
         .await
         .unwrap();
     let e = client.get_agent(&key, "bot-five").await.unwrap_err();
-    assert_eq!(e.kind(), "MalformedResponse", "{e}");
+    assert_eq!(e.kind().as_str(), "MalformedResponse", "{e}");
     assert!(e.to_string().contains("larger than"), "{e}");
 
     // After the faults, everything works again.

@@ -13,6 +13,7 @@ use super::ratelimit::RateLimiter;
 use super::types::{
     Agent, AgentList, AgentSummary, CreateAgentRequest, ErrorBody, UpdateAgentRequest,
 };
+use crate::text::truncate;
 
 /// The public Pipecat Cloud API.
 pub const DEFAULT_BASE_URL: &str = "https://api.pipecat.daily.co/v1";
@@ -61,20 +62,19 @@ impl fmt::Display for ApiKey {
 }
 
 /// How to reach Pipecat Cloud.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct ClientConfig {
-    /// Base URL including the `/v1` prefix, e.g. [`DEFAULT_BASE_URL`] or an emulator's.
+    /// Pipecat Cloud API base URL (including /v1); point it at `pipecat-cloud-emulator` to work offline.
+    #[arg(long = "api-url", env = "PIPECAT_API_URL", default_value = DEFAULT_BASE_URL)]
     pub base_url: String,
-    /// Timeout of each request (connect + response).
+    /// Timeout of each Pipecat Cloud request (connect + response).
+    #[arg(long = "request-timeout", env = "PIPECAT_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::duration::parse)]
     pub timeout: Duration,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig {
-            base_url: DEFAULT_BASE_URL.to_string(),
-            timeout: Duration::from_secs(30),
-        }
+        crate::flags::defaults()
     }
 }
 
@@ -306,7 +306,7 @@ impl Client {
                     message: format!(
                         "HTTP {} body is not the expected JSON ({}); body starts with {:?}",
                         status.as_u16(),
-                        cut(key.redact(e.to_string()), 200),
+                        truncate(key.redact(e.to_string()), 200),
                         snippet(redacted().as_bytes())
                     ),
                 });
@@ -416,23 +416,10 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// Longest text quoted from a remote answer in an error (it reaches logs, events, conditions).
 pub const MAX_ERROR_TEXT: usize = 300;
 
-/// `text` cut to at most `max` bytes (on a character boundary), marked when cut.
-fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push_str("...");
-    }
-    text
-}
-
 /// Redacts the key from every message of `e`, then bounds its length.
 fn redact_error(mut e: Error, key: &ApiKey) -> Error {
     for text in e.texts_mut() {
-        *text = cut(key.redact(std::mem::take(text)), MAX_ERROR_TEXT);
+        *text = truncate(key.redact(std::mem::take(text)), MAX_ERROR_TEXT);
     }
     e
 }
@@ -480,12 +467,14 @@ mod tests {
     fn classifies_error_statuses() {
         let body = br#"{"error":"Not found","code":"NOT_FOUND"}"#;
         assert_eq!(
-            classify(StatusCode::NOT_FOUND, body, None).kind(),
+            classify(StatusCode::NOT_FOUND, body, None).kind().as_str(),
             "NotFound"
         );
         let exists = br#"{"error":"Service already exists","code":"GENERIC_BAD_REQUEST"}"#;
         assert_eq!(
-            classify(StatusCode::BAD_REQUEST, exists, None).kind(),
+            classify(StatusCode::BAD_REQUEST, exists, None)
+                .kind()
+                .as_str(),
             "AlreadyExists"
         );
         let bad = br#"{"error":"Invalid agent name","code":"GENERIC_BAD_REQUEST"}"#;
@@ -503,15 +492,17 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(
-            classify(StatusCode::UNAUTHORIZED, b"", None).kind(),
+            classify(StatusCode::UNAUTHORIZED, b"", None)
+                .kind()
+                .as_str(),
             "Unauthorized"
         );
         assert_eq!(
-            classify(StatusCode::FORBIDDEN, b"", None).kind(),
+            classify(StatusCode::FORBIDDEN, b"", None).kind().as_str(),
             "Unauthorized"
         );
         assert_eq!(
-            classify(StatusCode::CONFLICT, b"{}", None).kind(),
+            classify(StatusCode::CONFLICT, b"{}", None).kind().as_str(),
             "Conflict"
         );
         let limited = classify(
@@ -520,12 +511,16 @@ mod tests {
             Some(Duration::from_secs(7)),
         );
         assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
-        assert!(limited.is_retryable());
+        assert!(limited.kind().is_retryable());
         let html = b"<html><body>502 Bad Gateway</body></html>";
         let e = classify(StatusCode::BAD_GATEWAY, html, None);
-        assert_eq!(e.kind(), "Transient");
+        assert_eq!(e.kind().as_str(), "Transient");
         assert!(e.to_string().contains("non-JSON"), "{e}");
-        assert!(!classify(StatusCode::UNPROCESSABLE_ENTITY, b"{}", None).is_retryable());
+        assert!(
+            !classify(StatusCode::UNPROCESSABLE_ENTITY, b"{}", None)
+                .kind()
+                .is_retryable()
+        );
     }
 
     #[test]

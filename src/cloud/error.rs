@@ -71,19 +71,72 @@ pub enum Error {
     Config(String),
 }
 
-impl Error {
-    /// A short, bounded label for metrics and condition reasons.
-    pub fn kind(&self) -> &'static str {
+/// The class of a failure: the one classification that retries, metrics and condition reasons
+/// are derived from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// 404.
+    NotFound,
+    /// 400 "Service already exists".
+    AlreadyExists,
+    /// Another 4xx.
+    InvalidRequest,
+    /// 401 or 403.
+    Unauthorized,
+    /// 409.
+    Conflict,
+    /// 429.
+    RateLimited,
+    /// 5xx, timeouts, connection failures.
+    Transient,
+    /// A 2xx whose body could not be understood.
+    Malformed,
+    /// The client could not be built.
+    Config,
+}
+
+impl ErrorKind {
+    /// A short, bounded label.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Error::NotFound { .. } => "NotFound",
-            Error::AlreadyExists { .. } => "AlreadyExists",
-            Error::InvalidRequest { .. } => "InvalidRequest",
-            Error::Unauthorized { .. } => "Unauthorized",
-            Error::Conflict { .. } => "Conflict",
-            Error::RateLimited { .. } => "RateLimited",
-            Error::Transient { .. } => "Transient",
-            Error::Malformed { .. } => "MalformedResponse",
-            Error::Config(_) => "Config",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::AlreadyExists => "AlreadyExists",
+            ErrorKind::InvalidRequest => "InvalidRequest",
+            ErrorKind::Unauthorized => "Unauthorized",
+            ErrorKind::Conflict => "Conflict",
+            ErrorKind::RateLimited => "RateLimited",
+            ErrorKind::Transient => "Transient",
+            ErrorKind::Malformed => "MalformedResponse",
+            ErrorKind::Config => "Config",
+        }
+    }
+
+    /// True when retrying the same request later may succeed without any change; otherwise
+    /// something must change first (the spec, the key, the client's configuration).
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimited
+                | ErrorKind::Transient
+                | ErrorKind::Malformed
+                | ErrorKind::Conflict
+        )
+    }
+}
+
+impl Error {
+    /// The class of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::InvalidRequest { .. } => ErrorKind::InvalidRequest,
+            Error::Unauthorized { .. } => ErrorKind::Unauthorized,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::Transient { .. } => ErrorKind::Transient,
+            Error::Malformed { .. } => ErrorKind::Malformed,
+            Error::Config(_) => ErrorKind::Config,
         }
     }
 
@@ -109,16 +162,5 @@ impl Error {
             Error::InvalidRequest { code, message, .. } => vec![code, message],
             Error::RateLimited { .. } | Error::Config(_) => vec![],
         }
-    }
-
-    /// True when retrying the same request later may succeed without any change.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::RateLimited { .. }
-                | Error::Transient { .. }
-                | Error::Malformed { .. }
-                | Error::Conflict { .. }
-        )
     }
 }

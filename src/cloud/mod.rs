@@ -10,5 +10,5 @@ mod ratelimit;
 pub mod types;
 
 pub use client::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Observer, Operation, classify};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use ratelimit::RateLimiter;
