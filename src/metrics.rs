@@ -1,8 +1,6 @@
 //! Prometheus metrics. Every label set is bounded: operations, status classes, decisions and
 //! error reasons are fixed words, never object names or messages.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -52,7 +50,6 @@ pub struct Metrics {
     rate_limit_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     agents: Family<ReadyLabels, Gauge>,
     leader: Gauge,
-    ready_index: Mutex<HashMap<String, bool>>,
 }
 
 impl Default for Metrics {
@@ -128,7 +125,6 @@ impl Metrics {
             rate_limit_wait_seconds,
             agents,
             leader,
-            ready_index: Mutex::new(HashMap::new()),
         }
     }
 
@@ -192,26 +188,22 @@ impl Metrics {
         self.rate_limit_wait_seconds.inc_by(waited.as_secs_f64());
     }
 
-    /// Records an agent's readiness (`None`: it is gone). Constant time: the gauges move by
-    /// the difference, they are not recounted.
-    pub fn set_ready(&self, key: String, ready: Option<bool>) {
-        let mut index = self.ready_index.lock().expect("metrics lock");
-        let before = match ready {
-            Some(r) => index.insert(key, r),
-            None => index.remove(&key),
-        };
+    /// An agent's readiness moved from `before` to `after` (`None`: not counted, e.g. gone).
+    /// Constant time: the gauges move by the difference, they are not recounted. The
+    /// per-object readiness itself is kept by the controller's object state.
+    pub fn ready_changed(&self, before: Option<bool>, after: Option<bool>) {
+        if before == after {
+            return;
+        }
         let gauge = |r: bool| {
             self.agents.get_or_create(&ReadyLabels {
                 ready: if r { "true" } else { "false" },
             })
         };
-        if before == ready {
-            return;
-        }
         if let Some(r) = before {
             gauge(r).dec();
         }
-        if let Some(r) = ready {
+        if let Some(r) = after {
             gauge(r).inc();
         }
     }
@@ -251,10 +243,10 @@ mod tests {
             Duration::from_millis(3),
         );
         m.rate_limited(Duration::from_millis(250));
-        m.set_ready("ns/a".into(), Some(true));
-        m.set_ready("ns/b".into(), Some(false));
-        m.set_ready("ns/c".into(), Some(true));
-        m.set_ready("ns/c".into(), None);
+        m.ready_changed(None, Some(true));
+        m.ready_changed(None, Some(false));
+        m.ready_changed(None, Some(true));
+        m.ready_changed(Some(true), None);
         m.set_leader(true);
         let text = m.encode();
         for line in [

@@ -2,89 +2,28 @@
 //! it is ready, and per-object exponential backoff with jitter after errors (honouring
 //! Retry-After). Never a fixed delay for every error: that is a hot loop or a stall.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
-use rand::Rng;
 use tracing::warn;
 
 use super::{Config, Context, Error};
 use crate::crd::PipecatAgent;
+use crate::jitter::jitter;
 
-#[derive(Default, Clone, Copy)]
-struct Counters {
-    failures: u32,
-    polls: u32,
-}
-
-/// Per-object counters.
-pub struct Tracker {
-    counters: Mutex<HashMap<ObjectRef<PipecatAgent>, Counters>>,
-    config: Config,
-}
-
-impl Tracker {
-    /// A tracker using the intervals of `config`.
-    pub fn new(config: &Config) -> Self {
-        Tracker {
-            counters: Mutex::new(HashMap::new()),
-            config: config.clone(),
-        }
-    }
-
-    fn with<R>(&self, obj: &ObjectRef<PipecatAgent>, f: impl FnOnce(&mut Counters) -> R) -> R {
-        let mut map = self.counters.lock().expect("backoff tracker lock");
-        f(map.entry(obj.clone()).or_default())
-    }
-
-    /// A successful reconcile: errors are forgotten; returns when to come back.
-    /// `ready`: the deployment is live (resync); `failed`: it failed (slow poll).
-    pub fn on_success(&self, obj: &ObjectRef<PipecatAgent>, ready: bool, failed: bool) -> Duration {
-        let polls = self.with(obj, |c| {
-            c.failures = 0;
-            if ready {
-                c.polls = 0;
-            } else {
-                c.polls = c.polls.saturating_add(1);
-            }
-            c.polls
-        });
-        let cfg = &self.config;
-        if ready {
-            jitter(cfg.resync_interval, 0.1)
-        } else if failed {
-            jitter(cfg.max_poll_interval, 0.1)
-        } else {
-            jitter(
-                poll_delay(cfg.poll_interval, cfg.max_poll_interval, polls),
-                0.1,
-            )
-        }
-    }
-
-    /// A failed reconcile; returns the delay before the next try.
-    pub fn on_error(&self, obj: &ObjectRef<PipecatAgent>, err: &Error) -> Duration {
-        let failures = self.with(obj, |c| {
-            c.failures = c.failures.saturating_add(1);
-            c.failures
-        });
-        error_delay(&self.config, failures, err)
-    }
-
-    /// Forgets an object (deleted).
-    pub fn forget(&self, obj: &ObjectRef<PipecatAgent>) {
-        self.counters
-            .lock()
-            .expect("backoff tracker lock")
-            .remove(obj);
-    }
-
-    /// Consecutive failures of an object.
-    pub fn failures(&self, obj: &ObjectRef<PipecatAgent>) -> u32 {
-        self.with(obj, |c| c.failures)
+/// When to come back after a successful pass: `ready`, a resync; `failed` (the deployment
+/// failed), a slow poll; otherwise the `polls`-th poll of a rolling-out deployment.
+pub fn after_success(cfg: &Config, polls: u32, ready: bool, failed: bool) -> Duration {
+    if ready {
+        jitter(cfg.resync_interval, 0.1)
+    } else if failed {
+        jitter(cfg.max_poll_interval, 0.1)
+    } else {
+        jitter(
+            poll_delay(cfg.poll_interval, cfg.max_poll_interval, polls),
+            0.1,
+        )
     }
 }
 
@@ -113,15 +52,10 @@ pub fn error_delay(cfg: &Config, failures: u32, err: &Error) -> Duration {
     }
 }
 
-/// `d` randomly scaled by a factor in [1 - spread, 1 + spread].
-pub fn jitter(d: Duration, spread: f64) -> Duration {
-    let f = rand::rng().random_range((1.0 - spread)..=(1.0 + spread));
-    d.mul_f64(f)
-}
-
 /// The controller runtime's error hook.
 pub fn error_policy(obj: Arc<PipecatAgent>, err: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.on_error(&ObjectRef::from_obj(&*obj), err);
+    let failures = ctx.objects.failed(&obj);
+    let delay = error_delay(&ctx.config, failures, err);
     warn!(
         agent = %obj.agent_name(),
         namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
@@ -214,16 +148,20 @@ mod tests {
             Duration::from_secs(60)
         );
 
-        let t = Tracker::new(&cfg);
-        let obj = ObjectRef::new("a").within("ns");
-        t.on_error(&obj, &transient());
-        t.on_error(&obj, &transient());
-        assert_eq!(t.failures(&obj), 2);
-        let d = t.on_success(&obj, true, false);
-        assert_eq!(t.failures(&obj), 0, "success resets the backoff");
+        let d = after_success(&cfg, 0, true, false);
         assert!(
             d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
-            "{d:?}"
+            "a ready agent is resynced: {d:?}"
+        );
+        let d = after_success(&cfg, 2, false, false);
+        assert!(
+            d >= Duration::from_millis(6750) && d <= Duration::from_millis(8250),
+            "the second poll of a roll-out: {d:?}"
+        );
+        let d = after_success(&cfg, 1, false, true);
+        assert!(
+            d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
+            "a failed deployment is polled slowly: {d:?}"
         );
     }
 }

@@ -2,129 +2,81 @@
 //! before the finalizer goes; with `Orphan` it is left alone. Only the agent name and the
 //! credentials are needed, so a bad spec never blocks deletion.
 
-use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
-use serde_json::json;
-use tracing::info;
+use kube::ResourceExt;
 
-use super::{Context, Error, ReconcileResult, credentials, ownership};
+use super::events::{self, Note};
+use super::outcome::{OrphanReason, Outcome};
+use super::{Context, Error, credentials, finalizer, ownership};
 use crate::cloud;
 use crate::crd::{DeletionPolicy, FINALIZER, PipecatAgent};
 
-/// Cleans up a resource being deleted.
-pub async fn cleanup(obj: &PipecatAgent, ctx: &Context) -> ReconcileResult {
+/// Cleans up a resource being deleted; `None` when there was nothing to do (the finalizer is
+/// already gone).
+pub async fn cleanup(obj: &PipecatAgent, ctx: &Context) -> Result<Option<Outcome>, Error> {
     if !obj.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
-    let status = ctx.written.status(obj);
+    let status = ctx.objects.status(obj);
     let name = status
         .agent_name
         .clone()
         .unwrap_or_else(|| obj.agent_name().to_string());
-    let ns = obj.namespace().unwrap_or_default();
-    match obj.spec.deletion_policy {
-        DeletionPolicy::Orphan => {
-            info!(agent = %name, namespace = %ns, decision = "orphaned", "leaving the remote agent in place");
-            ctx.event(
-                obj,
-                EventType::Normal,
-                "Orphaned",
-                format!("deletionPolicy is Orphan: agent {name} was left in Pipecat Cloud"),
-            );
-        }
-        DeletionPolicy::Delete => {
-            let loc = credentials::locate(obj, &ctx.config.default_credentials);
-            let resolved = ctx.keys.resolve(&ctx.kube, &loc).await;
-            let owner = match &resolved {
-                Ok(key) => ownership::owner(ctx, obj, &loc, key).await?,
-                Err(_) => None,
-            };
-            match resolved {
-                Ok(_) if owner.is_some() => {
-                    let owner = owner.expect("checked");
-                    info!(agent = %name, namespace = %ns, decision = "orphaned", owner = %format!("{}/{}", owner.namespace, owner.name), "agent belongs to an older resource; not deleting it");
-                    ctx.event(
-                        obj,
-                        EventType::Normal,
-                        "Orphaned",
-                        format!(
-                            "agent {name} belongs to PipecatAgent {}/{}: it was not deleted",
-                            owner.namespace, owner.name
-                        ),
-                    );
-                }
-                Ok(key) => match ctx.cloud.delete_agent(&key, &name).await {
-                    Ok(()) | Err(cloud::Error::NotFound { .. }) => {
-                        info!(agent = %name, namespace = %ns, decision = "deleted", "deleted the remote agent");
-                        ctx.event(
-                            obj,
-                            EventType::Normal,
-                            "Deleted",
-                            format!("deleted agent {name} from Pipecat Cloud"),
-                        );
-                    }
-                    Err(source) => {
-                        let err = Error::Cloud {
-                            action: "delete",
-                            agent: name.clone(),
-                            source,
-                        };
-                        ctx.event(obj, EventType::Warning, "DeleteFailed", err.to_string());
-                        return Err(err);
-                    }
-                },
-                Err(err) if status.applied_config_hash.is_none() => {
-                    // Without credentials nothing was ever created: nothing to delete.
-                    info!(agent = %name, namespace = %ns, decision = "deleted", reason = %err, "no remote agent was ever created");
-                }
-                Err(err) => {
-                    ctx.event(
-                        obj,
-                        EventType::Warning,
-                        "DeleteBlocked",
-                        format!(
-                            "cannot delete agent {name} from Pipecat Cloud: {err}; restore the credentials, or set spec.deletionPolicy: Orphan to let the resource go"
-                        ),
-                    );
-                    return Err(err);
-                }
-            }
-        }
+    let outcome = release(obj, ctx, &name, status.applied_config_hash.is_some()).await?;
+    if let Some(note) = events::action(&outcome, &name, None) {
+        ctx.events.publish(obj, note);
     }
-    remove_finalizer(obj, ctx).await?;
-    ctx.backoff.forget(&ObjectRef::from_obj(obj));
-    ctx.written.forget(obj);
-    Ok(Action::await_change())
+    finalizer::remove(&ctx.kube, obj).await?;
+    Ok(Some(outcome))
 }
 
-async fn remove_finalizer(obj: &PipecatAgent, ctx: &Context) -> Result<(), Error> {
-    let finalizers: Vec<&String> = obj
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .collect();
-    let api: Api<PipecatAgent> =
-        Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
-    let patch = json!({
-        "metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}
-    });
-    match api
-        .patch(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Already gone.
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(Error::Kube {
-            action: "remove the cleanup finalizer",
-            source,
-        }),
+/// Deletes or leaves the remote agent `name`; `applied`: this resource ever applied a spec.
+async fn release(
+    obj: &PipecatAgent,
+    ctx: &Context,
+    name: &str,
+    applied: bool,
+) -> Result<Outcome, Error> {
+    if obj.spec.deletion_policy == DeletionPolicy::Orphan {
+        return Ok(Outcome::Orphaned(OrphanReason::Policy));
+    }
+    let loc = credentials::locate(obj, &ctx.config.default_credentials);
+    let key = match ctx.keys.resolve(&ctx.kube, &loc).await {
+        Ok(key) => key,
+        // Without credentials nothing was ever created: nothing to delete.
+        Err(_) if !applied => return Ok(Outcome::NothingToDelete),
+        Err(err) => {
+            ctx.events.publish(
+                obj,
+                Note {
+                    warning: true,
+                    reason: "DeleteBlocked".into(),
+                    message: format!(
+                        "cannot delete agent {name} from Pipecat Cloud: {err}; restore the credentials, or set spec.deletionPolicy: Orphan to let the resource go"
+                    ),
+                },
+            );
+            return Err(err);
+        }
+    };
+    if let Some(owner) = ownership::owner(ctx, obj, &loc, &key).await? {
+        return Ok(Outcome::Orphaned(OrphanReason::OwnedBy(format!(
+            "{}/{}",
+            owner.namespace, owner.name
+        ))));
+    }
+    match ctx.cloud.delete_agent(&key, name).await {
+        Ok(()) | Err(cloud::Error::NotFound { .. }) => Ok(Outcome::Deleted),
+        Err(source) => {
+            let err = Error::cloud("delete", name, source);
+            ctx.events.publish(
+                obj,
+                Note {
+                    warning: true,
+                    reason: "DeleteFailed".into(),
+                    message: err.to_string(),
+                },
+            );
+            Err(err)
+        }
     }
 }

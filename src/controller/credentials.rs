@@ -25,24 +25,31 @@ pub struct SecretLocation {
     pub key: String,
 }
 
-/// The operator-wide default credentials (a flag).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The operator-wide default credentials (flags).
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct DefaultCredentials {
-    /// Namespace of the default Secret; `None` means "the resource's own namespace".
+    /// Namespace of the default Secret (typically the operator's own); when empty, each
+    /// resource looks for it in its own namespace.
+    #[arg(
+        long = "default-secret-namespace",
+        env = "PIPECAT_DEFAULT_SECRET_NAMESPACE"
+    )]
     pub namespace: Option<String>,
-    /// Secret name.
+    /// Secret holding the API key for resources that name none.
+    #[arg(
+        long = "default-secret-name",
+        env = "PIPECAT_DEFAULT_SECRET_NAME",
+        default_value = "pipecat-api-key"
+    )]
     pub name: String,
-    /// Key in its data.
+    /// Key of the default Secret holding the API key.
+    #[arg(long = "default-secret-key", env = "PIPECAT_DEFAULT_SECRET_KEY", default_value = DEFAULT_SECRET_KEY)]
     pub key: String,
 }
 
 impl Default for DefaultCredentials {
     fn default() -> Self {
-        DefaultCredentials {
-            namespace: None,
-            name: "pipecat-api-key".into(),
-            key: DEFAULT_SECRET_KEY.into(),
-        }
+        crate::flags::defaults()
     }
 }
 
@@ -57,7 +64,12 @@ pub fn locate(agent: &PipecatAgent, default: &DefaultCredentials) -> SecretLocat
             key: c.secret_ref.key.clone(),
         },
         None => SecretLocation {
-            namespace: default.namespace.clone().unwrap_or(own_ns),
+            // An empty flag means "not set" (Helm renders unset values as empty strings).
+            namespace: default
+                .namespace
+                .clone()
+                .filter(|ns| !ns.trim().is_empty())
+                .unwrap_or(own_ns),
             name: default.name.clone(),
             key: default.key.clone(),
         },
@@ -164,7 +176,7 @@ mod tests {
     use super::*;
 
     fn agent(yaml: &str) -> PipecatAgent {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_saphyr::from_str(yaml).unwrap()
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::cloud;
+use crate::cloud::{self, ErrorKind};
 
 /// A failed reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -45,16 +45,18 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::CredentialsNotFound(_) => "CredentialsNotFound",
-            Error::Cloud { source, .. } => match source {
-                cloud::Error::NotFound { .. } => "RemoteNotFound",
-                cloud::Error::AlreadyExists { .. } => "AlreadyExists",
-                cloud::Error::InvalidRequest { .. } => "InvalidRequest",
-                cloud::Error::Unauthorized { .. } => "Unauthorized",
-                cloud::Error::Conflict { .. } => "SecretSetNotReady",
-                cloud::Error::RateLimited { .. } => "RateLimited",
-                cloud::Error::Transient { .. } => "PipecatUnavailable",
-                cloud::Error::Malformed { .. } => "MalformedResponse",
-                cloud::Error::Config(_) => "ClientMisconfigured",
+            // The client's classification, named for the user (a 409 is a secret set still
+            // provisioning; a 5xx or a timeout means Pipecat Cloud is unavailable).
+            Error::Cloud { source, .. } => match source.kind() {
+                ErrorKind::NotFound => "RemoteNotFound",
+                ErrorKind::AlreadyExists => "AlreadyExists",
+                ErrorKind::InvalidRequest => "InvalidRequest",
+                ErrorKind::Unauthorized => "Unauthorized",
+                ErrorKind::Conflict => "SecretSetNotReady",
+                ErrorKind::RateLimited => "RateLimited",
+                ErrorKind::Transient => "PipecatUnavailable",
+                ErrorKind::Malformed => "MalformedResponse",
+                ErrorKind::Config => "ClientMisconfigured",
             },
             Error::Kube { .. } => "KubernetesError",
             Error::InvalidSpec { reason, .. } => reason,
@@ -74,14 +76,19 @@ impl Error {
     pub fn needs_user_action(&self) -> bool {
         match self {
             Error::CredentialsNotFound(_) | Error::InvalidSpec { .. } => true,
-            Error::Cloud { source, .. } => matches!(
-                source,
-                cloud::Error::InvalidRequest { .. }
-                    | cloud::Error::Unauthorized { .. }
-                    | cloud::Error::NotFound { .. }
-                    | cloud::Error::AlreadyExists { .. }
-            ),
+            Error::Cloud { source, .. } => !source.kind().is_retryable(),
             Error::Kube { .. } => false,
+        }
+    }
+}
+
+impl Error {
+    /// A failed Pipecat Cloud call: `action` (read, create, update, delete) on `agent`.
+    pub fn cloud(action: &'static str, agent: &str, source: cloud::Error) -> Self {
+        Error::Cloud {
+            action,
+            agent: agent.to_string(),
+            source,
         }
     }
 }

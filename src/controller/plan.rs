@@ -2,7 +2,7 @@
 //!
 //! Everything here is a pure function over plain values, so the decisions are unit-tested
 //! without a server. Every update can roll a new deployment, so an unchanged resource must
-//! plan [`Action::Nothing`].
+//! plan [`Plan::Nothing`].
 
 use std::hash::{Hash, Hasher};
 
@@ -65,7 +65,7 @@ impl UpdateReason {
 
 /// The decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
+pub enum Plan {
     /// The agent does not exist: create it.
     Create(CreateAgentRequest),
     /// The agent differs from the spec (or a redeploy was asked for): send the whole body.
@@ -75,12 +75,9 @@ pub enum Action {
         /// Why.
         reason: UpdateReason,
     },
-    /// The agent already matches the spec. `record` is true when the status should remember the
-    /// current fingerprint (the spec changed but the agent already had that configuration).
-    Nothing {
-        /// Record the fingerprint and token as applied.
-        record: bool,
-    },
+    /// The agent already matches the spec (a successful pass records the spec's fingerprint
+    /// and token as applied, whether or not an update was needed).
+    Nothing,
     /// The agent exists in another region than the spec asks: an update cannot fix it.
     RegionMismatch {
         /// The spec's region.
@@ -258,9 +255,9 @@ pub fn compare(desired: &AgentConfig, observed: &Agent) -> (Vec<&'static str>, V
 }
 
 /// Decides what to do.
-pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> Action {
+pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> Plan {
     let Some(observed) = observed else {
-        return Action::Create(CreateAgentRequest {
+        return Plan::Create(CreateAgentRequest {
             service_name: desired.name.clone(),
             region: desired.region.clone(),
             config: desired.config.clone(),
@@ -269,12 +266,12 @@ pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> 
     if let (Some(want), Some(have)) = (&desired.region, &observed.region)
         && want != have
     {
-        return Action::RegionMismatch {
+        return Plan::RegionMismatch {
             desired: want.clone(),
             actual: have.clone(),
         };
     }
-    let update = |reason| Action::Update {
+    let update = |reason| Plan::Update {
         request: UpdateAgentRequest {
             config: desired.config.clone(),
             force_redeploy: matches!(reason, UpdateReason::Redeploy),
@@ -297,9 +294,7 @@ pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> 
     if last.config_hash.is_some() && desired.redeploy_token != last.redeploy_token {
         return update(UpdateReason::Redeploy);
     }
-    Action::Nothing {
-        record: spec_changed || desired.redeploy_token != last.redeploy_token,
-    }
+    Plan::Nothing
 }
 
 #[cfg(test)]
@@ -368,7 +363,7 @@ mod tests {
     fn missing_agent_is_created_with_the_full_body() {
         let d = desired_from_spec("voice-starter", &seed_spec());
         match plan(&d, None, &LastApplied::default()) {
-            Action::Create(req) => {
+            Plan::Create(req) => {
                 let body = serde_json::to_value(&req).unwrap();
                 assert_eq!(body["serviceName"], "voice-starter");
                 assert_eq!(body["image"], "your-dockername/voice-starter:0.1");
@@ -390,10 +385,7 @@ mod tests {
         let spec = seed_spec();
         let d = desired_from_spec("voice-starter", &spec);
         let obs = observed_for(&spec);
-        assert_eq!(
-            plan(&d, Some(&obs), &applied(&d)),
-            Action::Nothing { record: false }
-        );
+        assert_eq!(plan(&d, Some(&obs), &applied(&d)), Plan::Nothing);
     }
 
     #[test]
@@ -401,10 +393,7 @@ mod tests {
         let spec = seed_spec();
         let d = desired_from_spec("voice-starter", &spec);
         let obs = observed_for(&spec);
-        assert_eq!(
-            plan(&d, Some(&obs), &LastApplied::default()),
-            Action::Nothing { record: true }
-        );
+        assert_eq!(plan(&d, Some(&obs), &LastApplied::default()), Plan::Nothing);
     }
 
     #[test]
@@ -416,7 +405,7 @@ mod tests {
         let d_new = desired_from_spec("voice-starter", &new);
         assert_ne!(d_old.hash, d_new.hash);
         match plan(&d_new, Some(&observed_for(&old)), &applied(&d_old)) {
-            Action::Update { request, reason } => {
+            Plan::Update { request, reason } => {
                 assert_eq!(reason, UpdateReason::SpecChanged(vec!["image"]));
                 assert!(!request.force_redeploy);
                 let body = serde_json::to_value(&request).unwrap();
@@ -440,7 +429,7 @@ mod tests {
         let d_new = desired_from_spec("voice-starter", &new);
         let d_old = desired_from_spec("voice-starter", &old);
         match plan(&d_new, Some(&observed_for(&old)), &applied(&d_old)) {
-            Action::Update { reason, .. } => {
+            Plan::Update { reason, .. } => {
                 assert_eq!(reason, UpdateReason::SpecChanged(vec!["autoScaling"]))
             }
             other => panic!("expected update, got {other:?}"),
@@ -455,7 +444,7 @@ mod tests {
         drifted.image = Some("someone/else:latest".into());
         drifted.secret_set = Some("other-secrets".into());
         match plan(&d, Some(&observed_for(&drifted)), &applied(&d)) {
-            Action::Update { request, reason } => {
+            Plan::Update { request, reason } => {
                 assert_eq!(reason, UpdateReason::Drift(vec!["image", "secretSet"]));
                 assert_eq!(
                     request.config.image.as_deref(),
@@ -476,7 +465,7 @@ mod tests {
         let d2 = desired_from_spec("voice-starter", &spec);
         assert_eq!(d1.hash, d2.hash, "the token is not configuration");
         match plan(&d2, Some(&obs), &applied(&d1)) {
-            Action::Update { request, reason } => {
+            Plan::Update { request, reason } => {
                 assert_eq!(reason, UpdateReason::Redeploy);
                 assert!(request.force_redeploy);
                 let body = serde_json::to_value(&request).unwrap();
@@ -485,10 +474,7 @@ mod tests {
             other => panic!("expected redeploy, got {other:?}"),
         }
         // Once applied, the same token plans nothing.
-        assert_eq!(
-            plan(&d2, Some(&obs), &applied(&d2)),
-            Action::Nothing { record: false }
-        );
+        assert_eq!(plan(&d2, Some(&obs), &applied(&d2)), Plan::Nothing);
     }
 
     #[test]
@@ -497,10 +483,7 @@ mod tests {
         spec.redeploy_token = Some("initial".into());
         let d = desired_from_spec("voice-starter", &spec);
         let obs = observed_for(&spec);
-        assert_eq!(
-            plan(&d, Some(&obs), &LastApplied::default()),
-            Action::Nothing { record: true }
-        );
+        assert_eq!(plan(&d, Some(&obs), &LastApplied::default()), Plan::Nothing);
     }
 
     #[test]
@@ -511,7 +494,7 @@ mod tests {
         let d_old = desired_from_spec("voice-starter", &old);
         let d_new = desired_from_spec("voice-starter", &new);
         match plan(&d_new, Some(&observed_for(&old)), &applied(&d_old)) {
-            Action::Update { reason, .. } => {
+            Plan::Update { reason, .. } => {
                 // The seed response reports neither the pull secret set nor the duration.
                 assert_eq!(
                     reason,
@@ -523,7 +506,7 @@ mod tests {
         // Once applied, the same unobservable field is not sent again at every resync.
         assert_eq!(
             plan(&d_new, Some(&observed_for(&old)), &applied(&d_new)),
-            Action::Nothing { record: false }
+            Plan::Nothing
         );
     }
 
@@ -535,7 +518,7 @@ mod tests {
         let obs = observed_for(&seed_spec());
         assert_eq!(
             plan(&d, Some(&obs), &applied(&d)),
-            Action::RegionMismatch {
+            Plan::RegionMismatch {
                 desired: "eu-central".into(),
                 actual: "us-west".into()
             }
@@ -551,10 +534,7 @@ mod tests {
             name: "voice-starter".into(),
             ..Default::default()
         };
-        assert_eq!(
-            plan(&d, Some(&bare), &applied(&d)),
-            Action::Nothing { record: false }
-        );
+        assert_eq!(plan(&d, Some(&bare), &applied(&d)), Plan::Nothing);
     }
 
     #[test]

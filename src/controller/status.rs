@@ -1,12 +1,19 @@
-//! Reporting: the remote agent and the reconcile outcome become the resource's status.
+//! Reporting: the pass's result becomes the resource's status, and the status is written.
 //!
-//! Pure functions. Status is deterministic (a condition's `lastTransitionTime` only moves when
-//! its status flips), so an unchanged agent produces an identical status and costs no write.
+//! [`next_status`] is pure and deterministic (a condition's `lastTransitionTime` only moves
+//! when its status flips), so an unchanged agent produces an identical status and costs no
+//! write.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
 
+use super::apply::Applied;
+use super::{Error, MANAGER};
 use crate::cloud::types::Agent;
-use crate::crd::{ObservedAutoScaling, PipecatAgentStatus};
+use crate::crd::{ObservedAutoScaling, PipecatAgent, PipecatAgentStatus};
+use crate::text::truncate;
 
 /// Condition type: the current spec's deployment is live.
 pub const READY: &str = "Ready";
@@ -51,174 +58,9 @@ impl CondState {
     }
 }
 
-/// How far the agent's deployment is, from the agent alone.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Readiness {
-    /// The desired deployment is reconciled and ready.
-    pub ready: bool,
-    /// The `Ready` condition to show.
-    pub condition: CondState,
-    /// True when the deployment failed (no point polling fast).
-    pub failed: bool,
-}
-
-/// Decides readiness. The documented rule: complete when `reconciledDeploymentId ==
-/// desiredDeploymentId` and `ready`; `ready` alone can still describe the previous deployment
-/// right after an update. Older responses only carry `activeDeploymentReady`.
-pub fn readiness(agent: &Agent) -> Readiness {
-    let desired = agent.desired_deployment();
-    let deployment = desired.unwrap_or("(unknown)");
-    let error = agent.errors.as_ref().and_then(|e| e.first()).map(|e| {
-        let code = e.code.as_deref().unwrap_or("DEPLOYMENT_FAILED");
-        let message = e
-            .message
-            .as_deref()
-            .map(|m| format!(": {m}"))
-            .unwrap_or_default();
-        (code, format!("{code}{message}"))
-    });
-    // Revision health names the failure the way Kubernetes users know it (CrashLoopBackOff,
-    // ImagePullBackOff, OOMKilled); a deployment error code refines the message.
-    let health = agent
-        .current_revision
-        .as_ref()
-        .and_then(|r| r.health.as_ref());
-    if let Some(h) = health
-        && h.ready != Some(true)
-        && let Some(state) = h.state.as_deref().filter(|s| is_failure_state(s))
-    {
-        let detail = error
-            .as_ref()
-            .map(|(_, m)| m.as_str())
-            .or(h.headline.as_deref())
-            .or(h.message.as_deref())
-            .or(h.reason.as_deref())
-            .unwrap_or("the agent's containers are failing");
-        let restarts = h
-            .restart_count
-            .filter(|n| *n > 0)
-            .map(|n| format!(" ({n} restarts)"))
-            .unwrap_or_default();
-        return Readiness {
-            ready: false,
-            condition: CondState::fail(
-                &camel(state),
-                format!("deployment {deployment}: {state}{restarts}: {detail}"),
-            ),
-            failed: true,
-        };
-    }
-    if let Some((code, message)) = error {
-        return Readiness {
-            ready: false,
-            condition: CondState::fail(
-                &reason_from_code(code),
-                format!("deployment {deployment} failed: {message}"),
-            ),
-            failed: true,
-        };
-    }
-    if let Some(c) = agent.condition("Degraded").filter(|c| c.status == "True") {
-        return Readiness {
-            ready: false,
-            condition: CondState::fail(
-                &c.reason
-                    .as_deref()
-                    .map(camel)
-                    .unwrap_or_else(|| "Degraded".into()),
-                c.message
-                    .clone()
-                    .unwrap_or_else(|| "Pipecat Cloud reports the agent degraded".into()),
-            ),
-            failed: true,
-        };
-    }
-
-    let ready = if agent.desired_deployment_id.is_some() {
-        agent.reconciled_deployment_id.is_some()
-            && agent.reconciled_deployment_id == agent.desired_deployment_id
-            && agent.ready == Some(true)
-    } else {
-        // Older responses: the deprecated fields are all there is.
-        agent.active_deployment_ready.or(agent.ready) == Some(true)
-    };
-    let condition = if ready {
-        CondState::ok(
-            "DeploymentReady",
-            format!(
-                "deployment {} is ready to take sessions",
-                desired.unwrap_or("(unknown)")
-            ),
-        )
-    } else {
-        let progress = match (&agent.reconciled_deployment_id, desired) {
-            (Some(r), Some(d)) if r != d => {
-                format!("; sessions are still served by deployment {r}")
-            }
-            _ => String::new(),
-        };
-        CondState::fail(
-            "Deploying",
-            format!(
-                "deployment {} is rolling out{progress}",
-                desired.unwrap_or("(pending)")
-            ),
-        )
-    };
-    Readiness {
-        ready,
-        condition,
-        failed: false,
-    }
-}
-
-fn is_failure_state(state: &str) -> bool {
-    matches!(
-        state,
-        "CrashLoopBackOff"
-            | "ImagePullBackOff"
-            | "ErrImagePull"
-            | "OOMKilled"
-            | "Error"
-            | "CreateContainerConfigError"
-            | "CreateContainerError"
-            | "InvalidImageName"
-            | "Failed"
-    )
-}
-
-/// `PCC_IMAGE_PULL_UNAUTHORIZED` -> `ImagePullUnauthorized`.
-pub fn reason_from_code(code: &str) -> String {
-    let trimmed = code.strip_prefix("PCC_").unwrap_or(code);
-    camel(trimmed)
-}
-
-/// Turns `SOME_CODE`, `some-code` or `already CamelCase` into a CamelCase word.
-fn camel(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric())
-        && s.starts_with(|c: char| c.is_ascii_uppercase())
-        && s.chars().any(|c| c.is_ascii_lowercase())
-    {
-        return s.to_string();
-    }
-    let mut out = String::new();
-    for part in s
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|p| !p.is_empty())
-    {
-        let mut chars = part.chars();
-        if let Some(first) = chars.next() {
-            out.push(first.to_ascii_uppercase());
-            out.extend(chars.map(|c| c.to_ascii_lowercase()));
-        }
-    }
-    if out.is_empty() {
-        "Unknown".into()
-    } else {
-        out
-    }
-}
-
+/// Longest condition message (the apiserver stores up to 32 KiB; `kubectl describe` stays
+/// readable).
+pub const MAX_MESSAGE: usize = 1024;
 /// Copies the remote agent's live fields into a status.
 pub fn observe_into(status: &mut PipecatAgentStatus, agent: &Agent) {
     status.available = agent.available;
@@ -260,7 +102,7 @@ pub fn set_condition(
         type_: type_.to_string(),
         status: state.status.to_string(),
         reason: state.reason,
-        message: truncate(state.message, 1024),
+        message: truncate(state.message, MAX_MESSAGE),
         observed_generation: generation,
         last_transition_time,
     };
@@ -270,157 +112,212 @@ pub fn set_condition(
     }
 }
 
-/// `s` cut to at most `max` bytes on a character boundary, marked with "..." when cut.
-pub fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max - 3;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
+/// The status after a pass (pure, deterministic): `old` updated with the pass's result.
+pub fn next_status(
+    obj: &PipecatAgent,
+    old: &PipecatAgentStatus,
+    result: &Result<Applied, Error>,
+    now: &Time,
+) -> PipecatAgentStatus {
+    let generation = obj.metadata.generation;
+    let mut st = old.clone();
+    st.agent_name = Some(obj.agent_name().to_string());
+    match result {
+        Ok(applied) => {
+            observe_into(&mut st, &applied.agent);
+            st.ready = applied.readiness.ready;
+            st.observed_generation = generation;
+            st.applied_config_hash = Some(applied.desired.hash.clone());
+            st.applied_redeploy_token = applied.desired.redeploy_token.clone();
+            set_condition(
+                &mut st.conditions,
+                READY,
+                applied.readiness.condition.clone(),
+                generation,
+                now,
+            );
+            set_condition(
+                &mut st.conditions,
+                SYNCED,
+                CondState::ok(
+                    "UpToDate",
+                    format!(
+                        "Pipecat Cloud agent {} matches the spec",
+                        applied.desired.name
+                    ),
+                ),
+                generation,
+                now,
+            );
         }
-        s.truncate(cut);
-        s.push_str("...");
+        Err(e) => {
+            let cond = CondState::fail(e.reason(), e.to_string());
+            if e.needs_user_action() || st.conditions.iter().all(|c| c.type_ != READY) {
+                // The agent cannot reach the spec until the user acts (or was never seen).
+                st.ready = false;
+                set_condition(&mut st.conditions, READY, cond.clone(), generation, now);
+            }
+            set_condition(&mut st.conditions, SYNCED, cond, generation, now);
+        }
     }
-    s
+    st
+}
+
+/// Writes the status (server-side apply of the status subresource, as the operator's field
+/// manager).
+pub async fn write(
+    kube: &kube::Client,
+    obj: &PipecatAgent,
+    st: &PipecatAgentStatus,
+) -> Result<(), Error> {
+    let api: Api<PipecatAgent> =
+        Api::namespaced(kube.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": PipecatAgent::api_version(&()),
+        "kind": PipecatAgent::kind(&()),
+        "status": st,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Kube {
+        action: "write the PipecatAgent status",
+        source,
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::types::{AgentCondition, DeploymentError, Revision, RevisionHealth};
 
-    fn agent(desired: &str, reconciled: Option<&str>, ready: bool) -> Agent {
-        Agent {
-            name: "a".into(),
-            desired_deployment_id: Some(desired.into()),
-            active_deployment_id: Some(desired.into()),
-            reconciled_deployment_id: reconciled.map(Into::into),
-            ready: Some(ready),
-            ..Default::default()
+    fn agent_obj(generation: i64) -> PipecatAgent {
+        let mut a: PipecatAgent = serde_json::from_value(serde_json::json!({
+            "apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatAgent",
+            "metadata": {"name": "bot", "namespace": "ns"},
+            "spec": {"image": "acme/bot:1", "redeployToken": "t1"}
+        }))
+        .unwrap();
+        a.metadata.generation = Some(generation);
+        a
+    }
+
+    fn applied(obj: &PipecatAgent, agent: Agent) -> Applied {
+        Applied {
+            readiness: crate::controller::readiness::readiness(&agent),
+            agent,
+            outcome: crate::controller::outcome::Outcome::Unchanged,
+            desired: crate::controller::plan::desired(obj),
         }
     }
 
-    #[test]
-    fn ready_needs_the_desired_deployment_reconciled() {
-        assert!(readiness(&agent("d1", Some("d1"), true)).ready);
-        // Right after create: nothing reconciled yet.
-        let r = readiness(&agent("d1", None, false));
-        assert!(!r.ready);
-        assert_eq!(r.condition.reason, "Deploying");
+    fn at(secs: i64) -> Time {
+        Time(jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    fn cond<'a>(st: &'a PipecatAgentStatus, t: &str) -> &'a Condition {
+        st.conditions.iter().find(|c| c.type_ == t).unwrap()
     }
 
     #[test]
-    fn premature_ready_after_update_is_not_ready() {
-        // `ready` still describes d1 while d2 rolls out: the GitHub Action's bug.
-        let r = readiness(&agent("d2", Some("d1"), true));
-        assert!(!r.ready);
-        assert_eq!(r.condition.status, "False");
-        assert!(
-            r.condition
-                .message
-                .contains("still served by deployment d1"),
-            "{:?}",
-            r.condition
-        );
-    }
-
-    #[test]
-    fn older_responses_fall_back_to_deprecated_fields() {
-        let old = Agent {
-            active_deployment_id: Some("d1".into()),
-            active_deployment_ready: Some(true),
-            ready: Some(false),
-            ..Default::default()
-        };
-        assert!(readiness(&old).ready);
-        let old_not_ready = Agent {
-            active_deployment_id: Some("d1".into()),
-            active_deployment_ready: Some(false),
+    fn a_synced_pass_reports_the_agent_and_records_what_was_applied() {
+        let obj = agent_obj(3);
+        let remote = Agent {
+            name: "bot".into(),
+            desired_deployment_id: Some("d2".into()),
+            reconciled_deployment_id: Some("d2".into()),
+            active_deployment_id: Some("d2".into()),
+            active_session_count: Some(4),
             ready: Some(true),
             ..Default::default()
         };
-        assert!(!readiness(&old_not_ready).ready);
-    }
-
-    #[test]
-    fn deployment_errors_become_the_reason() {
-        let mut a = agent("d2", Some("d1"), false);
-        a.errors = Some(vec![DeploymentError {
-            code: Some("PCC_IMAGE_PULL_UNAUTHORIZED".into()),
-            message: Some("pull access denied".into()),
-        }]);
-        let r = readiness(&a);
-        assert!(!r.ready && r.failed);
-        assert_eq!(r.condition.reason, "ImagePullUnauthorized");
-        assert!(r.condition.message.contains("pull access denied"));
-        assert!(r.condition.message.contains("d2"));
-    }
-
-    #[test]
-    fn crashloop_health_is_reported() {
-        let mut a = agent("d2", Some("d1"), false);
-        a.current_revision = Some(Revision {
-            deployment_id: Some("d2".into()),
-            health: Some(RevisionHealth {
-                ready: Some(false),
-                state: Some("CrashLoopBackOff".into()),
-                restart_count: Some(4),
-                headline: Some("container exited with code 1".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        let r = readiness(&a);
-        assert_eq!(r.condition.reason, "CrashLoopBackOff");
-        assert!(r.condition.message.contains("4 restarts"));
-        assert!(r.condition.message.contains("exited with code 1"));
-    }
-
-    #[test]
-    fn health_state_wins_and_the_error_code_refines_the_message() {
-        let mut a = agent("d2", Some("d1"), false);
-        a.errors = Some(vec![DeploymentError {
-            code: Some("PCC_IMAGE_PULL_UNAUTHORIZED".into()),
-            message: Some("pull access denied".into()),
-        }]);
-        a.current_revision = Some(Revision {
-            health: Some(RevisionHealth {
-                ready: Some(false),
-                state: Some("ImagePullBackOff".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        let r = readiness(&a);
-        assert_eq!(r.condition.reason, "ImagePullBackOff");
-        assert!(
-            r.condition
-                .message
-                .contains("PCC_IMAGE_PULL_UNAUTHORIZED: pull access denied"),
-            "{:?}",
-            r.condition
+        let result = Ok(applied(&obj, remote));
+        let st = next_status(&obj, &PipecatAgentStatus::default(), &result, &at(10));
+        assert_eq!(st.agent_name.as_deref(), Some("bot"));
+        assert!(st.ready);
+        assert_eq!(st.observed_generation, Some(3));
+        assert_eq!(st.active_deployment_id.as_deref(), Some("d2"));
+        assert_eq!(st.active_session_count, Some(4));
+        assert_eq!(
+            st.applied_config_hash.as_deref(),
+            Some(crate::controller::plan::desired(&obj).hash.as_str())
         );
+        assert_eq!(st.applied_redeploy_token.as_deref(), Some("t1"));
+        let ready = cond(&st, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "DeploymentReady")
+        );
+        assert_eq!(ready.observed_generation, Some(3));
+        let synced = cond(&st, SYNCED);
+        assert_eq!(
+            (synced.status.as_str(), synced.reason.as_str()),
+            ("True", "UpToDate")
+        );
+
+        // The same pass again is the same status (no write), timestamps included.
+        let again = next_status(&obj, &st, &result, &at(20));
+        assert_eq!(again, st);
     }
 
     #[test]
-    fn degraded_condition_is_reported() {
-        let mut a = agent("d1", Some("d1"), true);
-        a.conditions = Some(vec![AgentCondition {
-            type_: "Degraded".into(),
-            status: "True".into(),
-            reason: Some("REPLICAS_FAILING".into()),
-            message: Some("2 of 3 instances failing".into()),
-        }]);
-        let r = readiness(&a);
-        assert!(!r.ready);
-        assert_eq!(r.condition.reason, "ReplicasFailing");
+    fn a_transient_error_keeps_readiness_and_a_user_error_clears_it() {
+        let obj = agent_obj(2);
+        let remote = Agent {
+            name: "bot".into(),
+            desired_deployment_id: Some("d1".into()),
+            reconciled_deployment_id: Some("d1".into()),
+            ready: Some(true),
+            ..Default::default()
+        };
+        let ok = next_status(
+            &obj,
+            &PipecatAgentStatus::default(),
+            &Ok(applied(&obj, remote)),
+            &at(1),
+        );
+        let transient = Err(Error::cloud(
+            "read",
+            "bot",
+            crate::cloud::Error::Transient {
+                status: Some(503),
+                message: "unavailable".into(),
+                retry_after: None,
+            },
+        ));
+        let st = next_status(&obj, &ok, &transient, &at(2));
+        assert!(
+            st.ready,
+            "a passing outage does not make a live agent unready"
+        );
+        assert_eq!(cond(&st, READY).status, "True");
+        assert_eq!(cond(&st, SYNCED).reason, "PipecatUnavailable");
+        assert_eq!(st.applied_config_hash, ok.applied_config_hash);
+
+        let user = Err(Error::CredentialsNotFound("secret ns/key not found".into()));
+        let st = next_status(&obj, &ok, &user, &at(3));
+        assert!(!st.ready);
+        assert_eq!(cond(&st, READY).reason, "CredentialsNotFound");
+        assert_eq!(cond(&st, READY).last_transition_time, at(3));
+        assert_eq!(cond(&st, SYNCED).reason, "CredentialsNotFound");
+        assert_eq!(cond(&st, SYNCED).message, "secret ns/key not found");
     }
 
     #[test]
-    fn reasons_are_camel_case() {
-        assert_eq!(reason_from_code("PCC_IMAGE_NOT_FOUND"), "ImageNotFound");
-        assert_eq!(camel("CrashLoopBackOff"), "CrashLoopBackOff");
-        assert_eq!(camel("image-pull"), "ImagePull");
-        assert_eq!(camel(""), "Unknown");
+    fn a_first_pass_that_fails_says_so_in_ready_too() {
+        let obj = agent_obj(1);
+        let transient = Err(Error::cloud(
+            "create",
+            "bot",
+            crate::cloud::Error::RateLimited { retry_after: None },
+        ));
+        let st = next_status(&obj, &PipecatAgentStatus::default(), &transient, &at(1));
+        assert!(!st.ready);
+        assert_eq!(cond(&st, READY).reason, "RateLimited");
+        assert_eq!(st.applied_config_hash, None, "nothing was applied");
     }
 
     #[test]

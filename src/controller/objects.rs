@@ -1,0 +1,255 @@
+//! Everything this process remembers about one `PipecatAgent`, in one owner, forgotten on every
+//! way out: deleted after cleanup, deleted with its finalizer stripped by hand, no longer
+//! matching the label selector, or gone while the watch was re-listing.
+//!
+//! Per object (and uid, so that a re-created object starts afresh):
+//! - retry and polling counters (read by [`super::backoff`]);
+//! - what this process last wrote (the finalizer, the status): under load the watch cache lags
+//!   behind our own writes by up to seconds, and a reconcile that starts from a stale copy must
+//!   neither redo them nor mistake an agent it created a moment ago for one to adopt;
+//! - the readiness last counted in the `pipecat_operator_agents` gauge.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::crd::{PipecatAgent, PipecatAgentStatus};
+use crate::metrics::Metrics;
+
+#[derive(Clone, Default)]
+struct Entry {
+    uid: String,
+    failures: u32,
+    polls: u32,
+    finalizer: bool,
+    status: Option<PipecatAgentStatus>,
+    ready: Option<bool>,
+}
+
+/// The per-object state of the controller.
+pub struct Objects {
+    entries: Mutex<HashMap<ObjectRef<PipecatAgent>, Entry>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Objects {
+    /// An empty state whose readiness feeds `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Objects {
+            entries: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    fn with<R>(&self, obj: &PipecatAgent, f: impl FnOnce(&mut Entry) -> R) -> R {
+        let uid = obj.uid().unwrap_or_default();
+        let mut entries = self.entries.lock().expect("objects lock");
+        let entry = entries.entry(ObjectRef::from_obj(obj)).or_default();
+        if entry.uid != uid {
+            // A new object under an old name: nothing of the old one applies.
+            if let Some(r) = entry.ready {
+                self.metrics.ready_changed(Some(r), None);
+            }
+            *entry = Entry {
+                uid,
+                ..Entry::default()
+            };
+        }
+        f(entry)
+    }
+
+    /// Records that the finalizer was added.
+    pub fn finalizer_added(&self, obj: &PipecatAgent) {
+        self.with(obj, |e| e.finalizer = true);
+    }
+
+    /// True when the object carries the finalizer, or this process added it.
+    pub fn has_finalizer(&self, obj: &PipecatAgent, finalizer: &str) -> bool {
+        obj.finalizers().iter().any(|f| f == finalizer) || self.with(obj, |e| e.finalizer)
+    }
+
+    /// Records a status written.
+    pub fn status_written(&self, obj: &PipecatAgent, status: &PipecatAgentStatus) {
+        self.with(obj, |e| e.status = Some(status.clone()));
+    }
+
+    /// The latest status: the one this process wrote last, else the object's. Once the
+    /// object shows what was written, the copy is dropped (memory stays flat at scale).
+    pub fn status(&self, obj: &PipecatAgent) -> PipecatAgentStatus {
+        self.with(obj, |e| {
+            if e.status.is_some() && e.status == obj.status {
+                e.status = None;
+            }
+            e.status.clone()
+        })
+        .or_else(|| obj.status.clone())
+        .unwrap_or_default()
+    }
+
+    /// A successful pass: failures are forgotten; returns the number of consecutive polls of a
+    /// deployment that is not ready yet (0 once it is ready).
+    pub fn succeeded(&self, obj: &PipecatAgent, ready: bool) -> u32 {
+        self.with(obj, |e| {
+            e.failures = 0;
+            e.polls = if ready { 0 } else { e.polls.saturating_add(1) };
+            e.polls
+        })
+    }
+
+    /// A failed pass; returns the number of consecutive failures.
+    pub fn failed(&self, obj: &PipecatAgent) -> u32 {
+        self.with(obj, |e| {
+            e.failures = e.failures.saturating_add(1);
+            e.failures
+        })
+    }
+
+    /// Consecutive failures of an object.
+    pub fn failures(&self, obj: &PipecatAgent) -> u32 {
+        self.with(obj, |e| e.failures)
+    }
+
+    /// Records an agent's readiness and moves the gauges by the difference.
+    pub fn set_ready(&self, obj: &PipecatAgent, ready: bool) {
+        let before = self.with(obj, |e| e.ready.replace(ready));
+        self.metrics.ready_changed(before, Some(ready));
+    }
+
+    /// Forgets an object: it left (deleted, or out of the watched set).
+    pub fn forget(&self, obj: &ObjectRef<PipecatAgent>) {
+        let gone = self.entries.lock().expect("objects lock").remove(obj);
+        if let Some(r) = gone.and_then(|e| e.ready) {
+            self.metrics.ready_changed(Some(r), None);
+        }
+    }
+
+    /// After a complete (re-)list of `namespace` (`None`: all namespaces): forgets the objects
+    /// of that scope that the list no longer holds (deleted while the watch was down).
+    pub fn retain_listed(
+        &self,
+        namespace: Option<&str>,
+        listed: &HashSet<ObjectRef<PipecatAgent>>,
+    ) {
+        let gone: Vec<ObjectRef<PipecatAgent>> = {
+            let entries = self.entries.lock().expect("objects lock");
+            entries
+                .keys()
+                .filter(|r| namespace.is_none() || r.namespace.as_deref() == namespace)
+                .filter(|r| !listed.contains(*r))
+                .cloned()
+                .collect()
+        };
+        for r in gone {
+            self.forget(&r);
+        }
+    }
+
+    /// How many objects are remembered.
+    pub fn len(&self) -> usize {
+        self.entries.lock().expect("objects lock").len()
+    }
+
+    /// True when no object is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(ns: &str, name: &str, uid: &str) -> PipecatAgent {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatAgent",
+            "metadata": {"name": name, "namespace": ns, "uid": uid},
+            "spec": {"image": "a/b:1"}
+        }))
+        .unwrap()
+    }
+
+    fn gauge(m: &Metrics, ready: bool) -> i64 {
+        let line = format!("pipecat_operator_agents{{ready=\"{ready}\"}} ");
+        m.encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(&line).map(|v| v.parse().unwrap()))
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_stale_copy_sees_what_was_written() {
+        let w = Objects::new(Arc::default());
+        let stale = agent("ns", "a", "u1");
+        assert!(!w.has_finalizer(&stale, "f"));
+        w.finalizer_added(&stale);
+        assert!(w.has_finalizer(&stale, "f"));
+        let written = PipecatAgentStatus {
+            applied_config_hash: Some("h".into()),
+            ..Default::default()
+        };
+        w.status_written(&stale, &written);
+        assert_eq!(w.status(&stale), written);
+        // Once the cache catches up, the copy is dropped and the object's status is used.
+        let mut caught_up = stale.clone();
+        caught_up.status = Some(written.clone());
+        assert_eq!(w.status(&caught_up), written);
+        assert!(w.with(&caught_up, |e| e.status.is_none()), "copy dropped");
+        // The same name re-created (new uid) starts afresh.
+        let recreated = agent("ns", "a", "u2");
+        assert!(!w.has_finalizer(&recreated, "f"));
+        assert_eq!(w.status(&recreated), PipecatAgentStatus::default());
+    }
+
+    #[test]
+    fn counters_reset_on_success_and_polls_count_until_ready() {
+        let o = Objects::new(Arc::default());
+        let a = agent("ns", "a", "u1");
+        assert_eq!(o.failed(&a), 1);
+        assert_eq!(o.failed(&a), 2);
+        assert_eq!(o.succeeded(&a, false), 1);
+        assert_eq!(o.failures(&a), 0, "success resets the failures");
+        assert_eq!(o.succeeded(&a, false), 2);
+        assert_eq!(o.succeeded(&a, true), 0);
+    }
+
+    #[test]
+    fn forgetting_clears_every_entry_and_the_gauge() {
+        let metrics = Arc::new(Metrics::new());
+        let o = Objects::new(metrics.clone());
+        let a = agent("ns", "a", "u1");
+        let b = agent("ns", "b", "u2");
+        let c = agent("other", "c", "u3");
+        o.set_ready(&a, true);
+        o.set_ready(&b, false);
+        o.set_ready(&c, true);
+        o.failed(&a);
+        assert_eq!((gauge(&metrics, true), gauge(&metrics, false)), (2, 1));
+        o.set_ready(&a, true);
+        assert_eq!(
+            gauge(&metrics, true),
+            2,
+            "an unchanged readiness is not counted twice"
+        );
+
+        // Deleted (whatever the path: cleanup, a stripped finalizer, leaving the selector).
+        o.forget(&ObjectRef::from_obj(&a));
+        assert_eq!((gauge(&metrics, true), gauge(&metrics, false)), (1, 1));
+        assert_eq!(o.failures(&a), 0, "counters start afresh");
+        o.forget(&ObjectRef::from_obj(&a));
+        assert_eq!(gauge(&metrics, true), 1, "forgetting twice changes nothing");
+
+        // A re-list of namespace "ns" that no longer holds b: b is forgotten, c (another
+        // namespace) is kept.
+        let listed: HashSet<_> = [ObjectRef::from_obj(&a)].into_iter().collect();
+        o.retain_listed(Some("ns"), &listed);
+        assert_eq!((gauge(&metrics, true), gauge(&metrics, false)), (1, 0));
+        assert_eq!(o.len(), 1, "only c remains");
+
+        // A re-created object under the same name does not inherit the old readiness.
+        let c2 = agent("other", "c", "u4");
+        o.set_ready(&c2, false);
+        assert_eq!((gauge(&metrics, true), gauge(&metrics, false)), (0, 1));
+    }
+}

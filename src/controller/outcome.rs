@@ -1,0 +1,81 @@
+//! What one reconcile did, as a type: metrics, logs and events all read it, so a result can
+//! never be reported under one name and counted under another.
+
+use super::plan::UpdateReason;
+
+/// What a pass did to the remote agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Created it.
+    Created,
+    /// Found it already there and took it over.
+    Adopted,
+    /// Sent an update.
+    Updated(UpdateReason),
+    /// Nothing to do.
+    Unchanged,
+    /// Deleted it (or it was already gone).
+    Deleted,
+    /// No agent was ever created for the resource (no credentials): nothing to delete.
+    NothingToDelete,
+    /// Left it in place when the resource went away.
+    Orphaned(OrphanReason),
+}
+
+/// Why an agent was left in place on deletion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrphanReason {
+    /// `deletionPolicy: Orphan`.
+    Policy,
+    /// An older resource (namespace/name) owns the agent name with the same account.
+    OwnedBy(String),
+}
+
+impl Outcome {
+    /// The bounded label of `pipecat_operator_reconciles_total{result}` and of the `decision`
+    /// log field.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Adopted => "adopted",
+            Outcome::Updated(_) => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Deleted | Outcome::NothingToDelete => "deleted",
+            Outcome::Orphaned(_) => "orphaned",
+        }
+    }
+
+    /// True when the pass changed something remotely or released the resource (logged at
+    /// info); an unchanged pass is logged at debug (one line per agent per resync otherwise).
+    pub fn is_notable(&self) -> bool {
+        *self != Outcome::Unchanged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_has_its_documented_metric_label() {
+        // The labels documented on `pipecat_operator_reconciles_total` (besides "error").
+        let cases = [
+            (Outcome::Created, "created"),
+            (Outcome::Adopted, "adopted"),
+            (Outcome::Updated(UpdateReason::Redeploy), "updated"),
+            (Outcome::Unchanged, "unchanged"),
+            (Outcome::Deleted, "deleted"),
+            (Outcome::NothingToDelete, "deleted"),
+            (Outcome::Orphaned(OrphanReason::Policy), "orphaned"),
+            (
+                Outcome::Orphaned(OrphanReason::OwnedBy("ns/a".into())),
+                "orphaned",
+            ),
+        ];
+        for (outcome, label) in cases {
+            assert_eq!(outcome.label(), label, "{outcome:?}");
+        }
+        assert!(!Outcome::Unchanged.is_notable());
+        assert!(Outcome::Orphaned(OrphanReason::Policy).is_notable());
+    }
+}

@@ -1,0 +1,316 @@
+//! Readiness: whether the deployment this spec asked for is live, from the remote agent alone.
+//!
+//! A pure function. It reads the deployment ids the API reports, the revision health and the
+//! deployment errors, and names a failure the way Kubernetes users know it.
+
+use super::status::CondState;
+use crate::cloud::types::Agent;
+
+/// How far the agent's deployment is, from the agent alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// The desired deployment is reconciled and ready.
+    pub ready: bool,
+    /// The `Ready` condition to show.
+    pub condition: CondState,
+    /// True when the deployment failed (no point polling fast).
+    pub failed: bool,
+}
+
+/// Decides readiness. The documented rule: complete when `reconciledDeploymentId ==
+/// desiredDeploymentId` and `ready`; `ready` alone can still describe the previous deployment
+/// right after an update. Older responses only carry `activeDeploymentReady`.
+pub fn readiness(agent: &Agent) -> Readiness {
+    let desired = agent.desired_deployment();
+    let deployment = desired.unwrap_or("(unknown)");
+    let error = agent.errors.as_ref().and_then(|e| e.first()).map(|e| {
+        let code = e.code.as_deref().unwrap_or("DEPLOYMENT_FAILED");
+        let message = e
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        (code, format!("{code}{message}"))
+    });
+    // Revision health names the failure the way Kubernetes users know it (CrashLoopBackOff,
+    // ImagePullBackOff, OOMKilled); a deployment error code refines the message.
+    let health = agent
+        .current_revision
+        .as_ref()
+        .and_then(|r| r.health.as_ref());
+    if let Some(h) = health
+        && h.ready != Some(true)
+        && let Some(state) = h.state.as_deref().filter(|s| is_failure_state(s))
+    {
+        let detail = error
+            .as_ref()
+            .map(|(_, m)| m.as_str())
+            .or(h.headline.as_deref())
+            .or(h.message.as_deref())
+            .or(h.reason.as_deref())
+            .unwrap_or("the agent's containers are failing");
+        let restarts = h
+            .restart_count
+            .filter(|n| *n > 0)
+            .map(|n| format!(" ({n} restarts)"))
+            .unwrap_or_default();
+        return Readiness {
+            ready: false,
+            condition: CondState::fail(
+                &camel(state),
+                format!("deployment {deployment}: {state}{restarts}: {detail}"),
+            ),
+            failed: true,
+        };
+    }
+    if let Some((code, message)) = error {
+        return Readiness {
+            ready: false,
+            condition: CondState::fail(
+                &reason_from_code(code),
+                format!("deployment {deployment} failed: {message}"),
+            ),
+            failed: true,
+        };
+    }
+    if let Some(c) = agent.condition("Degraded").filter(|c| c.status == "True") {
+        return Readiness {
+            ready: false,
+            condition: CondState::fail(
+                &c.reason
+                    .as_deref()
+                    .map(camel)
+                    .unwrap_or_else(|| "Degraded".into()),
+                c.message
+                    .clone()
+                    .unwrap_or_else(|| "Pipecat Cloud reports the agent degraded".into()),
+            ),
+            failed: true,
+        };
+    }
+
+    let ready = if agent.desired_deployment_id.is_some() {
+        agent.reconciled_deployment_id.is_some()
+            && agent.reconciled_deployment_id == agent.desired_deployment_id
+            && agent.ready == Some(true)
+    } else {
+        // Older responses: the deprecated fields are all there is.
+        agent.active_deployment_ready.or(agent.ready) == Some(true)
+    };
+    let condition = if ready {
+        CondState::ok(
+            "DeploymentReady",
+            format!(
+                "deployment {} is ready to take sessions",
+                desired.unwrap_or("(unknown)")
+            ),
+        )
+    } else {
+        let progress = match (&agent.reconciled_deployment_id, desired) {
+            (Some(r), Some(d)) if r != d => {
+                format!("; sessions are still served by deployment {r}")
+            }
+            _ => String::new(),
+        };
+        CondState::fail(
+            "Deploying",
+            format!(
+                "deployment {} is rolling out{progress}",
+                desired.unwrap_or("(pending)")
+            ),
+        )
+    };
+    Readiness {
+        ready,
+        condition,
+        failed: false,
+    }
+}
+
+fn is_failure_state(state: &str) -> bool {
+    matches!(
+        state,
+        "CrashLoopBackOff"
+            | "ImagePullBackOff"
+            | "ErrImagePull"
+            | "OOMKilled"
+            | "Error"
+            | "CreateContainerConfigError"
+            | "CreateContainerError"
+            | "InvalidImageName"
+            | "Failed"
+    )
+}
+
+/// `PCC_IMAGE_PULL_UNAUTHORIZED` -> `ImagePullUnauthorized`.
+pub fn reason_from_code(code: &str) -> String {
+    let trimmed = code.strip_prefix("PCC_").unwrap_or(code);
+    camel(trimmed)
+}
+
+/// Turns `SOME_CODE`, `some-code` or `already CamelCase` into a CamelCase word.
+fn camel(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric())
+        && s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.chars().any(|c| c.is_ascii_lowercase())
+    {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    for part in s
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+    {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.push(first.to_ascii_uppercase());
+            out.extend(chars.map(|c| c.to_ascii_lowercase()));
+        }
+    }
+    if out.is_empty() {
+        "Unknown".into()
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::types::{AgentCondition, DeploymentError, Revision, RevisionHealth};
+
+    fn agent(desired: &str, reconciled: Option<&str>, ready: bool) -> Agent {
+        Agent {
+            name: "a".into(),
+            desired_deployment_id: Some(desired.into()),
+            active_deployment_id: Some(desired.into()),
+            reconciled_deployment_id: reconciled.map(Into::into),
+            ready: Some(ready),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ready_needs_the_desired_deployment_reconciled() {
+        assert!(readiness(&agent("d1", Some("d1"), true)).ready);
+        // Right after create: nothing reconciled yet.
+        let r = readiness(&agent("d1", None, false));
+        assert!(!r.ready);
+        assert_eq!(r.condition.reason, "Deploying");
+    }
+
+    #[test]
+    fn premature_ready_after_update_is_not_ready() {
+        // `ready` still describes d1 while d2 rolls out: the GitHub Action's bug.
+        let r = readiness(&agent("d2", Some("d1"), true));
+        assert!(!r.ready);
+        assert_eq!(r.condition.status, "False");
+        assert!(
+            r.condition
+                .message
+                .contains("still served by deployment d1"),
+            "{:?}",
+            r.condition
+        );
+    }
+
+    #[test]
+    fn older_responses_fall_back_to_deprecated_fields() {
+        let old = Agent {
+            active_deployment_id: Some("d1".into()),
+            active_deployment_ready: Some(true),
+            ready: Some(false),
+            ..Default::default()
+        };
+        assert!(readiness(&old).ready);
+        let old_not_ready = Agent {
+            active_deployment_id: Some("d1".into()),
+            active_deployment_ready: Some(false),
+            ready: Some(true),
+            ..Default::default()
+        };
+        assert!(!readiness(&old_not_ready).ready);
+    }
+
+    #[test]
+    fn deployment_errors_become_the_reason() {
+        let mut a = agent("d2", Some("d1"), false);
+        a.errors = Some(vec![DeploymentError {
+            code: Some("PCC_IMAGE_PULL_UNAUTHORIZED".into()),
+            message: Some("pull access denied".into()),
+        }]);
+        let r = readiness(&a);
+        assert!(!r.ready && r.failed);
+        assert_eq!(r.condition.reason, "ImagePullUnauthorized");
+        assert!(r.condition.message.contains("pull access denied"));
+        assert!(r.condition.message.contains("d2"));
+    }
+
+    #[test]
+    fn crashloop_health_is_reported() {
+        let mut a = agent("d2", Some("d1"), false);
+        a.current_revision = Some(Revision {
+            deployment_id: Some("d2".into()),
+            health: Some(RevisionHealth {
+                ready: Some(false),
+                state: Some("CrashLoopBackOff".into()),
+                restart_count: Some(4),
+                headline: Some("container exited with code 1".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let r = readiness(&a);
+        assert_eq!(r.condition.reason, "CrashLoopBackOff");
+        assert!(r.condition.message.contains("4 restarts"));
+        assert!(r.condition.message.contains("exited with code 1"));
+    }
+
+    #[test]
+    fn health_state_wins_and_the_error_code_refines_the_message() {
+        let mut a = agent("d2", Some("d1"), false);
+        a.errors = Some(vec![DeploymentError {
+            code: Some("PCC_IMAGE_PULL_UNAUTHORIZED".into()),
+            message: Some("pull access denied".into()),
+        }]);
+        a.current_revision = Some(Revision {
+            health: Some(RevisionHealth {
+                ready: Some(false),
+                state: Some("ImagePullBackOff".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let r = readiness(&a);
+        assert_eq!(r.condition.reason, "ImagePullBackOff");
+        assert!(
+            r.condition
+                .message
+                .contains("PCC_IMAGE_PULL_UNAUTHORIZED: pull access denied"),
+            "{:?}",
+            r.condition
+        );
+    }
+
+    #[test]
+    fn degraded_condition_is_reported() {
+        let mut a = agent("d1", Some("d1"), true);
+        a.conditions = Some(vec![AgentCondition {
+            type_: "Degraded".into(),
+            status: "True".into(),
+            reason: Some("REPLICAS_FAILING".into()),
+            message: Some("2 of 3 instances failing".into()),
+        }]);
+        let r = readiness(&a);
+        assert!(!r.ready);
+        assert_eq!(r.condition.reason, "ReplicasFailing");
+    }
+
+    #[test]
+    fn reasons_are_camel_case() {
+        assert_eq!(reason_from_code("PCC_IMAGE_NOT_FOUND"), "ImageNotFound");
+        assert_eq!(camel("CrashLoopBackOff"), "CrashLoopBackOff");
+        assert_eq!(camel("image-pull"), "ImagePull");
+        assert_eq!(camel(""), "Unknown");
+    }
+}
