@@ -13,6 +13,55 @@ use kube::api::{ObjectMeta, PostParams};
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
+/// Leader election flags (each default lives in its attribute).
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// Elect a leader through a Lease so that only one replica reconciles.
+    #[arg(long, env = "PIPECAT_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "PIPECAT_LEADER_ELECTION_ID",
+        default_value = "pipecat-operator"
+    )]
+    pub leader_election_id: String,
+    /// How long the leader's lease is valid without renewal (a standby takes over after it).
+    #[arg(long, env = "PIPECAT_LEASE_DURATION", default_value = "15s", value_parser = crate::duration::parse)]
+    pub lease_duration: Duration,
+    /// A leader that could not renew its lease for this long stops reconciling.
+    #[arg(long, env = "PIPECAT_RENEW_DEADLINE", default_value = "10s", value_parser = crate::duration::parse)]
+    pub renew_deadline: Duration,
+    /// Interval of lease renewals and acquisition attempts.
+    #[arg(long, env = "PIPECAT_RETRY_PERIOD", default_value = "2s", value_parser = crate::duration::parse)]
+    pub retry_period: Duration,
+}
+
+impl Args {
+    /// The election settings, with this instance's identity: the pod name (`POD_NAME`), else
+    /// the host name and process id.
+    pub fn config(&self) -> Config {
+        Config {
+            namespace: self.leader_election_namespace.clone(),
+            name: self.leader_election_id.clone(),
+            identity: std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id())),
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "pipecat-operator".into())
+}
+
 /// Leader election settings.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -204,7 +253,7 @@ pub async fn acquire(
             Ok(false) => {}
             Err(e) => warn!(error = %e, "failed to acquire the leader lease"),
         }
-        let pause = crate::controller::backoff::jitter(cfg.retry_period, 0.2);
+        let pause = crate::jitter::jitter(cfg.retry_period, 0.2);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = &mut cancel => return None,
