@@ -162,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
         ],
     );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    println!("{}", serde_yaml::to_string(&status)?);
+    println!("{}", serde_saphyr::to_string(&status)?);
     println!(
         "converged in {:.1}s from a cold start of the control plane",
         started.elapsed().as_secs_f64()

@@ -5,7 +5,7 @@
 use pipecat_operator::crd::{PipecatAgent, crd_yaml, is_valid_agent_name};
 
 fn agent(yaml: &str) -> PipecatAgent {
-    serde_yaml::from_str(yaml).expect("test manifest parses")
+    serde_saphyr::from_str(yaml).expect("test manifest parses")
 }
 
 const SEED: &str = r#"
@@ -63,7 +63,7 @@ fn helm_chart_carries_the_same_crd() {
 #[test]
 fn crd_names_and_columns() {
     let yaml = crd_yaml();
-    let crd: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    let crd: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
     let spec = &crd["spec"];
     assert_eq!(spec["group"], "pipecat.daily.co");
     assert_eq!(spec["scope"], "Namespaced");

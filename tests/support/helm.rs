@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::controlplane::{ControlPlane, describe_output, kubectl_with};
@@ -182,8 +181,9 @@ impl Helm {
 
 /// The documents of a multi-document YAML stream (empty documents dropped).
 pub fn parse_manifest(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("bad YAML: {e}\n{text}")))
+    serde_saphyr::from_multiple::<Value>(text)
+        .unwrap_or_else(|e| panic!("bad YAML: {e}\n{text}"))
+        .into_iter()
         .filter(|v| !v.is_null())
         .collect()
 }
