@@ -101,9 +101,10 @@ fn read_fixture(file: &str) -> String {
 }
 
 fn fixtures() -> Fixtures {
-    let objects: Vec<Value> = serde_yaml::Deserializer::from_str(&read_fixture("pipecatagents.yaml"))
-        .map(|doc| Value::deserialize(doc).expect("a fixture object"))
-        .collect();
+    let objects: Vec<Value> =
+        serde_yaml::Deserializer::from_str(&read_fixture("pipecatagents.yaml"))
+            .map(|doc| Value::deserialize(doc).expect("a fixture object"))
+            .collect();
     let names: Vec<&str> = objects.iter().map(name_of).collect();
     let expected: Vec<&str> = STATES.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, expected, "tests/fixtures/v0.1/pipecatagents.yaml");
@@ -294,11 +295,12 @@ async fn load(client: &Client, ns: &str, objects: &[Value]) {
                 obj["metadata"][field] = v.clone();
             }
         }
-        // metadata.generation as 0.1 saw it: each spec change counts one, so the object is
-        // created with a stand-in redeployToken changed (generation - 1) times, the last time
-        // back to the fixture's value.
+        // metadata.generation as 0.1 saw it: each spec change counts one (and so does the
+        // deletion of an object with finalizers), so the object is created with a stand-in
+        // redeployToken changed as many times as needed, the last time back to the fixture's.
         let generation = meta["generation"].as_i64().expect("metadata.generation");
-        let changes = generation - 1;
+        let deleting = meta.get("deletionTimestamp").is_some();
+        let changes = generation - 1 - i64::from(deleting);
         let token = |i: i64| {
             if i == changes {
                 fixture["spec"]
@@ -329,26 +331,32 @@ async fn load(client: &Client, ns: &str, objects: &[Value]) {
             "kind": fixture["kind"],
             "status": fixture["status"],
         });
+        api.patch_status(
+            name,
+            &PatchParams::apply(MANAGER_V0_1).force(),
+            &Patch::Apply(status),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("writing the status of fixture {ns}/{name}: {e}"));
+        if deleting {
+            api.delete(name, &DeleteParams::default())
+                .await
+                .unwrap_or_else(|e| panic!("deleting fixture {ns}/{name}: {e}"));
+        }
         let stored = api
-            .patch_status(
-                name,
-                &PatchParams::apply(MANAGER_V0_1).force(),
-                &Patch::Apply(status),
-            )
+            .get(name)
             .await
-            .unwrap_or_else(|e| panic!("writing the status of fixture {ns}/{name}: {e}"));
+            .unwrap_or_else(|e| panic!("reading fixture {ns}/{name}: {e}"));
         assert_eq!(
             stored.metadata.generation,
             Some(generation),
             "generation of fixture {ns}/{name}"
         );
-        if meta.get("deletionTimestamp").is_some() {
-            api.delete(name, &DeleteParams::default())
-                .await
-                .unwrap_or_else(|e| panic!("deleting fixture {ns}/{name}: {e}"));
-            let now = api.get(name).await.expect("kept by its finalizer");
-            assert!(now.metadata.deletion_timestamp.is_some(), "{ns}/{name}");
-        }
+        assert_eq!(
+            stored.metadata.deletion_timestamp.is_some(),
+            deleting,
+            "deletionTimestamp of fixture {ns}/{name}"
+        );
     }
 }
 
@@ -389,7 +397,9 @@ async fn staged() -> &'static Staged {
 async fn the_current_crd_applies_over_0_1_and_its_objects_stay_valid() {
     let staged = staged().await;
     if let Err(e) = &staged.crd_upgrade {
-        panic!("kubectl apply --server-side --force-conflicts -f crds/ over the 0.1 CRD failed: {e}");
+        panic!(
+            "kubectl apply --server-side --force-conflicts -f crds/ over the 0.1 CRD failed: {e}"
+        );
     }
     let cp = ControlPlane::get();
     let client = cp.client();
@@ -564,7 +574,9 @@ fn missing_status_fields(obj: &Value, fields: &BTreeSet<String>) -> Vec<String> 
     fields
         .iter()
         .filter(|f| obj["status"].get(f.as_str()).is_none_or(Value::is_null))
-        .filter(|f| !(f.as_str() == "appliedRedeployToken" && obj["spec"]["redeployToken"].is_null()))
+        .filter(|f| {
+            !(f.as_str() == "appliedRedeployToken" && obj["spec"]["redeployToken"].is_null())
+        })
         .cloned()
         .collect()
 }
@@ -635,7 +647,12 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
         let now = remote(name)
             .await
             .unwrap_or_else(|| panic!("seeded emulator lacks agent {name}"));
-        for field in ["desiredDeploymentId", "reconciledDeploymentId", "ready", "region"] {
+        for field in [
+            "desiredDeploymentId",
+            "reconciledDeploymentId",
+            "ready",
+            "region",
+        ] {
             assert_eq!(now[field], then[field], "seeded agent {name}: {field}");
         }
         assert_eq!(
@@ -647,13 +664,7 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
 
     let versions = Versions::record(&client, ns).await;
     let fields = status_fields();
-    let operator = Operator::start(
-        cp,
-        ns,
-        &emulator.base_url(),
-        Duration::from_secs(2),
-        &[],
-    );
+    let operator = Operator::start(cp, ns, &emulator.base_url(), Duration::from_secs(2), &[]);
     let env = Env {
         cp,
         ns: ns.to_string(),
@@ -714,7 +725,11 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
         .map(|e| format!("{} {} -> {:?}", e.method, e.path, e.status))
         .collect();
     for op in ["create_agent", "update_agent", "delete_agent"] {
-        assert_eq!(counts.operation(op), 0, "{op} after the upgrade: {writes:#?}");
+        assert_eq!(
+            counts.operation(op),
+            0,
+            "{op} after the upgrade: {writes:#?}"
+        );
     }
 
     // No event says something was created, adopted, updated or deleted.
@@ -725,7 +740,12 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
             ["Created", "Adopted", "Updated", "Deleted", "Orphaned"]
                 .contains(&e["reason"].as_str().unwrap_or_default())
         })
-        .map(|e| format!("{} {}: {}", e["involvedObject"]["name"], e["reason"], e["message"]))
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e["involvedObject"]["name"], e["reason"], e["message"]
+            )
+        })
         .collect();
     assert!(actions.is_empty(), "events after the upgrade: {actions:#?}");
 
@@ -739,7 +759,10 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
             "{name} at resourceVersion {}",
             version["metadata"]["resourceVersion"]
         );
-        assert_eq!(version["status"]["ready"], then["status"]["ready"], "{at}: ready");
+        assert_eq!(
+            version["status"]["ready"], then["status"]["ready"],
+            "{at}: ready"
+        );
         for cond in then["status"]["conditions"].as_array().unwrap() {
             let type_ = cond["type"].as_str().unwrap();
             for field in ["status", "reason"] {
@@ -750,9 +773,14 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
                 );
             }
         }
-        for cond in version["status"]["conditions"].as_array().into_iter().flatten() {
+        for cond in version["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let reason = cond["reason"].as_str().unwrap_or_default();
-            let from_0_1 = cond_field(then, cond["type"].as_str().unwrap(), "reason") == Some(reason);
+            let from_0_1 =
+                cond_field(then, cond["type"].as_str().unwrap(), "reason") == Some(reason);
             assert!(
                 from_0_1 || !(reason.contains("Exists") || reason.contains("Conflict")),
                 "{at}: condition {cond}"
@@ -764,7 +792,9 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
     // current operator wrote, and in the final one.
     for version in &changes {
         let name = name_of(version);
-        if synced_by_0_1(fixture(&fx, name)) && version["metadata"].get("deletionTimestamp").is_none() {
+        if synced_by_0_1(fixture(&fx, name))
+            && version["metadata"].get("deletionTimestamp").is_none()
+        {
             let missing = missing_status_fields(version, &fields);
             assert!(
                 missing.is_empty(),
@@ -799,7 +829,10 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
         if is_ready(then) {
             assert!(is_ready(&now), "{name}: Ready under 0.1, not now: {st}");
         } else {
-            assert!(!is_ready(&now), "{name}: not Ready under 0.1, Ready now: {st}");
+            assert!(
+                !is_ready(&now),
+                "{name}: not Ready under 0.1, Ready now: {st}"
+            );
         }
     }
     for (agent, then) in &fx.remote {
@@ -992,9 +1025,15 @@ async fn capture_v0_1_fixtures() {
     )
     .await;
     wait("adopted", "Ready", is_ready).await;
-    support::reliability::wait_event(&env, "adopted", "Normal", "Adopted", Duration::from_secs(30))
-        .await
-        .unwrap();
+    support::reliability::wait_event(
+        &env,
+        "adopted",
+        "Normal",
+        "Adopted",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
 
     create(
         "failed",
@@ -1007,11 +1046,15 @@ async fn capture_v0_1_fixtures() {
     .await;
     wait("failed", "Ready", is_ready).await;
     set_image("failed", "your-dockername/voice-starter:crash-0.2").await;
-    wait("failed", "Ready=False CrashLoopBackOff on generation 2", |o| {
-        o["metadata"]["generation"] == 2
-            && cond_field(o, "Ready", "reason") == Some("CrashLoopBackOff")
-            && condition(o, "Ready").is_some_and(|c| c["observedGeneration"] == 2)
-    })
+    wait(
+        "failed",
+        "Ready=False CrashLoopBackOff on generation 2",
+        |o| {
+            o["metadata"]["generation"] == 2
+                && cond_field(o, "Ready", "reason") == Some("CrashLoopBackOff")
+                && condition(o, "Ready").is_some_and(|c| c["observedGeneration"] == 2)
+        },
+    )
     .await;
 
     create(
@@ -1085,7 +1128,12 @@ async fn capture_v0_1_fixtures() {
             .await
             .unwrap_or_else(|| panic!("{name} is gone"));
         let meta = obj["metadata"].as_object_mut().unwrap();
-        for server_set in ["uid", "resourceVersion", "managedFields", "creationTimestamp"] {
+        for server_set in [
+            "uid",
+            "resourceVersion",
+            "managedFields",
+            "creationTimestamp",
+        ] {
             meta.remove(server_set);
         }
         docs.push(format!(
@@ -1121,7 +1169,8 @@ async fn capture_v0_1_fixtures() {
         serde_json::from_slice(&std::fs::read(&state_file).unwrap()).expect("state file");
 
     std::fs::create_dir_all(FIXTURES).unwrap();
-    let header = "# PipecatAgent objects as the 0.1 operator left them (tests/fixtures/v0.1/README.md).\n";
+    let header =
+        "# PipecatAgent objects as the 0.1 operator left them (tests/fixtures/v0.1/README.md).\n";
     std::fs::write(
         fixture_path("pipecatagents.yaml"),
         format!("{header}{}", docs.join("---\n")),
