@@ -553,7 +553,7 @@ impl Drop for Versions {
 /// The status fields the current `PipecatAgentStatus` has (from its schema).
 fn status_fields() -> BTreeSet<String> {
     let crd = serde_json::to_value(PipecatAgent::crd()).unwrap();
-    let props = crd["spec"]["versions"]
+    crd["spec"]["versions"]
         .as_array()
         .unwrap()
         .iter()
@@ -564,8 +564,7 @@ fn status_fields() -> BTreeSet<String> {
         .expect("status properties")
         .keys()
         .cloned()
-        .collect();
-    props
+        .collect()
 }
 
 /// Status fields of `obj` that the current status type has but the object lacks. Only
@@ -607,7 +606,6 @@ async fn eventually(what: &str, timeout: Duration, env: &Env, check: impl AsyncF
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
-    let started = Instant::now();
     let staged = staged().await;
     if let Err(e) = &staged.crd_upgrade {
         panic!("the CRD upgrade failed: {e}");
@@ -634,19 +632,17 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
     .expect("emulator starts from the 0.1 state");
     let admin = emulator.admin();
     let http = reqwest::Client::new();
-    let remote = async |name: &str| -> Option<Value> {
-        let resp = http
+    for (name, then) in &fx.remote {
+        let now: Value = http
             .get(format!("{}/agents/{name}", emulator.base_url()))
             .bearer_auth(API_KEY)
             .send()
             .await
-            .expect("emulator answers");
-        (resp.status() == 200).then_some(resp.json().await.expect("agent JSON"))
-    };
-    for (name, then) in &fx.remote {
-        let now = remote(name)
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("the seeded emulator answers agent {name}: {e}"))
+            .json()
             .await
-            .unwrap_or_else(|| panic!("seeded emulator lacks agent {name}"));
+            .expect("agent JSON");
         for field in [
             "desiredDeploymentId",
             "reconciledDeploymentId",
@@ -884,7 +880,6 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
     support::reliability::check_operator_alive(&env)
         .await
         .unwrap();
-    eprintln!("upgrade test took {:?}", started.elapsed());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -896,6 +891,11 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes tests/fixtures/v0.1/ from this checkout's operator: run it only at the 0.1 commit"]
 async fn capture_v0_1_fixtures() {
+    assert!(
+        !fixture_path("pipecatagents.yaml").exists(),
+        "tests/fixtures/v0.1/ exists: those fixtures describe 0.1 and are never regenerated \
+         (remove the directory first only to redo the capture at commit 75ae0a6)"
+    );
     let cp = ControlPlane::get();
     cp.apply_crds();
     let client = cp.client();
