@@ -22,7 +22,6 @@ use kube::runtime::watcher;
 use kube::{Client, CustomResourceExt};
 use pipecat_operator::crd::PipecatAgent;
 use pipecat_operator::emulator::{self, JournalFilter, ResetOptions};
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
 use support::operator::{API_KEY, Env, Operator};
@@ -101,10 +100,8 @@ fn read_fixture(file: &str) -> String {
 }
 
 fn fixtures() -> Fixtures {
-    let objects: Vec<Value> =
-        serde_yaml::Deserializer::from_str(&read_fixture("pipecatagents.yaml"))
-            .map(|doc| Value::deserialize(doc).expect("a fixture object"))
-            .collect();
+    let objects: Vec<Value> = serde_saphyr::from_multiple(&read_fixture("pipecatagents.yaml"))
+        .expect("the fixture objects parse");
     let names: Vec<&str> = objects.iter().map(name_of).collect();
     let expected: Vec<&str> = STATES.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, expected, "tests/fixtures/v0.1/pipecatagents.yaml");
@@ -1138,7 +1135,7 @@ async fn capture_v0_1_fixtures() {
         }
         docs.push(format!(
             "# {name}: {what}\n{}",
-            serde_yaml::to_string(&obj).unwrap()
+            serde_saphyr::to_string(&obj).unwrap()
         ));
     }
     let http = reqwest::Client::new();
