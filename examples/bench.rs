@@ -737,6 +737,11 @@ fn ready_status(name: &str) -> PipecatAgentStatus {
         observed_generation: Some(1),
         applied_config_hash: Some(format!("{:016x}", rand::random::<u64>())),
         applied_redeploy_token: None,
+        requested_deployment: Some(pipecat_operator::crd::RequestedDeployment {
+            id: deployment.clone(),
+            replaces: None,
+        }),
+        non_convergence: None,
         conditions: vec![
             condition(
                 "Ready",

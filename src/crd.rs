@@ -295,10 +295,51 @@ pub struct PipecatAgentStatus {
     /// The `spec.redeployToken` last sent as a forced redeploy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_redeploy_token: Option<String>,
+    /// The deployment the operator's last create or update asked for: `Ready` waits for this
+    /// deployment (or a later one) to be rolled out and ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_deployment: Option<RequestedDeployment>,
+    /// Set while Pipecat Cloud does not take the spec: the fields it kept otherwise. The
+    /// operator does not send the same change again until the spec or the remote agent
+    /// changes (`Synced=False`, reason `NotConverging`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_convergence: Option<NonConvergence>,
     /// `Ready`: the current spec's deployment is live. `Synced`: the last reconcile with Pipecat
     /// Cloud succeeded. Reasons are CamelCase words; messages say what to do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// A deployment this operator asked for.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestedDeployment {
+    /// Its id.
+    pub id: String,
+    /// The deployment it replaces (an answer that still names this one describes the past).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+/// An update Pipecat Cloud did not take.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NonConvergence {
+    /// Fingerprint of the configuration that was sent.
+    pub config_hash: String,
+    /// The fields that stayed different, with what Pipecat Cloud reports.
+    #[serde(default)]
+    pub fields: Vec<FieldValue>,
+}
+
+/// A field and the value Pipecat Cloud reports for it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldValue {
+    /// The spec field.
+    pub field: String,
+    /// Its remote value.
+    pub remote: String,
 }
 
 /// Auto-scaling as reported by Pipecat Cloud.

@@ -65,7 +65,7 @@ impl Metrics {
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
             "reconciles",
-            "Reconciles by result (created, adopted, updated, unchanged, deleted, orphaned, error)",
+            "Reconciles by result (created, adopted, updated, unchanged, not_converging, deleted, orphaned, error)",
             reconciles.clone(),
         );
         let reconcile_errors = Family::<ReasonLabels, Counter>::default();

@@ -89,6 +89,7 @@ async fn every_endpoint_round_trips() {
             "bot-one",
             &UpdateAgentRequest {
                 config: config("acme/bot:2"),
+                resets: Default::default(),
                 force_redeploy: false,
             },
         )
@@ -101,6 +102,7 @@ async fn every_endpoint_round_trips() {
             "bot-one",
             &UpdateAgentRequest {
                 config: config("acme/bot:2"),
+                resets: Default::default(),
                 force_redeploy: false,
             },
         )

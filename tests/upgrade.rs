@@ -564,8 +564,9 @@ fn status_fields() -> BTreeSet<String> {
         .collect()
 }
 
-/// Status fields of `obj` that the current status type has but the object lacks. Only
-/// `appliedRedeployToken` may be absent, when the spec has no `redeployToken`.
+/// Status fields of `obj` that the current status type has but the object lacks. Only these
+/// may be absent: `appliedRedeployToken` when the spec has no `redeployToken`, and
+/// `nonConvergence`, which exists only while Pipecat Cloud refuses the spec.
 fn missing_status_fields(obj: &Value, fields: &BTreeSet<String>) -> Vec<String> {
     fields
         .iter()
@@ -573,6 +574,7 @@ fn missing_status_fields(obj: &Value, fields: &BTreeSet<String>) -> Vec<String> 
         .filter(|f| {
             !(f.as_str() == "appliedRedeployToken" && obj["spec"]["redeployToken"].is_null())
         })
+        .filter(|f| f.as_str() != "nonConvergence")
         .cloned()
         .collect()
 }

@@ -82,9 +82,101 @@ pub struct UpdateAgentRequest {
     /// The configuration (always the whole desired body).
     #[serde(flatten)]
     pub config: AgentConfig,
+    /// Fields returned to "unset": an omitted field keeps its remote value, so a field removed
+    /// from the spec must be sent as `null` or as its documented default.
+    #[serde(flatten)]
+    pub resets: Resets,
     /// Roll a new deployment even when nothing changed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub force_redeploy: bool,
+}
+
+/// Pipecat Cloud's documented defaults (`API.md`): what an agent has for a field nobody set.
+pub mod defaults {
+    /// Region of an agent created without one.
+    pub const REGION: &str = "us-west";
+    /// Instance size.
+    pub const AGENT_PROFILE: &str = "agent-1x";
+    /// Longest session, in seconds.
+    pub const MAX_SESSION_DURATION: i64 = 7200;
+    /// Instances kept warm ("defaults to 0 if unspecified"). `maxAgents` has no documented
+    /// default, so a removed `autoScaling` returns only `minAgents` to its default.
+    pub const MIN_AGENTS: i64 = 0;
+    /// The deprecated Krisp switch.
+    pub const ENABLE_KRISP: bool = false;
+}
+
+/// An optional field returned to "unset" by an update: a secret set unbound (`null`), or a
+/// field sent with its documented default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reset {
+    /// `secretSet: null`.
+    SecretSet,
+    /// `imagePullSecretSet: null`.
+    ImagePullSecretSet,
+    /// `autoScaling: {minAgents: 0}`.
+    MinAgents,
+    /// `enableKrisp: false`.
+    EnableKrisp,
+    /// `krispViva: {audioFilter: null}`.
+    KrispViva,
+    /// `agentProfile: "agent-1x"`.
+    AgentProfile,
+    /// `maxSessionDuration: 7200`.
+    MaxSessionDuration,
+}
+
+impl Reset {
+    /// Every optional field, in body order.
+    pub const ALL: [Reset; 7] = [
+        Reset::ImagePullSecretSet,
+        Reset::SecretSet,
+        Reset::MinAgents,
+        Reset::EnableKrisp,
+        Reset::KrispViva,
+        Reset::AgentProfile,
+        Reset::MaxSessionDuration,
+    ];
+
+    /// The spec field it resets.
+    pub fn field(self) -> &'static str {
+        match self {
+            Reset::SecretSet => "secretSet",
+            Reset::ImagePullSecretSet => "imagePullSecretSet",
+            Reset::MinAgents => "autoScaling",
+            Reset::EnableKrisp => "enableKrisp",
+            Reset::KrispViva => "krispViva",
+            Reset::AgentProfile => "agentProfile",
+            Reset::MaxSessionDuration => "maxSessionDuration",
+        }
+    }
+
+    /// The value sent.
+    pub fn value(self) -> Value {
+        match self {
+            Reset::SecretSet | Reset::ImagePullSecretSet => Value::Null,
+            Reset::MinAgents => serde_json::json!({"minAgents": defaults::MIN_AGENTS}),
+            Reset::EnableKrisp => Value::Bool(defaults::ENABLE_KRISP),
+            Reset::KrispViva => serde_json::json!({"audioFilter": null}),
+            Reset::AgentProfile => Value::String(defaults::AGENT_PROFILE.into()),
+            Reset::MaxSessionDuration => Value::from(defaults::MAX_SESSION_DURATION),
+        }
+    }
+}
+
+/// The resets of one update (serialized as body fields).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resets(pub Vec<Reset>);
+
+impl Serialize for Resets {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for r in &self.0 {
+            map.serialize_entry(r.field(), &r.value())?;
+        }
+        map.end()
+    }
 }
 
 /// An agent as returned by get, create and update.

@@ -1,13 +1,17 @@
 //! Applying: resolve the key, observe the remote agent, plan, and carry the plan out (create,
-//! adopt or update). Returns what was done and the agent as Pipecat Cloud now reports it.
+//! adopt or update). Returns what was done, the agent as Pipecat Cloud now reports it, the
+//! deployment this operator is waiting for, and whether Pipecat Cloud took the spec.
 
+use super::compare::compare;
+use super::desired::Desired;
 use super::observe::{self, last_applied, merge_sparse};
 use super::outcome::Outcome;
-use super::plan::{self, Desired, LastApplied, Plan};
+use super::plan::{self, LastApplied, Plan, Stuck};
 use super::readiness::{Readiness, readiness};
 use super::{Context, Error, credentials, ownership};
-use crate::cloud::{self, ApiKey, types::Agent};
-use crate::crd::{PipecatAgent, PipecatAgentStatus};
+use crate::cloud::types::{Agent, defaults};
+use crate::cloud::{self, ApiKey};
+use crate::crd::{PipecatAgent, PipecatAgentStatus, RequestedDeployment};
 
 /// A successful sync with Pipecat Cloud.
 #[derive(Clone, Debug)]
@@ -18,24 +22,36 @@ pub struct Applied {
     pub outcome: Outcome,
     /// What the spec asks for.
     pub desired: Desired,
-    /// How far the agent's deployment is (computed once per pass).
+    /// The deployment readiness waits for (see [`readiness`]).
+    pub requested: Option<RequestedDeployment>,
+    /// How far that deployment is (computed once per pass).
     pub readiness: Readiness,
+    /// Set when Pipecat Cloud does not take the spec.
+    pub stuck: Option<Stuck>,
 }
 
 impl Applied {
-    fn new(agent: Agent, outcome: Outcome, desired: Desired) -> Self {
-        let readiness = readiness(&agent);
+    fn new(
+        agent: Agent,
+        outcome: Outcome,
+        desired: Desired,
+        requested: Option<RequestedDeployment>,
+        stuck: Option<Stuck>,
+    ) -> Self {
+        let readiness = readiness(&agent, requested.as_ref());
         Applied {
             agent,
             outcome,
             desired,
+            requested,
             readiness,
+            stuck,
         }
     }
 }
 
 /// Observes the remote agent, plans, and applies the plan. `status` is the latest status
-/// (what this resource last applied).
+/// (what this resource last applied); `drift_corrections` the corrections made in a row.
 pub async fn sync(
     obj: &PipecatAgent,
     ctx: &Context,
@@ -47,13 +63,30 @@ pub async fn sync(
         return Err(ownership::conflict(obj, &owner));
     }
     let desired = plan::desired(obj);
-    let last = last_applied(status, &desired.name);
+    let last = last_applied(status, &desired.name, ctx.objects.drift_corrections(obj));
+    let requested = status.requested_deployment.clone();
 
     let observed = observe::remote_agent(ctx, &key, &desired.name).await?;
     let adopting = observed.is_some() && last.config_hash.is_none();
     match plan::plan(&desired, observed.as_ref(), &last) {
         Plan::Create(req) => match ctx.cloud.create_agent(&key, &req).await {
-            Ok(agent) => Ok(Applied::new(agent, Outcome::Created, desired)),
+            Ok(mut agent) => {
+                // The region it was created in, for later checks when answers omit it.
+                if agent.region.is_none() {
+                    agent.region = Some(req.region.unwrap_or_else(|| defaults::REGION.into()));
+                }
+                let requested = Some(RequestedDeployment {
+                    id: agent.desired_deployment().unwrap_or_default().to_string(),
+                    replaces: None,
+                });
+                Ok(Applied::new(
+                    agent,
+                    Outcome::Created,
+                    desired,
+                    requested,
+                    None,
+                ))
+            }
             Err(cloud::Error::AlreadyExists { .. }) => {
                 // Created by someone else (or by us, with the answer lost) since the read.
                 let agent = observe::remote_agent(ctx, &key, &desired.name)
@@ -75,7 +108,16 @@ pub async fn sync(
         _ if adopting => adopt(ctx, &key, desired, observed.expect("observed")).await,
         step => {
             let observed = observed.expect("only a missing agent is planned as a create");
-            carry_out(ctx, &key, desired, observed, step, Outcome::Unchanged).await
+            carry_out(
+                ctx,
+                &key,
+                desired,
+                observed,
+                step,
+                Outcome::Unchanged,
+                requested,
+            )
+            .await
         }
     }
 }
@@ -88,11 +130,11 @@ async fn adopt(
     agent: Agent,
 ) -> Result<Applied, Error> {
     let step = plan::plan(&desired, Some(&agent), &LastApplied::default());
-    carry_out(ctx, key, desired, agent, step, Outcome::Adopted).await
+    carry_out(ctx, key, desired, agent, step, Outcome::Adopted, None).await
 }
 
 /// Carries out an update (or nothing) planned for an existing agent; `unchanged` is the
-/// outcome when no update is needed.
+/// outcome when no update is needed; `requested` the deployment asked for before.
 async fn carry_out(
     ctx: &Context,
     key: &ApiKey,
@@ -100,21 +142,63 @@ async fn carry_out(
     observed: Agent,
     step: Plan,
     unchanged: Outcome,
+    requested: Option<RequestedDeployment>,
 ) -> Result<Applied, Error> {
+    // Nothing asked for yet (adopted, or a status from before this was recorded): the
+    // deployment in place is the one to wait for.
+    let in_place = || {
+        requested.clone().or_else(|| {
+            observed.desired_deployment().map(|id| RequestedDeployment {
+                id: id.to_string(),
+                replaces: None,
+            })
+        })
+    };
     match step {
         Plan::Update { request, reason } => {
-            let agent = ctx
+            let answer = ctx
                 .cloud
                 .update_agent(key, &desired.name, &request)
                 .await
                 .map_err(|source| Error::cloud("update", &desired.name, source))?;
+            let answer = merge_sparse(answer, &observed);
+            let requested = if answer.warning.is_some() && !request.force_redeploy {
+                // "Nothing changed": no new deployment to wait for.
+                in_place()
+            } else {
+                let before = observed.desired_deployment();
+                let after = answer.desired_deployment().filter(|a| Some(*a) != before);
+                Some(RequestedDeployment {
+                    // An answer that still names the old deployment does not say which one
+                    // was made: any deployment but the replaced one will do.
+                    id: after.unwrap_or_default().to_string(),
+                    replaces: before.map(str::to_string),
+                })
+            };
+            let still = compare(&desired.config, &desired.omitted, &answer).differ;
+            let stuck = (!still.is_empty()).then_some(Stuck::Refused(still));
             Ok(Applied::new(
-                merge_sparse(agent, &observed),
+                answer,
                 Outcome::Updated(reason),
                 desired,
+                requested,
+                stuck,
             ))
         }
-        Plan::Nothing => Ok(Applied::new(observed, unchanged, desired)),
+        Plan::Nothing => {
+            let requested = in_place();
+            Ok(Applied::new(observed, unchanged, desired, requested, None))
+        }
+        Plan::NotConverging(stuck) => {
+            let requested = in_place();
+            Ok(Applied::new(
+                observed,
+                Outcome::NotConverging,
+                desired,
+                requested,
+                Some(stuck),
+            ))
+        }
         Plan::RegionMismatch {
             desired: want,
             actual,

@@ -9,7 +9,7 @@ use tracing::warn;
 
 use super::apply::Applied;
 use super::outcome::{OrphanReason, Outcome};
-use super::status::{MAX_MESSAGE, READY, SYNCED};
+use super::status::{MAX_MESSAGE, NOT_CONVERGING, READY, SYNCED};
 use super::{Error, MANAGER};
 use crate::crd::{PipecatAgent, PipecatAgentStatus};
 use crate::text::truncate;
@@ -75,7 +75,7 @@ pub fn action(outcome: &Outcome, name: &str, deployment: Option<&str>) -> Option
             "Orphaned",
             format!("agent {name} belongs to PipecatAgent {owner}: it was not deleted"),
         ),
-        Outcome::Unchanged | Outcome::NothingToDelete => return None,
+        Outcome::Unchanged | Outcome::NotConverging | Outcome::NothingToDelete => return None,
     })
 }
 
@@ -113,10 +113,14 @@ pub fn transitions(
             notes.push(Note::warning("DeploymentFailed", n.message.clone()));
         }
     }
-    if let (Err(e), Some(n)) = (result, cond(new, SYNCED))
+    if let Some(n) = cond(new, SYNCED)
         && !same(&cond(old, SYNCED), &n)
     {
-        notes.push(Note::warning(e.reason(), n.message));
+        match result {
+            Err(e) => notes.push(Note::warning(e.reason(), n.message)),
+            Ok(a) if a.stuck.is_some() => notes.push(Note::warning(NOT_CONVERGING, n.message)),
+            Ok(_) => {}
+        }
     }
     notes
 }
@@ -195,10 +199,12 @@ mod tests {
 
     fn pass(agent: Agent, outcome: Outcome) -> Result<Applied, Error> {
         Ok(Applied {
-            readiness: readiness(&agent),
+            readiness: readiness(&agent, None),
             agent,
             outcome,
             desired: plan::desired(&obj()),
+            requested: None,
+            stuck: None,
         })
     }
 
@@ -274,6 +280,29 @@ mod tests {
         assert!(notes[0].warning && notes[0].message == "no key");
         let s2 = next_status(&o, &s1, &err, &t);
         assert!(transitions(&s1, &s2, &err).is_empty());
+    }
+
+    #[test]
+    fn not_converging_warns_once() {
+        let t = Time(jiff::Timestamp::from_second(1).unwrap());
+        let o = obj();
+        let live = pass(remote("d1", Some("d1"), true), Outcome::Unchanged);
+        let s1 = next_status(&o, &PipecatAgentStatus::default(), &live, &t);
+        let mut stuck = live.as_ref().unwrap().clone();
+        stuck.outcome = Outcome::NotConverging;
+        stuck.stuck = Some(crate::controller::plan::Stuck::Refused(vec![
+            crate::controller::compare::Mismatch {
+                field: "autoScaling",
+                remote: "minAgents 1, maxAgents 5".into(),
+            },
+        ]));
+        let stuck = Ok(stuck);
+        let s2 = next_status(&o, &s1, &stuck, &t);
+        let notes = transitions(&s1, &s2, &stuck);
+        assert_eq!(reasons(&notes), ["NotConverging"]);
+        assert!(notes[0].warning);
+        let s3 = next_status(&o, &s2, &stuck, &t);
+        assert!(transitions(&s2, &s3, &stuck).is_empty(), "said once");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! One pass, one file per step (see docs/ARCHITECTURE.md):
 //! [`credentials`] (resolve the key) -> [`observe`] (the remote agent, what was last applied)
-//! -> [`plan`] (pure: what to do) -> [`apply`] (do it) -> [`status`] (report, with
+//! -> [`plan`] (pure: what to do, from the [`desired`] agent and a [`compare`]son) -> [`apply`] (do it) -> [`status`] (report, with
 //! [`readiness`]) -> [`events`]; [`cleanup`] on deletion, with the [`finalizer`].
 //! [`reconcile`] runs a pass and returns its [`outcome`]; [`backoff`] decides when to come
 //! back; [`objects`] is all the per-object memory; [`watch`] turns the cluster's changes
@@ -11,7 +11,9 @@
 pub mod apply;
 pub mod backoff;
 pub mod cleanup;
+pub mod compare;
 pub mod credentials;
+pub mod desired;
 mod error;
 pub mod events;
 pub mod finalizer;

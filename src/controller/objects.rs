@@ -25,7 +25,9 @@ struct Entry {
     polls: u32,
     finalizer: bool,
     status: Option<PipecatAgentStatus>,
+    unwritten: bool,
     ready: Option<bool>,
+    drift_corrections: u32,
 }
 
 /// The per-object state of the controller.
@@ -70,9 +72,43 @@ impl Objects {
         obj.finalizers().iter().any(|f| f == finalizer) || self.with(obj, |e| e.finalizer)
     }
 
+    /// Records a status about to be written: until it is, it is the latest status (so a pass
+    /// after a failed write still knows what was applied, and never resends it).
+    pub fn status_pending(&self, obj: &PipecatAgent, status: &PipecatAgentStatus) {
+        self.with(obj, |e| {
+            e.status = Some(status.clone());
+            e.unwritten = true;
+        });
+    }
+
     /// Records a status written.
     pub fn status_written(&self, obj: &PipecatAgent, status: &PipecatAgentStatus) {
-        self.with(obj, |e| e.status = Some(status.clone()));
+        self.with(obj, |e| {
+            e.status = Some(status.clone());
+            e.unwritten = false;
+        });
+    }
+
+    /// True when the latest status was computed but its write failed.
+    pub fn unwritten(&self, obj: &PipecatAgent) -> bool {
+        self.with(obj, |e| e.unwritten)
+    }
+
+    /// Drift corrections in a row (the agent changed elsewhere again after each).
+    pub fn drift_corrections(&self, obj: &PipecatAgent) -> u32 {
+        self.with(obj, |e| e.drift_corrections)
+    }
+
+    /// One more drift correction; or, with `corrected` false, the run ended (the agent matched,
+    /// or the spec changed).
+    pub fn drift_corrected(&self, obj: &PipecatAgent, corrected: bool) {
+        self.with(obj, |e| {
+            e.drift_corrections = if corrected {
+                e.drift_corrections.saturating_add(1)
+            } else {
+                0
+            }
+        });
     }
 
     /// The latest status: the one this process wrote last, else the object's. Once the
@@ -81,6 +117,7 @@ impl Objects {
         self.with(obj, |e| {
             if e.status.is_some() && e.status == obj.status {
                 e.status = None;
+                e.unwritten = false;
             }
             e.status.clone()
         })
@@ -200,6 +237,36 @@ mod tests {
         let recreated = agent("ns", "a", "u2");
         assert!(!w.has_finalizer(&recreated, "f"));
         assert_eq!(w.status(&recreated), PipecatAgentStatus::default());
+    }
+
+    #[test]
+    fn a_status_whose_write_failed_is_still_the_latest() {
+        let o = Objects::new(Arc::default());
+        let a = agent("ns", "a", "u1");
+        let applied = PipecatAgentStatus {
+            applied_redeploy_token: Some("t2".into()),
+            ..Default::default()
+        };
+        o.status_pending(&a, &applied);
+        assert!(o.unwritten(&a));
+        assert_eq!(
+            o.status(&a),
+            applied,
+            "the next pass plans from what was applied"
+        );
+        o.status_written(&a, &applied);
+        assert!(!o.unwritten(&a));
+    }
+
+    #[test]
+    fn drift_corrections_count_in_a_row() {
+        let o = Objects::new(Arc::default());
+        let a = agent("ns", "a", "u1");
+        o.drift_corrected(&a, true);
+        o.drift_corrected(&a, true);
+        assert_eq!(o.drift_corrections(&a), 2);
+        o.drift_corrected(&a, false);
+        assert_eq!(o.drift_corrections(&a), 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Observing: what Pipecat Cloud holds for an agent now, and what this resource last applied.
 
-use super::plan::LastApplied;
+use super::compare::{Mismatch, field_name};
+use super::plan::{LastApplied, Refusal};
 use super::{Context, Error};
 use crate::cloud::{self, ApiKey, types::Agent};
 use crate::crd::PipecatAgentStatus;
@@ -15,15 +16,33 @@ pub async fn remote_agent(ctx: &Context, key: &ApiKey, name: &str) -> Result<Opt
 }
 
 /// What the status says was last applied to agent `name` (nothing, when the status describes
-/// another agent name).
-pub fn last_applied(status: &PipecatAgentStatus, name: &str) -> LastApplied {
-    if status.agent_name.as_deref() == Some(name) {
-        LastApplied {
-            config_hash: status.applied_config_hash.clone(),
-            redeploy_token: status.applied_redeploy_token.clone(),
-        }
-    } else {
-        LastApplied::default()
+/// another agent name), with the drift corrections in a row this process made.
+pub fn last_applied(
+    status: &PipecatAgentStatus,
+    name: &str,
+    drift_corrections: u32,
+) -> LastApplied {
+    if status.agent_name.as_deref() != Some(name) {
+        return LastApplied::default();
+    }
+    LastApplied {
+        config_hash: status.applied_config_hash.clone(),
+        redeploy_token: status.applied_redeploy_token.clone(),
+        refused: status.non_convergence.as_ref().map(|n| Refusal {
+            config_hash: n.config_hash.clone(),
+            mismatches: n
+                .fields
+                .iter()
+                .filter_map(|f| {
+                    Some(Mismatch {
+                        field: field_name(&f.field)?,
+                        remote: f.remote.clone(),
+                    })
+                })
+                .collect(),
+        }),
+        drift_corrections,
+        region: status.region.clone(),
     }
 }
 
@@ -51,14 +70,51 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            last_applied(&status, "bot"),
+            last_applied(&status, "bot", 2),
             LastApplied {
                 config_hash: Some("h1".into()),
                 redeploy_token: Some("t1".into()),
+                drift_corrections: 2,
+                ..Default::default()
             }
         );
         // The spec now names another agent: nothing was applied to that one.
-        assert_eq!(last_applied(&status, "other"), LastApplied::default());
+        assert_eq!(last_applied(&status, "other", 2), LastApplied::default());
+    }
+
+    #[test]
+    fn a_refusal_is_read_back_from_the_status() {
+        let status = PipecatAgentStatus {
+            agent_name: Some("bot".into()),
+            applied_config_hash: Some("h1".into()),
+            region: Some("eu-central".into()),
+            non_convergence: Some(crate::crd::NonConvergence {
+                config_hash: "h1".into(),
+                fields: vec![
+                    crate::crd::FieldValue {
+                        field: "autoScaling".into(),
+                        remote: "minAgents 1, maxAgents 5".into(),
+                    },
+                    crate::crd::FieldValue {
+                        field: "someFutureField".into(),
+                        remote: "x".into(),
+                    },
+                ],
+            }),
+            ..Default::default()
+        };
+        let last = last_applied(&status, "bot", 0);
+        assert_eq!(last.region.as_deref(), Some("eu-central"));
+        assert_eq!(
+            last.refused,
+            Some(Refusal {
+                config_hash: "h1".into(),
+                mismatches: vec![Mismatch {
+                    field: "autoScaling",
+                    remote: "minAgents 1, maxAgents 5".into()
+                }],
+            })
+        );
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub enum Outcome {
     Updated(UpdateReason),
     /// Nothing to do.
     Unchanged,
+    /// An update was needed, but Pipecat Cloud did not take the same one before (or the agent
+    /// keeps being changed elsewhere): nothing was sent.
+    NotConverging,
     /// Deleted it (or it was already gone).
     Deleted,
     /// No agent was ever created for the resource (no credentials): nothing to delete.
@@ -40,6 +43,7 @@ impl Outcome {
             Outcome::Adopted => "adopted",
             Outcome::Updated(_) => "updated",
             Outcome::Unchanged => "unchanged",
+            Outcome::NotConverging => "not_converging",
             Outcome::Deleted | Outcome::NothingToDelete => "deleted",
             Outcome::Orphaned(_) => "orphaned",
         }
@@ -48,7 +52,7 @@ impl Outcome {
     /// True when the pass changed something remotely or released the resource (logged at
     /// info); an unchanged pass is logged at debug (one line per agent per resync otherwise).
     pub fn is_notable(&self) -> bool {
-        *self != Outcome::Unchanged
+        !matches!(self, Outcome::Unchanged | Outcome::NotConverging)
     }
 }
 
@@ -64,6 +68,7 @@ mod tests {
             (Outcome::Adopted, "adopted"),
             (Outcome::Updated(UpdateReason::Redeploy), "updated"),
             (Outcome::Unchanged, "unchanged"),
+            (Outcome::NotConverging, "not_converging"),
             (Outcome::Deleted, "deleted"),
             (Outcome::NothingToDelete, "deleted"),
             (Outcome::Orphaned(OrphanReason::Policy), "orphaned"),

@@ -1,38 +1,43 @@
 //! Planning: desired spec + observed remote agent + what was last applied -> what to do.
 //!
-//! Everything here is a pure function over plain values, so the decisions are unit-tested
-//! without a server. Every update can roll a new deployment, so an unchanged resource must
-//! plan [`Plan::Nothing`].
+//! A pure function over plain values, so the decisions are unit-tested without a server. Every
+//! update can roll a new deployment, so an unchanged resource must plan [`Plan::Nothing`], and
+//! an update Pipecat Cloud did not take is never sent again for the same spec and the same
+//! remote values ([`Plan::NotConverging`]).
 
-use std::hash::{Hash, Hasher};
+use super::compare::{Mismatch, compare};
+use super::desired::Desired;
+use crate::cloud::types::{Agent, CreateAgentRequest, Resets, UpdateAgentRequest};
 
-use crate::cloud::types::{
-    Agent, AgentConfig, AutoScalingRequest, CreateAgentRequest, KrispVivaBody, UpdateAgentRequest,
-};
-use crate::crd::{AgentProfile, AudioFilter, NodeType, PipecatAgent, PipecatAgentSpec};
+pub use super::desired::{desired, desired_from_spec, fingerprint};
 
-/// The remote agent the spec asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Desired {
-    /// Remote agent name.
-    pub name: String,
-    /// Region, when the spec sets one.
-    pub region: Option<String>,
-    /// The body sent on create and update.
-    pub config: AgentConfig,
-    /// The redeploy trigger.
-    pub redeploy_token: Option<String>,
-    /// Fingerprint of `config` (stable across runs and versions of this binary).
-    pub hash: String,
-}
+/// Drift corrections in a row (the agent changed elsewhere again after each) before the
+/// operator stops restoring it and reports `NotConverging`.
+pub const MAX_DRIFT_CORRECTIONS: u32 = 3;
 
-/// What was last applied successfully (from the resource's status).
+/// What was last applied successfully, and what became of it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LastApplied {
     /// Fingerprint of the configuration last sent.
     pub config_hash: Option<String>,
     /// Redeploy token last sent (or recorded at creation).
     pub redeploy_token: Option<String>,
+    /// An update Pipecat Cloud did not take: for that configuration, the fields kept these
+    /// remote values.
+    pub refused: Option<Refusal>,
+    /// Drift corrections in a row.
+    pub drift_corrections: u32,
+    /// The agent's region as last known (the answer may not carry it).
+    pub region: Option<String>,
+}
+
+/// An update the server did not take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The configuration that was sent.
+    pub config_hash: String,
+    /// What the fields still held afterwards.
+    pub mismatches: Vec<Mismatch>,
 }
 
 /// Why an update is needed.
@@ -63,6 +68,42 @@ impl UpdateReason {
     }
 }
 
+/// Why the operator stopped sending an update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stuck {
+    /// The same update was sent for this spec and Pipecat Cloud kept these values.
+    Refused(Vec<Mismatch>),
+    /// The agent was changed elsewhere again after each of the last corrections.
+    DriftLoop(Vec<Mismatch>),
+}
+
+impl Stuck {
+    /// The fields and remote values concerned.
+    pub fn mismatches(&self) -> &[Mismatch] {
+        match self {
+            Stuck::Refused(m) | Stuck::DriftLoop(m) => m,
+        }
+    }
+
+    /// A message a person can act on.
+    pub fn describe(&self, agent: &str) -> String {
+        let fields = self
+            .mismatches()
+            .iter()
+            .map(|m| format!("{} (Pipecat Cloud has {})", m.field, m.remote))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match self {
+            Stuck::Refused(_) => format!(
+                "Pipecat Cloud did not take the spec's {fields} for agent {agent}; the operator does not send the same change again: change the spec (or fix the agent in Pipecat Cloud)"
+            ),
+            Stuck::DriftLoop(_) => format!(
+                "agent {agent} was changed outside Kubernetes again after {MAX_DRIFT_CORRECTIONS} corrections ({fields}); the operator stopped restoring it: stop the other writer, then change the spec or restart the operator"
+            ),
+        }
+    }
+}
+
 /// The decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
@@ -78,6 +119,8 @@ pub enum Plan {
     /// The agent already matches the spec (a successful pass records the spec's fingerprint
     /// and token as applied, whether or not an update was needed).
     Nothing,
+    /// The agent differs, but sending the update again would not help.
+    NotConverging(Stuck),
     /// The agent exists in another region than the spec asks: an update cannot fix it.
     RegionMismatch {
         /// The spec's region.
@@ -85,173 +128,6 @@ pub enum Plan {
         /// The agent's region.
         actual: String,
     },
-}
-
-/// Builds the desired remote agent from a resource.
-pub fn desired(agent: &PipecatAgent) -> Desired {
-    desired_from_spec(agent.agent_name(), &agent.spec)
-}
-
-/// Builds the desired remote agent from a name and a spec.
-pub fn desired_from_spec(name: &str, spec: &PipecatAgentSpec) -> Desired {
-    let config = AgentConfig {
-        image: spec.image.clone(),
-        build_id: spec.build_id.clone(),
-        node_type: Some(
-            match spec.node_type {
-                NodeType::Arm => "arm",
-            }
-            .to_string(),
-        ),
-        image_pull_secret_set: spec.image_pull_secret_set.clone(),
-        secret_set: spec.secret_set.clone(),
-        auto_scaling: spec.auto_scaling.as_ref().map(|a| AutoScalingRequest {
-            min_agents: a.min_agents.into(),
-            max_agents: a.max_agents.into(),
-        }),
-        enable_krisp: spec.enable_krisp,
-        krisp_viva: spec.krisp_viva.as_ref().map(|k| KrispVivaBody {
-            audio_filter: k.audio_filter.map(|f| audio_filter_str(f).to_string()),
-        }),
-        agent_profile: spec.agent_profile.map(|p| agent_profile_str(p).to_string()),
-        max_session_duration: spec.max_session_duration.map(i64::from),
-    };
-    let hash = fingerprint(&config);
-    Desired {
-        name: name.to_string(),
-        region: spec.region.clone(),
-        config,
-        redeploy_token: spec.redeploy_token.clone(),
-        hash,
-    }
-}
-
-fn audio_filter_str(f: AudioFilter) -> &'static str {
-    match f {
-        AudioFilter::Tel => "tel",
-        AudioFilter::Pro => "pro",
-    }
-}
-
-fn agent_profile_str(p: AgentProfile) -> &'static str {
-    match p {
-        AgentProfile::Agent1x => "agent-1x",
-        AgentProfile::Agent2x => "agent-2x",
-        AgentProfile::Agent3x => "agent-3x",
-    }
-}
-
-/// A stable fingerprint of a configuration: FNV-1a over its canonical JSON.
-pub fn fingerprint(config: &AgentConfig) -> String {
-    let json = serde_json::to_vec(config).expect("AgentConfig always serializes");
-    let mut h = Fnv1a::default();
-    json.hash(&mut h);
-    format!("{:016x}", h.finish())
-}
-
-#[derive(Default)]
-struct Fnv1a(u64);
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        if self.0 == 0 {
-            self.0 = 0xcbf2_9ce4_8422_2325;
-        }
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-/// Field-by-field comparison of the desired configuration with what the agent reports.
-/// Returns (fields that differ, fields that cannot be compared because the response lacks them).
-pub fn compare(desired: &AgentConfig, observed: &Agent) -> (Vec<&'static str>, Vec<&'static str>) {
-    let mut differ = Vec::new();
-    let mut unknown = Vec::new();
-    let spec = observed.manifest_spec();
-    let mut check = |field: &'static str, same: Option<bool>| match same {
-        Some(true) => {}
-        Some(false) => differ.push(field),
-        None => unknown.push(field),
-    };
-
-    if let Some(image) = &desired.image {
-        check(
-            "image",
-            spec.and_then(|s| s.image.as_ref()).map(|i| i == image),
-        );
-    }
-    if desired.build_id.is_some() {
-        // The response reports the build's image, not the build id.
-        check("buildId", None);
-    }
-    if let Some(a) = &desired.auto_scaling {
-        let observed_bounds = observed
-            .auto_scaling
-            .as_ref()
-            .or_else(|| spec.and_then(|s| s.auto_scaling.as_ref()))
-            .and_then(|o| Some((o.min_replicas?, o.max_replicas?)));
-        check(
-            "autoScaling",
-            observed_bounds.map(|b| b == (a.min_agents, a.max_agents)),
-        );
-    }
-    // Secret sets: an absent list in a present manifest means "none".
-    match spec {
-        Some(s) => {
-            let names = s.env_from_secret_names.as_deref().unwrap_or_default();
-            check(
-                "secretSet",
-                Some(match &desired.secret_set {
-                    Some(set) => names.iter().any(|n| n == set),
-                    None => names.is_empty(),
-                }),
-            );
-        }
-        None if desired.secret_set.is_some() => check("secretSet", None),
-        None => {}
-    }
-    if let Some(pull) = &desired.image_pull_secret_set {
-        check(
-            "imagePullSecretSet",
-            spec.and_then(|s| s.image_pull_secret_name.as_ref())
-                .map(|n| n == pull),
-        );
-    }
-    if let Some(krisp) = desired.enable_krisp {
-        check(
-            "enableKrisp",
-            spec.and_then(|s| s.krisp_models.as_ref())
-                .and_then(|k| k.enabled)
-                .map(|e| e == krisp),
-        );
-    }
-    if let Some(profile) = &desired.agent_profile {
-        check(
-            "agentProfile",
-            observed.agent_profile.as_ref().map(|p| p == profile),
-        );
-    }
-    if let Some(viva) = &desired.krisp_viva {
-        check(
-            "krispViva",
-            observed
-                .krisp_viva
-                .as_ref()
-                .map(|o| o.audio_filter == viva.audio_filter),
-        );
-    }
-    if let Some(max) = desired.max_session_duration {
-        check(
-            "maxSessionDuration",
-            observed.max_session_duration.map(|m| m == max),
-        );
-    }
-    (differ, unknown)
 }
 
 /// Decides what to do.
@@ -263,7 +139,8 @@ pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> 
             config: desired.config.clone(),
         });
     };
-    if let (Some(want), Some(have)) = (&desired.region, &observed.region)
+    let actual_region = observed.region.as_ref().or(last.region.as_ref());
+    if let (Some(want), Some(have)) = (&desired.region, actual_region)
         && want != have
     {
         return Plan::RegionMismatch {
@@ -271,30 +148,44 @@ pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> 
             actual: have.clone(),
         };
     }
-    let update = |reason| Plan::Update {
+    let spec_changed = last.config_hash.as_deref() != Some(desired.hash.as_str());
+    // The first apply (creation or adoption) records the token without forcing a redeploy;
+    // removing the token asks for nothing.
+    let redeploy = last.config_hash.is_some()
+        && desired.redeploy_token.is_some()
+        && desired.redeploy_token != last.redeploy_token;
+    let cmp = compare(&desired.config, &desired.omitted, observed);
+    let reason = if !cmp.differ.is_empty() {
+        if spec_changed {
+            UpdateReason::SpecChanged(cmp.differing())
+        } else {
+            UpdateReason::Drift(cmp.differing())
+        }
+    } else if spec_changed && last.config_hash.is_some() && !cmp.unknown.is_empty() {
+        UpdateReason::Unobservable(cmp.unknown.clone())
+    } else if redeploy {
+        UpdateReason::Redeploy
+    } else {
+        return Plan::Nothing;
+    };
+    if !redeploy
+        && let Some(refusal) = &last.refused
+        && refusal.config_hash == desired.hash
+        && refusal.mismatches == cmp.differ
+    {
+        return Plan::NotConverging(Stuck::Refused(cmp.differ));
+    }
+    if matches!(reason, UpdateReason::Drift(_)) && last.drift_corrections >= MAX_DRIFT_CORRECTIONS {
+        return Plan::NotConverging(Stuck::DriftLoop(cmp.differ));
+    }
+    Plan::Update {
         request: UpdateAgentRequest {
             config: desired.config.clone(),
-            force_redeploy: matches!(reason, UpdateReason::Redeploy),
+            resets: Resets(cmp.resets),
+            force_redeploy: redeploy,
         },
         reason,
-    };
-    let spec_changed = last.config_hash.as_deref() != Some(desired.hash.as_str());
-    let (differ, unknown) = compare(&desired.config, observed);
-    if !differ.is_empty() {
-        return update(if spec_changed {
-            UpdateReason::SpecChanged(differ)
-        } else {
-            UpdateReason::Drift(differ)
-        });
     }
-    if spec_changed && last.config_hash.is_some() && !unknown.is_empty() {
-        return update(UpdateReason::Unobservable(unknown));
-    }
-    // The first apply (creation or adoption) records the token without forcing a redeploy.
-    if last.config_hash.is_some() && desired.redeploy_token != last.redeploy_token {
-        return update(UpdateReason::Redeploy);
-    }
-    Plan::Nothing
 }
 
 #[cfg(test)]
@@ -356,6 +247,7 @@ mod tests {
         LastApplied {
             config_hash: Some(d.hash.clone()),
             redeploy_token: d.redeploy_token.clone(),
+            ..Default::default()
         }
     }
 
@@ -537,13 +429,189 @@ mod tests {
         assert_eq!(plan(&d, Some(&bare), &applied(&d)), Plan::Nothing);
     }
 
+    fn refusal(d: &Desired, obs: &Agent) -> LastApplied {
+        LastApplied {
+            refused: Some(Refusal {
+                config_hash: d.hash.clone(),
+                mismatches: compare(&d.config, &d.omitted, obs).differ,
+            }),
+            ..applied(d)
+        }
+    }
+
+    fn body(p: &Plan) -> serde_json::Value {
+        match p {
+            Plan::Update { request, .. } => serde_json::to_value(request).unwrap(),
+            other => panic!("expected update, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn fingerprint_is_stable() {
-        let d = desired_from_spec("voice-starter", &seed_spec());
-        // Pinned: a change here would make every resource send one update after an upgrade.
-        assert_eq!(d.hash, fingerprint(&d.config));
-        assert_eq!(d.hash.len(), 16);
-        let again = desired_from_spec("voice-starter", &seed_spec());
-        assert_eq!(d.hash, again.hash);
+    fn a_removed_secret_set_is_cleared_with_an_explicit_null() {
+        let old = seed_spec();
+        let mut new = old.clone();
+        new.secret_set = None;
+        let d_new = desired_from_spec("voice-starter", &new);
+        let d_old = desired_from_spec("voice-starter", &old);
+        let p = plan(&d_new, Some(&observed_for(&old)), &applied(&d_old));
+        assert!(
+            matches!(&p, Plan::Update { reason: UpdateReason::SpecChanged(f), .. } if f == &vec!["secretSet"]),
+            "{p:?}"
+        );
+        let b = body(&p);
+        assert!(b.get("secretSet").is_some_and(|v| v.is_null()), "{b}");
+        // Fields the seed answer does not report are returned to their defaults blindly.
+        assert_eq!(b["agentProfile"], "agent-1x");
+        assert_eq!(b["maxSessionDuration"], 7200);
+        assert!(b["krispViva"]["audioFilter"].is_null());
+        // Once the set is gone remotely, nothing more is sent.
+        assert_eq!(
+            plan(&d_new, Some(&observed_for(&new)), &applied(&d_new)),
+            Plan::Nothing
+        );
+    }
+
+    #[test]
+    fn removed_fields_return_to_their_documented_defaults() {
+        let mut old = seed_spec();
+        old.agent_profile = Some(crate::crd::AgentProfile::Agent3x);
+        let mut new = old.clone();
+        new.agent_profile = None;
+        new.auto_scaling = None;
+        new.enable_krisp = None;
+        let d_old = desired_from_spec("voice-starter", &old);
+        let d_new = desired_from_spec("voice-starter", &new);
+        let mut obs = observed_for(&old);
+        obs.agent_profile = Some("agent-3x".into());
+        let p = plan(&d_new, Some(&obs), &applied(&d_old));
+        assert!(
+            matches!(&p, Plan::Update { reason: UpdateReason::SpecChanged(f), .. } if f == &vec!["autoScaling", "agentProfile"]),
+            "{p:?}"
+        );
+        let b = body(&p);
+        assert_eq!(b["agentProfile"], "agent-1x");
+        assert_eq!(b["autoScaling"], serde_json::json!({"minAgents": 0}));
+        assert!(
+            b.get("enableKrisp").is_none(),
+            "krisp is reported off already: {b}"
+        );
+    }
+
+    #[test]
+    fn redeploy_token_with_a_spec_change_is_one_forced_update() {
+        let mut old = seed_spec();
+        old.redeploy_token = Some("1".into());
+        let mut new = old.clone();
+        new.redeploy_token = Some("2".into());
+        new.image = Some("your-dockername/voice-starter:0.2".into());
+        let d_old = desired_from_spec("voice-starter", &old);
+        let d_new = desired_from_spec("voice-starter", &new);
+        match plan(&d_new, Some(&observed_for(&old)), &applied(&d_old)) {
+            Plan::Update { request, reason } => {
+                assert_eq!(reason, UpdateReason::SpecChanged(vec!["image"]));
+                assert!(request.force_redeploy, "the token is not used up silently");
+            }
+            other => panic!("expected update, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn removing_the_token_forces_nothing() {
+        let mut spec = seed_spec();
+        spec.redeploy_token = Some("1".into());
+        let d_old = desired_from_spec("voice-starter", &spec);
+        spec.redeploy_token = None;
+        let d_new = desired_from_spec("voice-starter", &spec);
+        assert_eq!(
+            plan(&d_new, Some(&observed_for(&spec)), &applied(&d_old)),
+            Plan::Nothing
+        );
+    }
+
+    #[test]
+    fn a_refused_update_is_not_sent_again_until_something_changes() {
+        let spec = seed_spec();
+        let d = desired_from_spec("voice-starter", &spec);
+        let mut clamped = spec.clone();
+        clamped.auto_scaling = Some(AutoScaling {
+            min_agents: 1,
+            max_agents: 5,
+        });
+        let obs = observed_for(&clamped);
+        let last = refusal(&d, &obs);
+        match plan(&d, Some(&obs), &last) {
+            Plan::NotConverging(Stuck::Refused(m)) => {
+                assert_eq!(m[0].field, "autoScaling");
+                assert_eq!(m[0].remote, "minAgents 1, maxAgents 5");
+            }
+            other => panic!("expected NotConverging, got {other:?}"),
+        }
+        // The remote changed since: one more try.
+        let mut other = spec.clone();
+        other.auto_scaling = Some(AutoScaling {
+            min_agents: 1,
+            max_agents: 7,
+        });
+        assert!(matches!(
+            plan(&d, Some(&observed_for(&other)), &last),
+            Plan::Update { .. }
+        ));
+        // The spec changed since: one more try.
+        let mut edited = spec.clone();
+        edited.image = Some("your-dockername/voice-starter:0.3".into());
+        let d2 = desired_from_spec("voice-starter", &edited);
+        assert!(matches!(plan(&d2, Some(&obs), &last), Plan::Update { .. }));
+    }
+
+    #[test]
+    fn drift_corrections_are_bounded() {
+        let spec = seed_spec();
+        let d = desired_from_spec("voice-starter", &spec);
+        let mut drifted = spec.clone();
+        drifted.image = Some("someone/else:1".into());
+        let mut last = applied(&d);
+        last.drift_corrections = MAX_DRIFT_CORRECTIONS - 1;
+        assert!(matches!(
+            plan(&d, Some(&observed_for(&drifted)), &last),
+            Plan::Update {
+                reason: UpdateReason::Drift(_),
+                ..
+            }
+        ));
+        last.drift_corrections = MAX_DRIFT_CORRECTIONS;
+        assert!(matches!(
+            plan(&d, Some(&observed_for(&drifted)), &last),
+            Plan::NotConverging(Stuck::DriftLoop(_))
+        ));
+    }
+
+    #[test]
+    fn a_region_added_later_is_checked_against_the_known_region() {
+        let mut spec = seed_spec();
+        spec.region = Some("eu-central".into());
+        let d = desired_from_spec("voice-starter", &spec);
+        let mut obs = observed_for(&seed_spec());
+        obs.region = None;
+        let mut last = applied(&d);
+        last.region = Some("us-west".into());
+        assert_eq!(
+            plan(&d, Some(&obs), &last),
+            Plan::RegionMismatch {
+                desired: "eu-central".into(),
+                actual: "us-west".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_rewritten_docker_hub_image_is_the_same_image() {
+        let spec = seed_spec();
+        let d = desired_from_spec("voice-starter", &spec);
+        let mut rewritten = spec.clone();
+        rewritten.image = Some("docker.io/your-dockername/voice-starter:0.1".into());
+        assert_eq!(
+            plan(&d, Some(&observed_for(&rewritten)), &applied(&d)),
+            Plan::Nothing
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 use super::status::CondState;
 use crate::cloud::types::Agent;
+use crate::crd::RequestedDeployment;
 
 /// How far the agent's deployment is, from the agent alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,10 +18,16 @@ pub struct Readiness {
     pub failed: bool,
 }
 
-/// Decides readiness. The documented rule: complete when `reconciledDeploymentId ==
-/// desiredDeploymentId` and `ready`; `ready` alone can still describe the previous deployment
-/// right after an update. Older responses only carry `activeDeploymentReady`.
-pub fn readiness(agent: &Agent) -> Readiness {
+/// Decides readiness of the deployment `requested` by this operator's last create or update
+/// (`None`: it asked for none, e.g. an adopted agent that already matched).
+///
+/// The documented rule: complete when `reconciledDeploymentId == desiredDeploymentId` and
+/// `ready`. A server that does not report both ids is read through `activeDeploymentId` and
+/// `activeDeploymentReady`. Either way the deployment must be the one requested or a later one
+/// (not the one it replaced: an answer naming that one describes the past). `ready` alone
+/// (it can still describe the previous deployment right after an update) is trusted only when
+/// nothing was requested.
+pub fn readiness(agent: &Agent, requested: Option<&RequestedDeployment>) -> Readiness {
     let desired = agent.desired_deployment();
     let deployment = desired.unwrap_or("(unknown)");
     let error = agent.errors.as_ref().and_then(|e| e.first()).map(|e| {
@@ -89,13 +96,22 @@ pub fn readiness(agent: &Agent) -> Readiness {
         };
     }
 
-    let ready = if agent.desired_deployment_id.is_some() {
-        agent.reconciled_deployment_id.is_some()
-            && agent.reconciled_deployment_id == agent.desired_deployment_id
-            && agent.ready == Some(true)
-    } else {
-        // Older responses: the deprecated fields are all there is.
-        agent.active_deployment_ready.or(agent.ready) == Some(true)
+    let requested_or_later =
+        |id: &str| requested.is_none_or(|r| r.id == id || r.replaces.as_deref() != Some(id));
+    let ready = match (
+        &agent.desired_deployment_id,
+        &agent.reconciled_deployment_id,
+    ) {
+        (Some(d), Some(r)) => r == d && agent.ready == Some(true) && requested_or_later(d),
+        _ => match agent.active_deployment_ready {
+            Some(active_ready) => {
+                active_ready
+                    && agent
+                        .desired_deployment()
+                        .map_or(requested.is_none(), requested_or_later)
+            }
+            None => requested.is_none() && agent.ready == Some(true),
+        },
     };
     let condition = if ready {
         CondState::ok(
@@ -192,9 +208,9 @@ mod tests {
 
     #[test]
     fn ready_needs_the_desired_deployment_reconciled() {
-        assert!(readiness(&agent("d1", Some("d1"), true)).ready);
+        assert!(readiness(&agent("d1", Some("d1"), true), None).ready);
         // Right after create: nothing reconciled yet.
-        let r = readiness(&agent("d1", None, false));
+        let r = readiness(&agent("d1", None, false), None);
         assert!(!r.ready);
         assert_eq!(r.condition.reason, "Deploying");
     }
@@ -202,7 +218,7 @@ mod tests {
     #[test]
     fn premature_ready_after_update_is_not_ready() {
         // `ready` still describes d1 while d2 rolls out: the GitHub Action's bug.
-        let r = readiness(&agent("d2", Some("d1"), true));
+        let r = readiness(&agent("d2", Some("d1"), true), None);
         assert!(!r.ready);
         assert_eq!(r.condition.status, "False");
         assert!(
@@ -222,14 +238,65 @@ mod tests {
             ready: Some(false),
             ..Default::default()
         };
-        assert!(readiness(&old).ready);
+        assert!(readiness(&old, None).ready);
         let old_not_ready = Agent {
             active_deployment_id: Some("d1".into()),
             active_deployment_ready: Some(false),
             ready: Some(true),
             ..Default::default()
         };
-        assert!(!readiness(&old_not_ready).ready);
+        assert!(!readiness(&old_not_ready, None).ready);
+    }
+
+    fn requested(id: &str, replaces: Option<&str>) -> RequestedDeployment {
+        RequestedDeployment {
+            id: id.into(),
+            replaces: replaces.map(Into::into),
+        }
+    }
+
+    /// The seed page's answer: no desired/reconciled ids; `activeDeploymentId` and
+    /// `activeDeploymentReady` describe the newest deployment, `ready` whether sessions can
+    /// be taken (possibly by the previous one).
+    fn seed_answer(active: &str, active_ready: Option<bool>, ready: bool) -> Agent {
+        Agent {
+            active_deployment_id: Some(active.into()),
+            active_deployment_ready: active_ready,
+            ready: Some(ready),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn after_a_change_ready_alone_never_counts() {
+        let asked = requested("d2", Some("d1"));
+        // The previous deployment still serves: `ready` is true, the new one is not ready.
+        assert!(!readiness(&seed_answer("d2", Some(false), true), Some(&asked)).ready);
+        // No activeDeploymentReady at all: `ready` alone is not trusted after a change...
+        assert!(!readiness(&seed_answer("d2", None, true), Some(&asked)).ready);
+        // ...but is when nothing was asked for.
+        assert!(readiness(&seed_answer("d2", None, true), None).ready);
+        assert!(readiness(&seed_answer("d2", Some(true), false), Some(&asked)).ready);
+    }
+
+    #[test]
+    fn an_answer_that_names_the_replaced_deployment_describes_the_past() {
+        let asked = requested("d2", Some("d1"));
+        // A stale answer: still d1 everywhere, reconciled and ready.
+        assert!(!readiness(&agent("d1", Some("d1"), true), Some(&asked)).ready);
+        assert!(!readiness(&seed_answer("d1", Some(true), true), Some(&asked)).ready);
+        // The requested one, or a later one (someone deployed again since), is fine.
+        assert!(readiness(&agent("d2", Some("d2"), true), Some(&asked)).ready);
+        assert!(readiness(&agent("d3", Some("d3"), true), Some(&asked)).ready);
+    }
+
+    #[test]
+    fn a_server_without_reconciled_ids_is_read_through_the_active_fields() {
+        let mut a = agent("d1", None, true);
+        a.active_deployment_ready = Some(true);
+        assert!(readiness(&a, Some(&requested("d1", None))).ready);
+        a.active_deployment_ready = Some(false);
+        assert!(!readiness(&a, Some(&requested("d1", None))).ready);
     }
 
     #[test]
@@ -239,7 +306,7 @@ mod tests {
             code: Some("PCC_IMAGE_PULL_UNAUTHORIZED".into()),
             message: Some("pull access denied".into()),
         }]);
-        let r = readiness(&a);
+        let r = readiness(&a, None);
         assert!(!r.ready && r.failed);
         assert_eq!(r.condition.reason, "ImagePullUnauthorized");
         assert!(r.condition.message.contains("pull access denied"));
@@ -260,7 +327,7 @@ mod tests {
             }),
             ..Default::default()
         });
-        let r = readiness(&a);
+        let r = readiness(&a, None);
         assert_eq!(r.condition.reason, "CrashLoopBackOff");
         assert!(r.condition.message.contains("4 restarts"));
         assert!(r.condition.message.contains("exited with code 1"));
@@ -281,7 +348,7 @@ mod tests {
             }),
             ..Default::default()
         });
-        let r = readiness(&a);
+        let r = readiness(&a, None);
         assert_eq!(r.condition.reason, "ImagePullBackOff");
         assert!(
             r.condition
@@ -301,7 +368,7 @@ mod tests {
             reason: Some("REPLICAS_FAILING".into()),
             message: Some("2 of 3 instances failing".into()),
         }]);
-        let r = readiness(&a);
+        let r = readiness(&a, None);
         assert!(!r.ready);
         assert_eq!(r.condition.reason, "ReplicasFailing");
     }

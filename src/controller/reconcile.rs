@@ -11,6 +11,7 @@ use kube::runtime::controller::Action;
 use tracing::{debug, info};
 
 use super::outcome::Outcome;
+use super::plan::UpdateReason;
 use super::{Context, Error, apply, backoff, cleanup, events, finalizer, status};
 use crate::crd::{FINALIZER, PipecatAgent};
 
@@ -76,7 +77,10 @@ async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
     let old = ctx.objects.status(obj);
     let result = apply::sync(obj, ctx, &old).await;
     let new = status::next_status(obj, &old, &result, &Time(jiff::Timestamp::now()));
-    if new != old {
+    if new != old || ctx.objects.unwritten(obj) {
+        // Remembered before the write: should it fail, the next pass still knows what was
+        // applied (a forced redeploy is never sent twice).
+        ctx.objects.status_pending(obj, &new);
         status::write(&ctx.kube, obj, &new).await?;
         ctx.objects.status_written(obj, &new);
     }
@@ -85,6 +89,11 @@ async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
     }
 
     let applied = result?;
+    match &applied.outcome {
+        Outcome::Updated(UpdateReason::Drift(_)) => ctx.objects.drift_corrected(obj, true),
+        Outcome::NotConverging => {}
+        _ => ctx.objects.drift_corrected(obj, false),
+    }
     let ready = applied.readiness.ready;
     let polls = ctx.objects.succeeded(obj, ready);
     let delay = backoff::after_success(&ctx.config, polls, ready, applied.readiness.failed);

@@ -12,13 +12,18 @@ use serde_json::json;
 use super::apply::Applied;
 use super::{Error, MANAGER};
 use crate::cloud::types::Agent;
-use crate::crd::{ObservedAutoScaling, PipecatAgent, PipecatAgentStatus};
+use crate::crd::{
+    FieldValue, NonConvergence, ObservedAutoScaling, PipecatAgent, PipecatAgentStatus,
+};
 use crate::text::truncate;
 
 /// Condition type: the current spec's deployment is live.
 pub const READY: &str = "Ready";
 /// Condition type: the last reconcile with Pipecat Cloud succeeded.
 pub const SYNCED: &str = "Synced";
+/// `Synced=False` reason: Pipecat Cloud does not take the spec (or the agent keeps being
+/// changed elsewhere); the operator stopped resending.
+pub const NOT_CONVERGING: &str = "NotConverging";
 
 /// A condition's content, before timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +134,18 @@ pub fn next_status(
             st.observed_generation = generation;
             st.applied_config_hash = Some(applied.desired.hash.clone());
             st.applied_redeploy_token = applied.desired.redeploy_token.clone();
+            st.requested_deployment = applied.requested.clone();
+            st.non_convergence = applied.stuck.as_ref().map(|stuck| NonConvergence {
+                config_hash: applied.desired.hash.clone(),
+                fields: stuck
+                    .mismatches()
+                    .iter()
+                    .map(|m| FieldValue {
+                        field: m.field.to_string(),
+                        remote: m.remote.clone(),
+                    })
+                    .collect(),
+            });
             set_condition(
                 &mut st.conditions,
                 READY,
@@ -136,19 +153,19 @@ pub fn next_status(
                 generation,
                 now,
             );
-            set_condition(
-                &mut st.conditions,
-                SYNCED,
-                CondState::ok(
+            let synced = match &applied.stuck {
+                Some(stuck) => {
+                    CondState::fail(NOT_CONVERGING, stuck.describe(&applied.desired.name))
+                }
+                None => CondState::ok(
                     "UpToDate",
                     format!(
                         "Pipecat Cloud agent {} matches the spec",
                         applied.desired.name
                     ),
                 ),
-                generation,
-                now,
-            );
+            };
+            set_condition(&mut st.conditions, SYNCED, synced, generation, now);
         }
         Err(e) => {
             let cond = CondState::fail(e.reason(), e.to_string());
@@ -207,10 +224,12 @@ mod tests {
 
     fn applied(obj: &PipecatAgent, agent: Agent) -> Applied {
         Applied {
-            readiness: crate::controller::readiness::readiness(&agent),
+            readiness: crate::controller::readiness::readiness(&agent, None),
             agent,
             outcome: crate::controller::outcome::Outcome::Unchanged,
             desired: crate::controller::plan::desired(obj),
+            requested: None,
+            stuck: None,
         }
     }
 
@@ -304,6 +323,56 @@ mod tests {
         assert_eq!(cond(&st, READY).last_transition_time, at(3));
         assert_eq!(cond(&st, SYNCED).reason, "CredentialsNotFound");
         assert_eq!(cond(&st, SYNCED).message, "secret ns/key not found");
+    }
+
+    #[test]
+    fn a_refused_update_is_not_synced_and_recorded_for_the_next_pass() {
+        use crate::controller::compare::Mismatch;
+        use crate::controller::plan::Stuck;
+        let obj = agent_obj(2);
+        let remote = Agent {
+            name: "bot".into(),
+            desired_deployment_id: Some("d2".into()),
+            reconciled_deployment_id: Some("d2".into()),
+            ready: Some(true),
+            ..Default::default()
+        };
+        let mut pass = applied(&obj, remote);
+        pass.stuck = Some(Stuck::Refused(vec![Mismatch {
+            field: "image",
+            remote: "acme/other:1".into(),
+        }]));
+        let st = next_status(
+            &obj,
+            &PipecatAgentStatus::default(),
+            &Ok(pass.clone()),
+            &at(1),
+        );
+        let synced = cond(&st, SYNCED);
+        assert_eq!(
+            (synced.status.as_str(), synced.reason.as_str()),
+            ("False", NOT_CONVERGING)
+        );
+        assert!(
+            synced
+                .message
+                .contains("image (Pipecat Cloud has acme/other:1)"),
+            "{}",
+            synced.message
+        );
+        let nc = st.non_convergence.as_ref().unwrap();
+        assert_eq!(nc.config_hash, pass.desired.hash);
+        assert_eq!(nc.fields[0].field, "image");
+        assert_eq!(nc.fields[0].remote, "acme/other:1");
+        assert!(
+            st.ready,
+            "readiness is about the deployment, not the config"
+        );
+        // Converged later: the record and the condition clear.
+        pass.stuck = None;
+        let st = next_status(&obj, &st, &Ok(pass), &at(2));
+        assert_eq!(st.non_convergence, None);
+        assert_eq!(cond(&st, SYNCED).status, "True");
     }
 
     #[test]
