@@ -6,7 +6,7 @@ use super::compare::compare;
 use super::desired::Desired;
 use super::observe::{self, last_applied, merge_sparse};
 use super::outcome::Outcome;
-use super::plan::{self, LastApplied, Plan, Stuck};
+use super::plan::{self, LastApplied, Plan, Stuck, UpdateReason};
 use super::readiness::{Readiness, readiness};
 use super::{Context, Error, credentials, ownership};
 use crate::cloud::types::{Agent, defaults};
@@ -70,23 +70,7 @@ pub async fn sync(
     let adopting = observed.is_some() && last.config_hash.is_none();
     match plan::plan(&desired, observed.as_ref(), &last) {
         Plan::Create(req) => match ctx.cloud.create_agent(&key, &req).await {
-            Ok(mut agent) => {
-                // The region it was created in, for later checks when answers omit it.
-                if agent.region.is_none() {
-                    agent.region = Some(req.region.unwrap_or_else(|| defaults::REGION.into()));
-                }
-                let requested = Some(RequestedDeployment {
-                    id: agent.desired_deployment().unwrap_or_default().to_string(),
-                    replaces: None,
-                });
-                Ok(Applied::new(
-                    agent,
-                    Outcome::Created,
-                    desired,
-                    requested,
-                    None,
-                ))
-            }
+            Ok(agent) => Ok(created(desired, agent)),
             Err(cloud::Error::AlreadyExists { .. }) => {
                 // Created by someone else (or by us, with the answer lost) since the read.
                 let agent = observe::remote_agent(ctx, &key, &desired.name)
@@ -144,16 +128,6 @@ async fn carry_out(
     unchanged: Outcome,
     requested: Option<RequestedDeployment>,
 ) -> Result<Applied, Error> {
-    // Nothing asked for yet (adopted, or a status from before this was recorded): the
-    // deployment in place is the one to wait for.
-    let in_place = || {
-        requested.clone().or_else(|| {
-            observed.desired_deployment().map(|id| RequestedDeployment {
-                id: id.to_string(),
-                replaces: None,
-            })
-        })
-    };
     match step {
         Plan::Update { request, reason } => {
             let answer = ctx
@@ -161,44 +135,23 @@ async fn carry_out(
                 .update_agent(key, &desired.name, &request)
                 .await
                 .map_err(|source| Error::cloud("update", &desired.name, source))?;
-            let answer = merge_sparse(answer, &observed);
-            let requested = if answer.warning.is_some() && !request.force_redeploy {
-                // "Nothing changed": no new deployment to wait for.
-                in_place()
-            } else {
-                let before = observed.desired_deployment();
-                let after = answer.desired_deployment().filter(|a| Some(*a) != before);
-                Some(RequestedDeployment {
-                    // An answer that still names the old deployment does not say which one
-                    // was made: any deployment but the replaced one will do.
-                    id: after.unwrap_or_default().to_string(),
-                    replaces: before.map(str::to_string),
-                })
-            };
-            let still = compare(&desired.config, &desired.omitted, &answer).differ;
-            let stuck = (!still.is_empty()).then_some(Stuck::Refused(still));
-            Ok(Applied::new(
+            Ok(updated(
+                desired,
+                &observed,
                 answer,
-                Outcome::Updated(reason),
-                desired,
+                request.force_redeploy,
+                reason,
                 requested,
-                stuck,
             ))
         }
-        Plan::Nothing => {
-            let requested = in_place();
-            Ok(Applied::new(observed, unchanged, desired, requested, None))
-        }
-        Plan::NotConverging(stuck) => {
-            let requested = in_place();
-            Ok(Applied::new(
-                observed,
-                Outcome::NotConverging,
-                desired,
-                requested,
-                Some(stuck),
-            ))
-        }
+        Plan::Nothing => Ok(kept(desired, observed, unchanged, requested, None)),
+        Plan::NotConverging(stuck) => Ok(kept(
+            desired,
+            observed,
+            Outcome::NotConverging,
+            requested,
+            Some(stuck),
+        )),
         Plan::RegionMismatch {
             desired: want,
             actual,
@@ -211,4 +164,75 @@ async fn carry_out(
         }),
         Plan::Create(_) => unreachable!("create is planned only for a missing agent"),
     }
+}
+
+/// The result of a create (pure): the agent is waited for, and checked against the spec (a
+/// server may store something else than it was asked for).
+pub fn created(desired: Desired, mut agent: Agent) -> Applied {
+    // The region it was created in, for later checks when answers omit it.
+    if agent.region.is_none() {
+        agent.region = Some(
+            desired
+                .region
+                .clone()
+                .unwrap_or_else(|| defaults::REGION.into()),
+        );
+    }
+    let requested = Some(RequestedDeployment {
+        id: agent.desired_deployment().unwrap_or_default().to_string(),
+        replaces: None,
+    });
+    let still = compare(&desired.config, &desired.omitted, &agent).differ;
+    let stuck = (!still.is_empty()).then_some(Stuck::Refused(still));
+    Applied::new(agent, Outcome::Created, desired, requested, stuck)
+}
+
+/// The result of a pass that sent no update (pure). Nothing asked for yet (adopted, or a
+/// status from before this was recorded): the deployment in place is the one to wait for.
+pub fn kept(
+    desired: Desired,
+    observed: Agent,
+    outcome: Outcome,
+    requested: Option<RequestedDeployment>,
+    stuck: Option<Stuck>,
+) -> Applied {
+    let requested = requested.or_else(|| in_place(&observed));
+    Applied::new(observed, outcome, desired, requested, stuck)
+}
+
+/// The result of an update (pure): `observed` is the agent read before it, `answer` the
+/// update's answer, `forced` whether a redeploy was forced, `requested` the deployment asked
+/// for before.
+pub fn updated(
+    desired: Desired,
+    observed: &Agent,
+    answer: Agent,
+    forced: bool,
+    reason: UpdateReason,
+    requested: Option<RequestedDeployment>,
+) -> Applied {
+    let answer = merge_sparse(answer, observed);
+    let requested = if answer.warning.is_some() && !forced {
+        // "Nothing changed": no new deployment to wait for.
+        requested.or_else(|| in_place(observed))
+    } else {
+        let before = observed.desired_deployment();
+        let after = answer.desired_deployment().filter(|a| Some(*a) != before);
+        Some(RequestedDeployment {
+            // An answer that still names the old deployment does not say which one was
+            // made: any deployment but the replaced one will do.
+            id: after.unwrap_or_default().to_string(),
+            replaces: before.map(str::to_string),
+        })
+    };
+    let still = compare(&desired.config, &desired.omitted, &answer).differ;
+    let stuck = (!still.is_empty()).then_some(Stuck::Refused(still));
+    Applied::new(answer, Outcome::Updated(reason), desired, requested, stuck)
+}
+
+fn in_place(observed: &Agent) -> Option<RequestedDeployment> {
+    observed.desired_deployment().map(|id| RequestedDeployment {
+        id: id.to_string(),
+        replaces: None,
+    })
 }

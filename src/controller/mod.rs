@@ -22,6 +22,8 @@ pub mod observe;
 pub mod outcome;
 pub mod ownership;
 pub mod plan;
+#[cfg(test)]
+mod properties;
 pub mod readiness;
 pub mod reconcile;
 pub mod status;

@@ -1,0 +1,434 @@
+//! Property tests of the pure core (plan, apply's pure steps, readiness, status) against a
+//! model of Pipecat Cloud in each answer profile: `full` (every field), `seed` (only the seed
+//! page's fields) and `rewriting` (normalises images, clamps scaling, leaves out fields at
+//! their default). Random sequences of spec edits and removals must converge with a bounded
+//! number of updates per edit; `Ready` must never be true while the deployment the operator
+//! asked for is not rolled out and ready; `Synced` must never be true while the model's
+//! configuration means something else than the spec.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::apply::{self, Applied};
+use super::compare::canonical_image;
+use super::observe::last_applied;
+use super::outcome::Outcome;
+use super::plan::{self, Plan, UpdateReason};
+use super::status::{SYNCED, next_status};
+use crate::cloud::types::Agent;
+use crate::crd::{PipecatAgent, PipecatAgentSpec, PipecatAgentStatus};
+
+/// Passes a deployment takes to roll out.
+const ROLL_OUT: u32 = 2;
+/// The rewriting server's own limit on `maxAgents`.
+const MAX_LIMIT: i64 = 50;
+
+#[derive(Clone, Copy, Debug)]
+enum Profile {
+    Full,
+    Seed,
+    Rewriting,
+}
+
+/// The agent configuration as the model stores it.
+#[derive(Clone, Debug, PartialEq)]
+struct Cfg {
+    image: String,
+    secret_set: Option<String>,
+    pull: Option<String>,
+    min: i64,
+    max: i64,
+    krisp: bool,
+    viva: Option<String>,
+    profile: String,
+    duration: i64,
+}
+
+impl Cfg {
+    fn defaults() -> Self {
+        Cfg {
+            image: String::new(),
+            secret_set: None,
+            pull: None,
+            min: 0,
+            max: 10,
+            krisp: false,
+            viva: None,
+            profile: "agent-1x".into(),
+            duration: 7200,
+        }
+    }
+}
+
+/// A model Pipecat Cloud holding one agent: partial updates (an omitted field keeps its value,
+/// `null` clears a secret set), one deployment per change, each rolled out after `ROLL_OUT`
+/// passes.
+struct Server {
+    profile: Profile,
+    cfg: Cfg,
+    /// (id, created at) of each deployment, oldest first.
+    deployments: Vec<(u32, u32)>,
+    now: u32,
+    updates: u32,
+}
+
+impl Server {
+    fn new(profile: Profile) -> Self {
+        Server {
+            profile,
+            cfg: Cfg::defaults(),
+            deployments: Vec::new(),
+            now: 0,
+            updates: 0,
+        }
+    }
+
+    fn apply(&mut self, body: &Value) -> bool {
+        let before = self.cfg.clone();
+        let c = &mut self.cfg;
+        if let Some(image) = body["image"].as_str() {
+            c.image = match self.profile {
+                Profile::Rewriting if !image.contains('.') => format!("docker.io/{image}"),
+                _ => image.to_string(),
+            };
+        }
+        for (key, slot) in [
+            ("secretSet", &mut c.secret_set),
+            ("imagePullSecretSet", &mut c.pull),
+        ] {
+            match body.get(key) {
+                Some(Value::Null) => *slot = None,
+                Some(Value::String(s)) => *slot = Some(s.clone()),
+                _ => {}
+            }
+        }
+        if let Some(min) = body["autoScaling"]["minAgents"].as_i64() {
+            c.min = min;
+        }
+        if let Some(max) = body["autoScaling"]["maxAgents"].as_i64() {
+            c.max = match self.profile {
+                Profile::Rewriting => max.min(MAX_LIMIT),
+                _ => max,
+            };
+        }
+        c.min = c.min.min(c.max);
+        if let Some(k) = body["enableKrisp"].as_bool() {
+            c.krisp = k;
+        }
+        if let Some(v) = body.get("krispViva") {
+            c.viva = v["audioFilter"].as_str().map(str::to_string);
+        }
+        if let Some(p) = body["agentProfile"].as_str() {
+            c.profile = p.to_string();
+        }
+        if let Some(d) = body["maxSessionDuration"].as_i64() {
+            c.duration = d;
+        }
+        *c != before
+    }
+
+    fn deploy(&mut self) {
+        let id = self.deployments.len() as u32 + 1;
+        self.deployments.push((id, self.now));
+    }
+
+    fn create(&mut self, body: &Value) -> Agent {
+        self.apply(body);
+        self.deploy();
+        self.answer(None)
+    }
+
+    fn update(&mut self, body: &Value) -> Agent {
+        self.updates += 1;
+        let changed = self.apply(body);
+        if changed || body["forceRedeploy"] == true {
+            self.deploy();
+            self.answer(None)
+        } else {
+            self.answer(Some("nothing changed"))
+        }
+    }
+
+    /// The newest deployment and the newest rolled-out one.
+    fn ids(&self) -> (u32, Option<u32>) {
+        let desired = self
+            .deployments
+            .last()
+            .expect("an agent has a deployment")
+            .0;
+        let reconciled = self
+            .deployments
+            .iter()
+            .rev()
+            .find(|(_, at)| self.now >= at + ROLL_OUT)
+            .map(|(id, _)| *id);
+        (desired, reconciled)
+    }
+
+    /// The agent as this profile answers it.
+    fn answer(&self, warning: Option<&str>) -> Agent {
+        let c = &self.cfg;
+        let (desired, reconciled) = self.ids();
+        let desired_ready = reconciled == Some(desired);
+        let manifest = json!({"spec": {
+            "image": c.image,
+            "autoScaling": {"minReplicas": c.min, "maxReplicas": c.max},
+            "imagePullSecretName": c.pull,
+            "envFromSecretNames": c.secret_set.iter().collect::<Vec<_>>(),
+            "krispModels": {"enabled": c.krisp},
+        }});
+        let mut v = match self.profile {
+            Profile::Seed => json!({
+                "name": "bot",
+                "ready": reconciled.is_some(),
+                "activeDeploymentId": format!("d{desired}"),
+                "activeDeploymentReady": desired_ready,
+                "autoScaling": {"minReplicas": c.min, "maxReplicas": c.max},
+                "activeSessionCount": 0,
+                "deployment": {"id": format!("d{desired}"), "manifest": manifest},
+            }),
+            Profile::Full | Profile::Rewriting => json!({
+                "name": "bot",
+                "region": "us-west",
+                "ready": desired_ready,
+                "desiredDeploymentId": format!("d{desired}"),
+                "activeDeploymentId": format!("d{desired}"),
+                "reconciledDeploymentId": reconciled.map(|r| format!("d{r}")),
+                "activeDeploymentReady": desired_ready,
+                "autoScaling": {"minReplicas": c.min, "maxReplicas": c.max},
+                "agentProfile": c.profile,
+                "krispViva": {"audioFilter": c.viva},
+                "maxSessionDuration": c.duration,
+                "deployment": {"id": format!("d{desired}"), "manifest": manifest},
+            }),
+        };
+        if let Profile::Rewriting = self.profile {
+            let o = v.as_object_mut().unwrap();
+            if c.profile == "agent-1x" {
+                o.remove("agentProfile");
+            }
+            if c.duration == 7200 {
+                o.remove("maxSessionDuration");
+            }
+            if c.viva.is_none() {
+                o.remove("krispViva");
+            }
+        }
+        if let Some(w) = warning {
+            v["warning"] = json!(w);
+        }
+        serde_json::from_value(v).expect("the model's answer parses")
+    }
+
+    /// True when the model's configuration means what `spec` asks.
+    fn means(&self, spec: &PipecatAgentSpec) -> bool {
+        let c = &self.cfg;
+        let d = plan::desired_from_spec("bot", spec).config;
+        canonical_image(&c.image) == canonical_image(d.image.as_deref().unwrap_or_default())
+            && c.secret_set == d.secret_set
+            && c.pull == d.image_pull_secret_set
+            && match d.auto_scaling {
+                Some(a) => (c.min, c.max) == (a.min_agents, a.max_agents),
+                None => c.min == 0,
+            }
+            && c.krisp == d.enable_krisp.unwrap_or(false)
+            && c.viva == d.krisp_viva.and_then(|k| k.audio_filter)
+            && c.profile == d.agent_profile.unwrap_or_else(|| "agent-1x".into())
+            && c.duration == d.max_session_duration.unwrap_or(7200)
+    }
+
+    /// True when the deployment `id` (or a later one) is rolled out.
+    fn rolled_out(&self, id: u32) -> bool {
+        self.ids().1.is_some_and(|r| r >= id)
+    }
+}
+
+fn spec_strategy() -> impl Strategy<Value = PipecatAgentSpec> {
+    (
+        prop::sample::select(vec![
+            "acme/bot:1",
+            "acme/bot:2",
+            "redis",
+            "ghcr.io/acme/bot:1",
+        ]),
+        prop::option::of(prop::sample::select(vec!["env-a", "env-b"])),
+        prop::option::of(prop::sample::select(vec!["pull-a", "pull-b"])),
+        prop::option::of((0i64..3, 1i64..60)),
+        prop::option::of(any::<bool>()),
+        prop::option::of(prop::option::of(prop::sample::select(vec!["tel", "pro"]))),
+        prop::option::of(prop::sample::select(vec![
+            "agent-1x", "agent-2x", "agent-3x",
+        ])),
+        prop::option::of(prop::sample::select(vec![600i64, 7200])),
+    )
+        .prop_map(
+            |(image, secret, pull, scaling, krisp, viva, profile, duration)| {
+                let mut s = json!({"image": image});
+                if let Some(v) = secret {
+                    s["secretSet"] = json!(v);
+                }
+                if let Some(v) = pull {
+                    s["imagePullSecretSet"] = json!(v);
+                }
+                if let Some((min, max)) = scaling {
+                    s["autoScaling"] = json!({"minAgents": min.min(max), "maxAgents": max});
+                }
+                if let Some(v) = krisp {
+                    s["enableKrisp"] = json!(v);
+                }
+                if let Some(v) = viva {
+                    s["krispViva"] = match v {
+                        Some(f) => json!({"audioFilter": f}),
+                        None => json!({}),
+                    };
+                }
+                if let Some(v) = profile {
+                    s["agentProfile"] = json!(v);
+                }
+                if let Some(v) = duration {
+                    s["maxSessionDuration"] = json!(v);
+                }
+                serde_json::from_value(s).expect("a valid spec")
+            },
+        )
+}
+
+fn resource(spec: &PipecatAgentSpec, generation: i64) -> PipecatAgent {
+    let mut a = PipecatAgent::new("bot", spec.clone());
+    a.metadata.namespace = Some("ns".into());
+    a.metadata.generation = Some(generation);
+    a
+}
+
+fn synced(st: &PipecatAgentStatus) -> bool {
+    st.conditions
+        .iter()
+        .any(|c| c.type_ == SYNCED && c.status == "True")
+}
+
+/// One reconcile pass against the model (the operator's pure steps in its order); returns the
+/// new status.
+fn pass(
+    server: &mut Server,
+    obj: &PipecatAgent,
+    st: &PipecatAgentStatus,
+    drift: &mut u32,
+    asked: &mut Option<u32>,
+) -> PipecatAgentStatus {
+    let desired = plan::desired(obj);
+    let last = last_applied(st, &desired.name, *drift);
+    let observed = (!server.deployments.is_empty()).then(|| server.answer(None));
+    let applied: Applied = match plan::plan(&desired, observed.as_ref(), &last) {
+        Plan::Create(req) => {
+            let answer = server.create(&serde_json::to_value(&req).unwrap());
+            *asked = Some(server.ids().0);
+            apply::created(desired, answer)
+        }
+        Plan::Update { request, reason } => {
+            let before = server.ids().0;
+            let answer = server.update(&serde_json::to_value(&request).unwrap());
+            if server.ids().0 != before {
+                *asked = Some(server.ids().0);
+            }
+            apply::updated(
+                desired,
+                observed.as_ref().unwrap(),
+                answer,
+                request.force_redeploy,
+                reason,
+                st.requested_deployment.clone(),
+            )
+        }
+        Plan::Nothing => apply::kept(
+            desired,
+            observed.unwrap(),
+            Outcome::Unchanged,
+            st.requested_deployment.clone(),
+            None,
+        ),
+        Plan::NotConverging(stuck) => apply::kept(
+            desired,
+            observed.unwrap(),
+            Outcome::NotConverging,
+            st.requested_deployment.clone(),
+            Some(stuck),
+        ),
+        Plan::RegionMismatch { .. } => panic!("no region in these specs"),
+    };
+    match &applied.outcome {
+        Outcome::Updated(UpdateReason::Drift(_)) => *drift += 1,
+        Outcome::NotConverging => {}
+        _ => *drift = 0,
+    }
+    let now = Time(jiff::Timestamp::from_second(i64::from(server.now)).unwrap());
+    next_status(obj, st, &Ok(applied), &now)
+}
+
+fn run(profile: Profile, specs: Vec<PipecatAgentSpec>) -> Result<(), TestCaseError> {
+    let mut server = Server::new(profile);
+    let mut st = PipecatAgentStatus::default();
+    let (mut drift, mut asked) = (0, None);
+    for (generation, spec) in specs.iter().enumerate() {
+        let obj = resource(spec, generation as i64 + 1);
+        let updates_before = server.updates;
+        // Enough passes for a roll-out; every pass is checked.
+        for _ in 0..(ROLL_OUT + 4) {
+            st = pass(&mut server, &obj, &st, &mut drift, &mut asked);
+            if st.ready {
+                let id = asked.expect("something was asked for");
+                prop_assert!(
+                    server.rolled_out(id),
+                    "Ready while deployment d{id} is not rolled out ({profile:?}): {st:?}"
+                );
+            }
+            if synced(&st) {
+                prop_assert!(
+                    server.means(spec),
+                    "Synced while the remote differs ({profile:?}): {:?} vs {spec:?}",
+                    server.cfg
+                );
+            }
+            server.now += 1;
+        }
+        let updates = server.updates - updates_before;
+        prop_assert!(updates <= 1, "{updates} updates for one edit ({profile:?})");
+        // Settled: nothing more is sent, and the resource says whether the spec was taken.
+        let settled = server.updates;
+        let again = pass(&mut server, &obj, &st, &mut drift, &mut asked);
+        prop_assert_eq!(
+            server.updates,
+            settled,
+            "an update after settling ({:?})",
+            profile
+        );
+        prop_assert_eq!(synced(&again), server.means(spec));
+        prop_assert!(
+            again.ready,
+            "never Ready after the roll-out ({:?}): {:?}",
+            profile,
+            again
+        );
+        st = again;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn edits_converge_against_a_full_server(specs in prop::collection::vec(spec_strategy(), 1..6)) {
+        run(Profile::Full, specs)?;
+    }
+
+    #[test]
+    fn edits_converge_against_a_seed_server(specs in prop::collection::vec(spec_strategy(), 1..6)) {
+        run(Profile::Seed, specs)?;
+    }
+
+    #[test]
+    fn edits_converge_against_a_rewriting_server(specs in prop::collection::vec(spec_strategy(), 1..6)) {
+        run(Profile::Rewriting, specs)?;
+    }
+}
