@@ -1,7 +1,8 @@
-//! An envtest-style Kubernetes control plane for the integration tests: a real etcd and a real
-//! kube-apiserver on free loopback ports, with no Docker, no kubelet, no scheduler and no
-//! controller-manager (so no garbage collection, no namespace finalization, no pods running,
-//! and the aggregated ClusterRoles `admin`/`edit`/`view` have no rules: write your own Roles).
+//! An envtest-style Kubernetes control plane for the integration tests, the demo and the
+//! benchmark: a real etcd and a real kube-apiserver on free loopback ports, with no Docker, no
+//! kubelet, no scheduler and no controller-manager (so no garbage collection, no namespace
+//! finalization, no pods running, and the aggregated ClusterRoles `admin`/`edit`/`view` have no
+//! rules: write your own Roles).
 //!
 //! Usage: `ControlPlane::get()` returns the control plane shared by every test of the test binary
 //! (started lazily, once); each test takes its own namespace with `cp.namespace("prefix")`.
