@@ -44,6 +44,8 @@ ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
 
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# A workspace member: cargo reads its manifest to resolve the workspace (it is not built).
+COPY testkit ./testkit
 
 # The registry and target directories are cache mounts (shared across builds, per
 # target triple inside target/), so the binary is copied out of the cache before the step ends.

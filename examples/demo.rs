@@ -2,18 +2,14 @@
 //! Cloud emulator and the operator, with `examples/voice-starter.yaml` applied and Ready.
 //! No cloud account and no Docker needed. Runs until Ctrl-C (or exits at once with `--exit`).
 
-#[path = "../tests/support/controlplane.rs"]
-#[allow(dead_code)]
-mod controlplane;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use controlplane::{ControlPlane, client_from_kubeconfig, describe_output};
 use pipecat_operator::cloud;
 use pipecat_operator::controller::{self, Context};
 use pipecat_operator::emulator;
+use testkit::controlplane::{ControlPlane, client_from_kubeconfig, describe_output};
 
 const DEMO_KEY: &str = "pk_demo_local_emulator_key";
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The scale benchmark in one command: builds the control plane binaries (first run only, see
 # hack/controlplane/build.sh), the operator and the benchmark in release, then runs
-# examples/bench.rs once per agent count. Each run uses its own kube-apiserver + etcd.
+# examples/bench/ once per agent count. Each run uses its own kube-apiserver + etcd.
 #
 # Usage: hack/bench.sh [N ...] [-- BENCH_FLAGS ...]
 #   hack/bench.sh                       # 100 and 1000 agents

@@ -105,11 +105,15 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. SIGTERM is listened for from the call on, so calling this before
+/// the listening line is printed means a SIGTERM sent right after that line is never missed (the
+/// default action would kill the process instead of stopping it gracefully).
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        match term {
             Ok(mut term) => {
                 tokio::select! {
                     _ = term.recv() => {}
@@ -121,10 +125,10 @@ async fn shutdown_signal() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -148,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
     let handle = emulator::start(config)
         .await
         .context("failed to start the emulator")?;
+    let shutdown = shutdown_signal();
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(
@@ -158,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
         .context("failed to write to stdout")?;
         stdout.flush().context("failed to write to stdout")?;
     }
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     handle.shutdown().await;
     Ok(())

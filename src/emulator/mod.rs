@@ -26,15 +26,21 @@
 //! ```
 
 mod admin;
+mod agents;
 mod api;
 mod body;
 mod client;
+mod config;
+mod deployment;
 mod error;
 mod faults;
 mod journal;
+mod org;
 mod pattern;
 mod persist;
+mod secret_sets;
 mod server;
+mod sessions;
 mod state;
 mod views;
 
@@ -260,7 +266,7 @@ impl Shared {
     fn with_org<R>(
         &self,
         org: &str,
-        f: impl FnOnce(&mut state::Org, &Settings, jiff::Timestamp) -> R,
+        f: impl FnOnce(&mut org::Org, &Settings, jiff::Timestamp) -> R,
     ) -> R {
         lock(&self.state).with_org(org, f)
     }

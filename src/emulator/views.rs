@@ -1,8 +1,15 @@
-//! The JSON shapes the emulated API answers with, field for field (camelCase, in the order of
-//! the documented seed response). They belong to the emulator: the operator's client has its
-//! own types, so a drift between the two shows up in tests.
+//! The JSON bodies the emulated API answers with: their shapes here, field for field (camelCase,
+//! in the order of the documented seed response), and how they are built from the state in
+//! `agent` and `secret_set`. They belong to the emulator: the operator's client has its own
+//! types, so a drift between the two shows up in tests.
+
+mod agent;
+mod secret_set;
 
 use serde::Serialize;
+
+pub(super) use agent::{agent_summary_view, agent_view};
+pub(super) use secret_set::{secret_set_detail_view, secret_set_view};
 
 /// `GET /agents/{name}`, create and update responses.
 #[derive(Debug, Clone, Serialize)]

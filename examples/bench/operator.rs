@@ -1,0 +1,226 @@
+//! The operator under test: its release binary as a child process, its readiness, metrics and
+//! log.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use testkit::controlplane::ControlPlane;
+
+use crate::Args;
+use crate::stats::round1;
+
+/// The operator process (killed when dropped).
+pub struct Operator {
+    child: Child,
+    metrics_port: u16,
+    health_port: u16,
+    log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(
+        args: &Args,
+        cp: &ControlPlane,
+        ns: &str,
+        api_url: &str,
+        log: &Path,
+    ) -> anyhow::Result<Operator> {
+        anyhow::ensure!(
+            args.operator_bin.is_file(),
+            "{} does not exist: build it with `cargo build --release --bin pipecat-operator` (or run hack/bench.sh)",
+            args.operator_bin.display()
+        );
+        let (metrics_port, health_port) = free_ports();
+        let file = std::fs::File::create(log)
+            .with_context(|| format!("failed to create {}", log.display()))?;
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        let mut cmd = Command::new(&args.operator_bin);
+        cmd.args(["run", "--api-url", api_url, "--namespace", ns])
+            .args(["--api-rate-limit", "0"])
+            .args(["--poll-interval", &ms(args.poll_interval)])
+            .args(["--max-poll-interval", &ms(args.max_poll_interval)])
+            .args(["--resync-interval", &ms(args.resync)])
+            .args(["--concurrency", &args.concurrency.to_string()])
+            .arg(format!("--metrics-bind-address=127.0.0.1:{metrics_port}"))
+            .arg(format!(
+                "--health-probe-bind-address=127.0.0.1:{health_port}"
+            ))
+            .env("KUBECONFIG", cp.kubeconfig_path())
+            .env("RUST_LOG", "info,kube=warn,tower=warn,hyper=warn")
+            .envs(args.operator_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file));
+        // SAFETY: prctl is async-signal-safe and allocates nothing; the operator dies with the
+        // bench (spawned from the main thread, which lives as long as the process).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                );
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("failed to start {}", args.operator_bin.display()))?;
+        Ok(Operator {
+            child,
+            metrics_port,
+            health_port,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let url = format!("http://127.0.0.1:{}/readyz", self.health_port);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                anyhow::bail!(
+                    "the operator exited ({status}) before it was ready:\n{}",
+                    self.log_tail(30)
+                );
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the operator was not ready after {timeout:?}:\n{}",
+                self.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Its `/metrics`, series (without `_bucket`) to value.
+    pub async fn metrics(&self) -> BTreeMap<String, f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        let text = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .filter(|l| l.starts_with("pipecat_operator_") && !l.contains("_bucket"))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: a signal to our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("local address").port();
+    (port(&a), port(&b))
+}
+
+/// Counts of the operator's log lines by level, and its most frequent warnings.
+pub fn log_summary(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (mut warn, mut error) = (0u64, 0u64);
+    let mut messages: BTreeMap<String, u64> = BTreeMap::new();
+    for line in text.lines() {
+        let level = if line.contains(" WARN ") {
+            warn += 1;
+            true
+        } else if line.contains(" ERROR ") {
+            error += 1;
+            true
+        } else {
+            false
+        };
+        if level {
+            // The message without the timestamp and the fields.
+            let msg = line
+                .split_once(": ")
+                .map_or(line, |(_, m)| m)
+                .chars()
+                .take(120)
+                .collect::<String>();
+            *messages.entry(msg).or_default() += 1;
+        }
+    }
+    let mut top: Vec<(String, u64)> = messages.into_iter().collect();
+    top.sort_by_key(|t| std::cmp::Reverse(t.1));
+    top.truncate(5);
+    json!({
+        "lines": text.lines().count(),
+        "warn": warn,
+        "error": error,
+        "topWarnings": top.into_iter().map(|(m, n)| json!({"count": n, "message": m})).collect::<Vec<_>>(),
+    })
+}
+
+/// Reconciles by result, and their mean duration, from the operator's metrics.
+pub fn reconciles(metrics: &BTreeMap<String, f64>) -> Value {
+    let mut by_result = serde_json::Map::new();
+    for (k, v) in metrics {
+        if let Some(result) = k
+            .strip_prefix("pipecat_operator_reconciles_total{result=\"")
+            .and_then(|r| r.strip_suffix("\"}"))
+        {
+            by_result.insert(result.to_string(), json!(*v as u64));
+        }
+    }
+    let sum = metrics
+        .get("pipecat_operator_reconcile_duration_seconds_sum")
+        .copied()
+        .unwrap_or(0.0);
+    let count = metrics
+        .get("pipecat_operator_reconcile_duration_seconds_count")
+        .copied()
+        .unwrap_or(0.0);
+    json!({
+        "byResult": by_result,
+        "meanMs": if count > 0.0 { round1(sum / count * 1000.0) } else { 0.0 },
+    })
+}

@@ -1,0 +1,112 @@
+//! An agent's configuration: a checked request body applied over the previous configuration
+//! (or the defaults), with the rules that span several fields.
+
+use serde::{Deserialize, Serialize};
+
+use super::body::{AgentPatch, Field, NODE_TYPE};
+use super::error::ApiError;
+
+const DEFAULT_MIN_AGENTS: u32 = 0;
+const DEFAULT_MAX_AGENTS: u32 = 10;
+const DEFAULT_PROFILE: &str = "agent-1x";
+const DEFAULT_MAX_SESSION_DURATION: u32 = 7200;
+
+/// The configuration of one deployment, the body fields after defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentConfig {
+    pub(super) image: Option<String>,
+    pub(super) build_id: Option<String>,
+    pub(super) node_type: String,
+    pub(super) image_pull_secret_set: Option<String>,
+    pub(super) secret_set: Option<String>,
+    pub(super) min_agents: u32,
+    pub(super) max_agents: u32,
+    pub(super) enable_krisp: bool,
+    pub(super) krisp_viva: Option<String>,
+    pub(super) agent_profile: String,
+    pub(super) max_session_duration: u32,
+}
+
+impl AgentConfig {
+    fn defaults() -> Self {
+        Self {
+            image: None,
+            build_id: None,
+            node_type: NODE_TYPE.to_owned(),
+            image_pull_secret_set: None,
+            secret_set: None,
+            min_agents: DEFAULT_MIN_AGENTS,
+            max_agents: DEFAULT_MAX_AGENTS,
+            enable_krisp: false,
+            krisp_viva: None,
+            agent_profile: DEFAULT_PROFILE.to_owned(),
+            max_session_duration: DEFAULT_MAX_SESSION_DURATION,
+        }
+    }
+
+    /// Applies a checked body over `base` (or the defaults) and checks the combined rules.
+    pub(super) fn apply(base: Option<&AgentConfig>, patch: &AgentPatch) -> Result<Self, ApiError> {
+        let mut c = base.cloned().unwrap_or_else(Self::defaults);
+        match (&patch.image, &patch.build_id) {
+            (Field::Set(image), _) => {
+                c.image = Some(image.clone());
+                c.build_id = None;
+            }
+            (_, Field::Set(id)) => {
+                c.build_id = Some(id.clone());
+                c.image = None;
+            }
+            _ => {}
+        }
+        if c.image.is_none() && c.build_id.is_none() {
+            return Err(ApiError::bad_request("one of image or buildId is required"));
+        }
+        if let Some(node) = &patch.node_type {
+            c.node_type = node.clone();
+        }
+        for (field, slot) in [
+            (&patch.secret_set, &mut c.secret_set),
+            (&patch.image_pull_secret_set, &mut c.image_pull_secret_set),
+        ] {
+            match field {
+                Field::Set(name) => *slot = Some(name.clone()),
+                Field::Null => *slot = None,
+                Field::Absent => {}
+            }
+        }
+        if let Some(min) = patch.min_agents {
+            c.min_agents = min;
+        }
+        if let Some(max) = patch.max_agents {
+            c.max_agents = max;
+        }
+        if c.min_agents > c.max_agents {
+            return Err(ApiError::bad_request(format!(
+                "autoScaling.minAgents ({}) must not exceed autoScaling.maxAgents ({})",
+                c.min_agents, c.max_agents
+            )));
+        }
+        if let Some(enable) = patch.enable_krisp {
+            c.enable_krisp = enable;
+        }
+        if let Some(viva) = &patch.krisp_viva {
+            c.krisp_viva = viva.clone();
+        }
+        if let Some(profile) = &patch.agent_profile {
+            c.agent_profile = profile.clone();
+        }
+        if let Some(seconds) = patch.max_session_duration {
+            c.max_session_duration = seconds;
+        }
+        Ok(c)
+    }
+
+    /// What failure patterns match: the image, or the build id for build-based agents.
+    pub(super) fn artifact(&self) -> &str {
+        self.image
+            .as_deref()
+            .or(self.build_id.as_deref())
+            .unwrap_or_default()
+    }
+}

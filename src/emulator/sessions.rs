@@ -1,0 +1,88 @@
+//! Sessions: `POST /public/{agent}/start` fills an agent's pool up to `maxAgents`; each session
+//! expires after `maxSessionDuration`, and the admin API lists and ends them.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::agents::Agent;
+use super::error::ApiError;
+use super::org::Org;
+use super::state::{after, format_ts, uuid_text};
+
+/// A running session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    #[serde(with = "uuid_text")]
+    pub(super) id: Uuid,
+    pub(super) started_at: Timestamp,
+    pub(super) expires_at: Timestamp,
+}
+
+impl Agent {
+    /// Sessions not yet expired at `now`.
+    pub(super) fn live_sessions(&self, now: Timestamp) -> usize {
+        self.sessions.iter().filter(|s| s.expires_at > now).count()
+    }
+}
+
+impl Org {
+    /// `POST /public/{name}/start`.
+    pub fn start_session(&mut self, name: &str, now: Timestamp) -> Result<Uuid, ApiError> {
+        let agent = self.agents.get_mut(name).ok_or_else(ApiError::not_found)?;
+        agent.sessions.retain(|s| s.expires_at > now);
+        if !agent.available(now) {
+            return Err(ApiError::bad_request(format!(
+                "agent {name:?} is not ready to take sessions: no deployment is available yet"
+            )));
+        }
+        let max = agent.config().max_agents;
+        if agent.sessions.len() >= max as usize {
+            return Err(ApiError::TooManyRequests(format!(
+                "agent {name:?} is at capacity: {max} of {max} sessions active \
+                 (autoScaling.maxAgents)"
+            )));
+        }
+        let id = Uuid::new_v4();
+        let lifetime = Duration::from_secs(u64::from(agent.config().max_session_duration));
+        agent.sessions.push(Session {
+            id,
+            started_at: now,
+            expires_at: after(now, lifetime),
+        });
+        Ok(id)
+    }
+
+    /// Ends one session by id; whether it existed.
+    pub fn end_session(&mut self, id: &str) -> bool {
+        for agent in self.agents.values_mut() {
+            if let Some(i) = agent.sessions.iter().position(|s| s.id.to_string() == id) {
+                agent.sessions.swap_remove(i);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Ends every session of an agent; how many there were.
+    pub fn end_sessions(&mut self, name: &str, now: Timestamp) -> Result<usize, ApiError> {
+        let agent = self.agents.get_mut(name).ok_or_else(ApiError::not_found)?;
+        let live = agent.live_sessions(now);
+        agent.sessions.clear();
+        Ok(live)
+    }
+
+    /// Ids and start times of an agent's live sessions.
+    pub fn sessions(&self, name: &str, now: Timestamp) -> Result<Vec<(String, String)>, ApiError> {
+        let agent = self.agents.get(name).ok_or_else(ApiError::not_found)?;
+        Ok(agent
+            .sessions
+            .iter()
+            .filter(|s| s.expires_at > now)
+            .map(|s| (s.id.to_string(), format_ts(s.started_at)))
+            .collect())
+    }
+}
