@@ -1,6 +1,6 @@
 mod support;
 
-// Tests of the envtest-style control plane harness itself (tests/support/controlplane.rs).
+// Tests of the envtest-style control plane harness itself (testkit/ (re-exported as tests/support/controlplane.rs)).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
