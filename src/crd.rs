@@ -14,6 +14,15 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "pipecat.daily.co";
 /// Finalizer that keeps a `PipecatAgent` until its remote agent is deleted (or orphaned).
 pub const FINALIZER: &str = "pipecat.daily.co/cleanup";
+/// Annotation the operator sets on a `PipecatAgent` (in the same write as its finalizer) right
+/// before it creates the remote agent, naming that agent: after a crash between the create
+/// call and the status write, it recognises the agent as its own creation, not someone
+/// else's.
+pub const CREATE_MARKER: &str = "pipecat.daily.co/creating";
+/// Finalizer the operator puts on a credentials Secret while a `PipecatAgent` with
+/// `deletionPolicy: Delete` uses it: the key must outlive the agents it deletes (for example
+/// when their namespace is deleted, Secret and all).
+pub const CREDENTIALS_FINALIZER: &str = "pipecat.daily.co/credentials-in-use";
 /// Regular expression every Pipecat Cloud agent name must match.
 pub const AGENT_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])$";
 /// Longest agent name Pipecat Cloud accepts.
@@ -138,9 +147,18 @@ pub struct PipecatAgentSpec {
     pub credentials: Option<Credentials>,
 
     /// What happens to the Pipecat Cloud agent when this resource is deleted: `Delete` (the
-    /// default) deletes the agent, `Orphan` leaves it running in Pipecat Cloud.
+    /// default) deletes the agent, `Orphan` leaves it running in Pipecat Cloud. Only an agent
+    /// this resource created or adopted is ever deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Take over an agent of this name that already exists in Pipecat Cloud (made with
+    /// `pcc deploy`, the dashboard, or another cluster). Without it, such an agent is left
+    /// untouched and the resource reports `Synced=False` reason `AgentExists`. When true, the
+    /// agent is updated to this spec once, managed from then on, and deleted with this resource
+    /// under `deletionPolicy: Delete`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 
     /// Change this value (to any new string, e.g. a timestamp) to roll a new deployment without
     /// changing the configuration, like `kubectl rollout restart`: for a re-pushed mutable image
@@ -295,6 +313,10 @@ pub struct PipecatAgentStatus {
     /// The `spec.redeployToken` last sent as a forced redeploy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_redeploy_token: Option<String>,
+    /// True when this resource took over an agent that already existed (`spec.adopt`), false
+    /// when it created the agent (or manages none yet).
+    #[serde(default)]
+    pub adopted: bool,
     /// The deployment the operator's last create or update asked for: `Ready` waits for this
     /// deployment (or a later one) to be rolled out and ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]

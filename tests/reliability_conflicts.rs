@@ -146,9 +146,14 @@ async fn older_resource_keeps_the_agent_and_the_newer_takes_over_later() {
     );
     assert_eq!(env.calls("delete_agent").await, 0);
 
-    // Again, then the older goes away (Orphan): the newer takes over without waiting out a backoff.
+    // Again, this time allowed to take the agent over (it was created by the other resource:
+    // without spec.adopt it would be left alone); then the older goes away (Orphan): the
+    // newer takes over without waiting out a backoff.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    other.apply(&manifest("bot", "team-b/bot:9", "Delete"));
+    other.apply(&format!(
+        "{}  adopt: true\n",
+        manifest("bot", "team-b/bot:9", "Delete")
+    ));
     other
         .wait_for("bot", "NameConflict", |a| {
             a.condition("Synced")

@@ -60,6 +60,7 @@ pub fn ready_status(name: &str) -> PipecatAgentStatus {
         observed_generation: Some(1),
         applied_config_hash: Some(format!("{:016x}", rand::random::<u64>())),
         applied_redeploy_token: None,
+        adopted: false,
         requested_deployment: Some(pipecat_operator::crd::RequestedDeployment {
             id: deployment.clone(),
             replaces: None,

@@ -6,12 +6,14 @@ use super::compare::compare;
 use super::desired::Desired;
 use super::observe::{self, last_applied, merge_sparse};
 use super::outcome::Outcome;
-use super::plan::{self, LastApplied, Plan, Stuck, UpdateReason};
+use super::plan::{self, Plan, Stuck, UpdateReason};
 use super::readiness::{Readiness, readiness};
-use super::{Context, Error, credentials, ownership};
-use crate::cloud::types::{Agent, defaults};
+use super::{Context, Error, credentials, finalizer, ownership, secret_finalizer};
+use crate::cloud::types::{Agent, Resets, UpdateAgentRequest, defaults};
 use crate::cloud::{self, ApiKey};
-use crate::crd::{PipecatAgent, PipecatAgentStatus, RequestedDeployment};
+use crate::crd::{
+    DeletionPolicy, FINALIZER, PipecatAgent, PipecatAgentStatus, RequestedDeployment,
+};
 
 /// A successful sync with Pipecat Cloud.
 #[derive(Clone, Debug)]
@@ -51,7 +53,11 @@ impl Applied {
 }
 
 /// Observes the remote agent, plans, and applies the plan. `status` is the latest status
-/// (what this resource last applied); `drift_corrections` the corrections made in a row.
+/// (what this resource last applied).
+///
+/// Ownership: the operator touches only an agent this resource created (its status records an
+/// apply, or the create marker names it) or was told to adopt (`spec.adopt`). Any other agent
+/// of the same name is left alone: `AgentExists`, no finalizer, nothing deleted.
 pub async fn sync(
     obj: &PipecatAgent,
     ctx: &Context,
@@ -65,14 +71,19 @@ pub async fn sync(
     let desired = plan::desired(obj);
     let last = last_applied(status, &desired.name, ctx.objects.drift_corrections(obj));
     let requested = status.requested_deployment.clone();
+    let marked_before = ctx.objects.marked_creating(obj, &desired.name);
 
-    let observed = observe::remote_agent(ctx, &key, &desired.name).await?;
-    let adopting = observed.is_some() && last.config_hash.is_none();
-    match plan::plan(&desired, observed.as_ref(), &last) {
-        Plan::Create(req) => match ctx.cloud.create_agent(&key, &req).await {
+    let Some(observed) = observe::remote_agent(ctx, &key, &desired.name).await? else {
+        let Plan::Create(req) = plan::plan(&desired, None, &last) else {
+            unreachable!("a missing agent is always planned as a create")
+        };
+        // The finalizer and the create marker, in one write, before the call.
+        prepare(ctx, obj, &loc, Some(&desired.name)).await?;
+        return match ctx.cloud.create_agent(&key, &req).await {
             Ok(agent) => Ok(created(desired, agent)),
             Err(cloud::Error::AlreadyExists { .. }) => {
-                // Created by someone else (or by us, with the answer lost) since the read.
+                // It appeared since the read: ours only if an earlier pass sent a create whose
+                // answer was lost.
                 let agent = observe::remote_agent(ctx, &key, &desired.name)
                     .await?
                     .ok_or_else(|| {
@@ -85,36 +96,100 @@ pub async fn sync(
                             },
                         )
                     })?;
-                adopt(ctx, &key, desired, agent).await
+                if marked_before {
+                    let step = plan::plan(&desired, Some(&agent), &last);
+                    carry_out(ctx, &key, desired, agent, step, Outcome::Unchanged, None).await
+                } else {
+                    take_over(obj, ctx, &key, &loc, desired, agent).await
+                }
             }
             Err(source) => Err(Error::cloud("create", &desired.name, source)),
-        },
-        _ if adopting => adopt(ctx, &key, desired, observed.expect("observed")).await,
-        step => {
-            let observed = observed.expect("only a missing agent is planned as a create");
-            carry_out(
-                ctx,
-                &key,
-                desired,
-                observed,
-                step,
-                Outcome::Unchanged,
-                requested,
-            )
-            .await
-        }
+        };
+    };
+    if last.config_hash.is_some() || marked_before {
+        prepare(ctx, obj, &loc, None).await?;
+        let step = plan::plan(&desired, Some(&observed), &last);
+        carry_out(
+            ctx,
+            &key,
+            desired,
+            observed,
+            step,
+            Outcome::Unchanged,
+            requested,
+        )
+        .await
+    } else {
+        take_over(obj, ctx, &key, &loc, desired, observed).await
     }
 }
 
-/// Takes over an agent that already exists: updates it only if it differs from the spec.
+/// The finalizer (with the create marker when a create follows), and, under
+/// `deletionPolicy: Delete`, the credentials Secret marked in use: before the operator touches
+/// anything remotely.
+async fn prepare(
+    ctx: &Context,
+    obj: &PipecatAgent,
+    loc: &credentials::SecretLocation,
+    creating: Option<&str>,
+) -> Result<(), Error> {
+    if obj.spec.deletion_policy == DeletionPolicy::Delete {
+        secret_finalizer::ensure(ctx, loc).await?;
+    }
+    let has = ctx.objects.has_finalizer(obj, FINALIZER);
+    let need_marker = creating.is_some_and(|a| !ctx.objects.marked_creating(obj, a));
+    if finalizer::add(&ctx.kube, obj, creating.filter(|_| need_marker), has).await? {
+        ctx.objects.finalizer_added(obj);
+        if let Some(agent) = creating {
+            ctx.objects.marker_added(obj, agent);
+        }
+    }
+    Ok(())
+}
+
+/// An agent this resource did not create: adopted when `spec.adopt` says so, else untouched.
+async fn take_over(
+    obj: &PipecatAgent,
+    ctx: &Context,
+    key: &ApiKey,
+    loc: &credentials::SecretLocation,
+    desired: Desired,
+    agent: Agent,
+) -> Result<Applied, Error> {
+    if !obj.spec.adopt {
+        return Err(Error::InvalidSpec {
+            reason: "AgentExists",
+            message: format!(
+                "agent {} already exists in Pipecat Cloud and was not created by this resource: it is left untouched. To manage it from this resource, set spec.adopt: true (it is then updated to this spec, and deleted with this resource under deletionPolicy Delete); or set another spec.agentName",
+                desired.name
+            ),
+        });
+    }
+    prepare(ctx, obj, loc, None).await?;
+    adopt(ctx, key, desired, agent).await
+}
+
+/// Takes over an existing agent: the whole desired body is sent once (fields the answers do
+/// not report are never assumed to match).
 async fn adopt(
     ctx: &Context,
     key: &ApiKey,
     desired: Desired,
     agent: Agent,
 ) -> Result<Applied, Error> {
-    let step = plan::plan(&desired, Some(&agent), &LastApplied::default());
-    carry_out(ctx, key, desired, agent, step, Outcome::Adopted, None).await
+    let request = UpdateAgentRequest {
+        config: desired.config.clone(),
+        resets: Resets(desired.omitted.clone()),
+        force_redeploy: false,
+    };
+    let answer = ctx
+        .cloud
+        .update_agent(key, &desired.name, &request)
+        .await
+        .map_err(|source| Error::cloud("update", &desired.name, source))?;
+    let mut applied = updated(desired, &agent, answer, false, UpdateReason::Adopt, None);
+    applied.outcome = Outcome::Adopted;
+    Ok(applied)
 }
 
 /// Carries out an update (or nothing) planned for an existing agent; `unchanged` is the

@@ -6,7 +6,7 @@ use kube::ResourceExt;
 
 use super::events::{self, Note};
 use super::outcome::{OrphanReason, Outcome};
-use super::{Context, Error, credentials, finalizer, ownership};
+use super::{Context, Error, credentials, finalizer, ownership, secret_finalizer};
 use crate::cloud;
 use crate::crd::{DeletionPolicy, FINALIZER, PipecatAgent};
 
@@ -21,29 +21,36 @@ pub async fn cleanup(obj: &PipecatAgent, ctx: &Context) -> Result<Option<Outcome
         .agent_name
         .clone()
         .unwrap_or_else(|| obj.agent_name().to_string());
-    let outcome = release(obj, ctx, &name, status.applied_config_hash.is_some()).await?;
+    // Only an agent this resource created (or was about to) or adopted is ever deleted.
+    let ours = status.applied_config_hash.is_some() || ctx.objects.marked_creating(obj, &name);
+    let outcome = release(obj, ctx, &name, ours).await?;
     if let Some(note) = events::action(&outcome, &name, None) {
         ctx.events.publish(obj, note);
     }
     finalizer::remove(&ctx.kube, obj).await?;
+    // The credentials Secret may go once no resource needs its key to delete an agent.
+    let loc = credentials::locate(obj, &ctx.config.default_credentials);
+    secret_finalizer::release_if_unused(ctx, &loc.namespace, &loc.name, Some(obj)).await?;
     Ok(Some(outcome))
 }
 
-/// Deletes or leaves the remote agent `name`; `applied`: this resource ever applied a spec.
+/// Deletes or leaves the remote agent `name`; `ours`: this resource created or adopted it.
 async fn release(
     obj: &PipecatAgent,
     ctx: &Context,
     name: &str,
-    applied: bool,
+    ours: bool,
 ) -> Result<Outcome, Error> {
     if obj.spec.deletion_policy == DeletionPolicy::Orphan {
         return Ok(Outcome::Orphaned(OrphanReason::Policy));
     }
+    if !ours {
+        // Never created nor adopted here: an agent of that name is someone else's.
+        return Ok(Outcome::NothingToDelete);
+    }
     let loc = credentials::locate(obj, &ctx.config.default_credentials);
     let key = match ctx.keys.resolve(&ctx.kube, &loc).await {
         Ok(key) => key,
-        // Without credentials nothing was ever created: nothing to delete.
-        Err(_) if !applied => return Ok(Outcome::NothingToDelete),
         Err(err) => {
             ctx.events.publish(
                 obj,

@@ -6,7 +6,8 @@
 //! [`readiness`]) -> [`events`]; [`cleanup`] on deletion, with the [`finalizer`].
 //! [`reconcile`] runs a pass and returns its [`outcome`]; [`backoff`] decides when to come
 //! back; [`objects`] is all the per-object memory; [`watch`] turns the cluster's changes
-//! into passes; [`ownership`] settles two resources naming one agent.
+//! into passes; [`ownership`] settles two resources naming one agent; [`secret_finalizer`]
+//! keeps a credentials Secret until the agents it must delete are gone.
 
 pub mod apply;
 pub mod backoff;
@@ -26,6 +27,7 @@ pub mod plan;
 mod properties;
 pub mod readiness;
 pub mod reconcile;
+pub mod secret_finalizer;
 pub mod status;
 pub mod watch;
 
@@ -124,6 +126,8 @@ pub struct Context {
     pub names: ownership::NameIndex,
     /// API keys already read from their Secrets.
     pub keys: credentials::KeyCache,
+    /// Credentials Secrets known to carry the in-use finalizer.
+    pub marked: secret_finalizer::Marked,
 }
 
 impl Context {
@@ -147,6 +151,7 @@ impl Context {
             health,
             names: ownership::NameIndex::default(),
             keys: credentials::KeyCache::default(),
+            marked: secret_finalizer::Marked::default(),
             kube,
             cloud,
             config: config.normalized(),

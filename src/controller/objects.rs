@@ -24,6 +24,7 @@ struct Entry {
     failures: u32,
     polls: u32,
     finalizer: bool,
+    creating: Option<String>,
     status: Option<PipecatAgentStatus>,
     unwritten: bool,
     ready: Option<bool>,
@@ -65,6 +66,17 @@ impl Objects {
     /// Records that the finalizer was added.
     pub fn finalizer_added(&self, obj: &PipecatAgent) {
         self.with(obj, |e| e.finalizer = true);
+    }
+
+    /// Records that the create marker for `agent` was written.
+    pub fn marker_added(&self, obj: &PipecatAgent, agent: &str) {
+        self.with(obj, |e| e.creating = Some(agent.to_string()));
+    }
+
+    /// True when the object carries the create marker for `agent`, or this process wrote it.
+    pub fn marked_creating(&self, obj: &PipecatAgent, agent: &str) -> bool {
+        super::finalizer::marked_creating(obj, agent)
+            || self.with(obj, |e| e.creating.as_deref() == Some(agent))
     }
 
     /// True when the object carries the finalizer, or this process added it.

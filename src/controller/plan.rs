@@ -51,6 +51,8 @@ pub enum UpdateReason {
     Unobservable(Vec<&'static str>),
     /// `redeployToken` changed.
     Redeploy,
+    /// Taking over an existing agent (`spec.adopt`): the whole spec is sent once.
+    Adopt,
 }
 
 impl UpdateReason {
@@ -64,6 +66,9 @@ impl UpdateReason {
             ),
             UpdateReason::Unobservable(f) => format!("spec changed ({})", f.join(", ")),
             UpdateReason::Redeploy => "redeployToken changed: forcing a new deployment".into(),
+            UpdateReason::Adopt => {
+                "taking over the existing agent (spec.adopt): sending the whole spec".into()
+            }
         }
     }
 }

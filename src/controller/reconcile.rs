@@ -12,8 +12,8 @@ use tracing::{debug, info};
 
 use super::outcome::Outcome;
 use super::plan::UpdateReason;
-use super::{Context, Error, apply, backoff, cleanup, events, finalizer, status};
-use crate::crd::{FINALIZER, PipecatAgent};
+use super::{Context, Error, apply, backoff, cleanup, events, status};
+use crate::crd::PipecatAgent;
 
 /// The result of a successful pass.
 struct Pass {
@@ -69,11 +69,6 @@ async fn release(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
 
 /// Create, update or observe, then report.
 async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
-    if !ctx.objects.has_finalizer(obj, FINALIZER) {
-        finalizer::add(&ctx.kube, obj).await?;
-        ctx.objects.finalizer_added(obj);
-    }
-
     let old = ctx.objects.status(obj);
     let result = apply::sync(obj, ctx, &old).await;
     let new = status::next_status(obj, &old, &result, &Time(jiff::Timestamp::now()));

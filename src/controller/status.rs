@@ -10,6 +10,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::apply::Applied;
+use super::outcome::Outcome;
 use super::{Error, MANAGER};
 use crate::cloud::types::Agent;
 use crate::crd::{
@@ -135,6 +136,11 @@ pub fn next_status(
             st.applied_config_hash = Some(applied.desired.hash.clone());
             st.applied_redeploy_token = applied.desired.redeploy_token.clone();
             st.requested_deployment = applied.requested.clone();
+            match applied.outcome {
+                Outcome::Adopted => st.adopted = true,
+                Outcome::Created => st.adopted = false,
+                _ => {}
+            }
             st.non_convergence = applied.stuck.as_ref().map(|stuck| NonConvergence {
                 config_hash: applied.desired.hash.clone(),
                 fields: stuck

@@ -16,7 +16,7 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::{Context, backoff, credentials, reconcile};
+use super::{Context, backoff, credentials, reconcile, secret_finalizer};
 use crate::crd::PipecatAgent;
 
 fn agents_api(client: &kube::Client, namespace: Option<&str>) -> Api<PipecatAgent> {
@@ -153,11 +153,24 @@ fn secret_changes(
     watcher(secrets, watcher::Config::default().any_semantic())
         .default_backoff()
         .inspect(move |event| match event {
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => ctx.keys.observed(
-                s.namespace().unwrap_or_default(),
-                s.name_any(),
-                s.resource_version(),
-            ),
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
+                ctx.keys
+                    .observed(ns.clone(), name.clone(), s.resource_version());
+                let deleting = s.metadata.deletion_timestamp.is_some();
+                if ctx.marked.observed(&ns, &name, s.finalizers(), deleting) {
+                    // Deleted while in use: let it go if no agent needs its key any more
+                    // (otherwise the last agent's cleanup releases it).
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) =
+                            secret_finalizer::release_if_unused(&ctx, &ns, &name, None).await
+                        {
+                            tracing::warn!(error = %e, "failed to release a credentials Secret");
+                        }
+                    });
+                }
+            }
             Ok(watcher::Event::Delete(s)) => ctx
                 .keys
                 .deleted(&s.namespace().unwrap_or_default(), &s.name_any()),

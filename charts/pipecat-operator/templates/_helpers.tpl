@@ -140,9 +140,11 @@ The RBAC rules on PipecatAgents and events (the same cluster-wide and per namesp
 - apiGroups: ["pipecat.daily.co"]
   resources: ["pipecatagents/finalizers"]
   verbs: ["update"]
+# patch: only ever the finalizer pipecat.daily.co/credentials-in-use, which keeps a Secret
+# until the agents it must delete are gone (RBAC cannot narrow a patch to one field).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
