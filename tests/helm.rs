@@ -31,7 +31,7 @@ fn agent_rules() -> Value {
          "verbs": ["get", "patch", "update"]},
         {"apiGroups": ["pipecat.daily.co"], "resources": ["pipecatagents/finalizers"],
          "verbs": ["update"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
@@ -340,7 +340,7 @@ fn namespace_list_renders_one_role_per_namespace_and_no_cluster_role() {
                 role["rules"],
                 json!([{"apiGroups": [""], "resources": ["secrets"],
                         "resourceNames": ["op-pipecat-operator-api-key"],
-                        "verbs": ["get", "list", "watch"]}])
+                        "verbs": ["get", "list", "watch", "patch"]}])
             );
         } else {
             assert_eq!(role["rules"], agent_rules());
@@ -422,7 +422,8 @@ fn no_rendering_grants_more_than_the_reviewed_verbs() {
                     .collect();
                 let verbs = &rule["verbs"];
                 if resources.contains(&"secrets") {
-                    assert_eq!(verbs, &json!(["get", "list", "watch"]), "{text}");
+                    // patch: only for the in-use finalizer; never create, update or delete.
+                    assert_eq!(verbs, &json!(["get", "list", "watch", "patch"]), "{text}");
                 }
                 if verbs.as_array().unwrap().iter().any(|v| v == "create") {
                     assert!(

@@ -188,9 +188,10 @@ async fn older_resource_keeps_the_agent_and_the_newer_takes_over_later() {
         "adopted, not re-created"
     );
     assert_eq!(env.calls("update_agent").await, 1);
+    // The newer resource's first deletion left the agent: it never created nor adopted it.
     assert!(
         env.operator
             .log()
-            .contains("agent belongs to an older resource")
+            .contains("not created or adopted by this resource: not deleting it")
     );
 }

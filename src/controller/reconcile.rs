@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{debug, info};
 
-use super::outcome::Outcome;
+use super::outcome::{OrphanReason, Outcome};
 use super::plan::UpdateReason;
 use super::{Context, Error, apply, backoff, cleanup, events, status};
 use crate::crd::PipecatAgent;
@@ -52,11 +52,22 @@ pub async fn reconcile(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> Result<Acti
 async fn release(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
     let outcome = cleanup::cleanup(obj, ctx).await?;
     if let Some(outcome) = &outcome {
+        let why = match outcome {
+            Outcome::Deleted => "deleted the remote agent".to_string(),
+            Outcome::Orphaned(OrphanReason::Policy) => {
+                "deletionPolicy is Orphan: left the remote agent in place".to_string()
+            }
+            Outcome::Orphaned(OrphanReason::OwnedBy(owner)) => {
+                format!("agent belongs to an older resource ({owner}); not deleting it")
+            }
+            _ => "the remote agent was not created or adopted by this resource: not deleting it"
+                .to_string(),
+        };
         info!(
             agent = %obj.agent_name(),
             namespace = obj.namespace().unwrap_or_default(),
             decision = outcome.label(),
-            "released the resource"
+            "released the resource: {why}"
         );
     }
     ctx.forget(obj);

@@ -71,18 +71,29 @@ pub async fn ensure(ctx: &Context, loc: &SecretLocation) -> Result<(), Error> {
         action: "mark the credentials Secret as in use",
         source,
     };
-    let meta = api.get_metadata(&loc.name).await.map_err(kube_err)?;
-    let mut finalizers = meta.finalizers().to_vec();
-    if !finalizers.iter().any(|f| f == CREDENTIALS_FINALIZER) {
+    // Agents sharing a Secret mark it concurrently: a lost race (409) is read again.
+    for attempt in 0.. {
+        let meta = api.get_metadata(&loc.name).await.map_err(kube_err)?;
+        let mut finalizers = meta.finalizers().to_vec();
+        if finalizers.iter().any(|f| f == CREDENTIALS_FINALIZER) {
+            break;
+        }
         finalizers.push(CREDENTIALS_FINALIZER.to_string());
         let patch = json!({"metadata": {
             "finalizers": finalizers,
             "resourceVersion": meta.resource_version(),
         }});
-        api.patch(&loc.name, &PatchParams::default(), &Patch::Merge(&patch))
+        match api
+            .patch(&loc.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(kube_err)?;
-        info!(secret = %format!("{}/{}", loc.namespace, loc.name), "credentials Secret marked in use");
+        {
+            Ok(_) => {
+                info!(secret = %format!("{}/{}", loc.namespace, loc.name), "credentials Secret marked in use");
+                break;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 4 => continue,
+            Err(e) => return Err(kube_err(e)),
+        }
     }
     ctx.marked.set(&loc.namespace, &loc.name, true);
     Ok(())
