@@ -215,8 +215,8 @@ async fn minted_user_groups_come_from_the_certificate() {
         "no"
     );
 
-    // (Not the built-in `view` ClusterRole: it is aggregated, and with no controller-manager
-    // running, aggregated ClusterRoles stay empty.)
+    // (Not the built-in `view` ClusterRole: it is aggregated, and with no clusterrole
+    // aggregation controller running, aggregated ClusterRoles stay empty.)
     let out = cp.kubectl(&[
         "create",
         "role",
