@@ -202,7 +202,6 @@ fn start_once(bins: &Binaries) -> Result<Arc<Inner>, String> {
         "--leader-elect=false".to_string(),
         "--bind-address=127.0.0.1".to_string(),
         format!("--secure-port={controller_manager_port}"),
-        format!("--cert-dir={}", certs.display()),
         format!("--tls-cert-file={cm_cert_file}"),
         format!("--tls-private-key-file={cm_key_file}"),
     ];
