@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "==> control plane binaries"
-hack/controlplane/build.sh etcd kube-apiserver helm
+hack/controlplane/build.sh etcd kube-apiserver kube-controller-manager helm
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

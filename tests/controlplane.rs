@@ -5,10 +5,14 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch,
+    PatchParams, PostParams,
+};
 use support::controlplane::{
     ControlPlane, KUBE_VERSION, client_from_kubeconfig, describe_output, kubectl_with,
 };
@@ -211,8 +215,8 @@ async fn minted_user_groups_come_from_the_certificate() {
         "no"
     );
 
-    // (Not the built-in `view` ClusterRole: it is aggregated, and with no controller-manager
-    // running, aggregated ClusterRoles stay empty.)
+    // (Not the built-in `view` ClusterRole: it is aggregated, and with no clusterrole
+    // aggregation controller running, aggregated ClusterRoles stay empty.)
     let out = cp.kubectl(&[
         "create",
         "role",
@@ -324,8 +328,9 @@ async fn dedicated_instance_is_torn_down_on_drop() {
     let cp = ControlPlane::start_dedicated();
     let etcd = cp.etcd_pid().expect("etcd pid");
     let apiserver = cp.apiserver_pid().expect("apiserver pid");
+    let controller_manager = cp.controller_manager_pid().expect("controller-manager pid");
     let dir = cp.dir().to_path_buf();
-    assert!(pid_alive(etcd) && pid_alive(apiserver));
+    assert!(pid_alive(etcd) && pid_alive(apiserver) && pid_alive(controller_manager));
     assert!(dir.is_dir());
     // It is a separate cluster from the shared one.
     assert_ne!(cp.server_url(), ControlPlane::get().server_url());
@@ -341,6 +346,10 @@ async fn dedicated_instance_is_torn_down_on_drop() {
     assert!(
         !pid_alive(apiserver),
         "kube-apiserver (pid {apiserver}) survived the drop"
+    );
+    assert!(
+        !pid_alive(controller_manager),
+        "kube-controller-manager (pid {controller_manager}) survived the drop"
     );
     assert!(!dir.exists(), "{} survived the drop", dir.display());
 }
@@ -390,4 +399,196 @@ async fn data_survives_an_apiserver_restart() {
             .unwrap()["k"],
         "v"
     );
+}
+
+/// How long the controller-manager may take to finish a namespace or collect a dependent here.
+const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn pipecat_agents(client: Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("pipecat.daily.co", "v1alpha1", "PipecatAgent");
+    Api::namespaced_with(client, ns, &ApiResource::from_gvk(&gvk))
+}
+
+fn agent_manifest(ns: &str, name: &str, finalizers: &[&str]) -> String {
+    format!(
+        "apiVersion: pipecat.daily.co/v1alpha1\n\
+         kind: PipecatAgent\n\
+         metadata:\n  name: {name}\n  namespace: {ns}\n  finalizers: {finalizers:?}\n\
+         spec:\n  image: example/bot:1\n"
+    )
+}
+
+async fn namespace_exists(client: &Client, ns: &str) -> bool {
+    Api::<Namespace>::all(client.clone())
+        .get_opt(ns)
+        .await
+        .expect("get namespace")
+        .is_some()
+}
+
+#[tokio::test]
+async fn kubectl_delete_namespace_finishes() {
+    let cp = ControlPlane::get();
+    cp.apply_crds();
+    let ns = cp.namespace("ns-delete");
+    let client = cp.client();
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &configmap("settings", "k", "v"))
+        .await
+        .expect("create configmap");
+    let out = cp.kubectl_apply(&agent_manifest(&ns, "bot", &[]));
+    assert!(out.status.success(), "{}", describe_output(&out));
+
+    // kubectl waits for the namespace to be gone; without a namespace controller it times out.
+    let timeout = format!("--timeout={}s", CONTROLLER_TIMEOUT.as_secs());
+    let out = cp.kubectl(&["delete", "namespace", &ns, &timeout]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("namespace \"{ns}\" deleted")),
+        "{}",
+        describe_output(&out)
+    );
+    assert!(!namespace_exists(&client, &ns).await, "{ns} still exists");
+    let left = cp.kubectl(&["get", "configmaps,pipecatagents", "-n", &ns, "-o", "name"]);
+    assert!(left.status.success(), "{}", describe_output(&left));
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
+}
+
+#[tokio::test]
+async fn namespace_deletion_waits_for_finalizers_and_says_what_is_left() {
+    let cp = ControlPlane::get();
+    cp.apply_crds();
+    let ns = cp.namespace("ns-finalizer");
+    let client = cp.client();
+    let finalizer = "pipecat-operator.test/hold";
+    let out = cp.kubectl_apply(&agent_manifest(&ns, "held", &[finalizer]));
+    assert!(out.status.success(), "{}", describe_output(&out));
+
+    // The namespace controller deletes the agent but cannot remove it while the finalizer holds,
+    // so the namespace stays; the helper's error names what holds it.
+    let err = cp
+        .delete_namespace(&ns, Duration::from_secs(3))
+        .await
+        .expect_err("a namespace holding a finalizer went away");
+    assert!(
+        err.contains(&format!("namespace {ns} still exists")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "pipecatagents.pipecat.daily.co/held finalizers [\"{finalizer}\"]"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("kube-controller-manager is running"), "{err}");
+
+    let agents = pipecat_agents(client.clone(), &ns);
+    let deadline = Instant::now() + CONTROLLER_TIMEOUT;
+    loop {
+        let agent = agents.get("held").await.expect("the held agent stays");
+        if agent.metadata.deletion_timestamp.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the namespace controller never deleted the agent: {:?}",
+            agent.metadata
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Asking again while it is terminating waits again, and now shows the pending deletion.
+    let err = cp
+        .delete_namespace(&ns, Duration::from_secs(1))
+        .await
+        .expect_err("a namespace holding a finalizer went away");
+    assert!(
+        err.contains(&format!(
+            "pipecatagents.pipecat.daily.co/held finalizers [\"{finalizer}\"] (deleting since"
+        )),
+        "{err}"
+    );
+    assert!(namespace_exists(&client, &ns).await);
+
+    agents
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("remove the finalizer");
+    cp.delete_namespace(&ns, CONTROLLER_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!namespace_exists(&client, &ns).await);
+    // Deleting a namespace that is already gone is done at once.
+    cp.delete_namespace(&ns, Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A ConfigMap named `name` owned by `owner` (a ConfigMap).
+fn dependent_of(owner: &ConfigMap, name: &str) -> ConfigMap {
+    let mut cm = configmap(name, "owner", owner.metadata.name.as_deref().unwrap());
+    cm.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: owner.metadata.name.clone().unwrap(),
+        uid: owner.metadata.uid.clone().unwrap(),
+        ..OwnerReference::default()
+    }]);
+    cm
+}
+
+/// Waits until ConfigMap `name` is gone; panics with what is still there after the timeout.
+async fn wait_configmap_gone(api: &Api<ConfigMap>, name: &str) {
+    let deadline = Instant::now() + CONTROLLER_TIMEOUT;
+    while let Some(cm) = api.get_opt(name).await.expect("get configmap") {
+        assert!(
+            Instant::now() < deadline,
+            "ConfigMap {name} was not garbage collected within {CONTROLLER_TIMEOUT:?}: \
+             ownerReferences {:?}, finalizers {:?}, deletionTimestamp {:?}",
+            cm.metadata.owner_references,
+            cm.metadata.finalizers,
+            cm.metadata.deletion_timestamp
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn garbage_collector_deletes_dependents() {
+    let cp = ControlPlane::get();
+    let ns = cp.namespace("gc");
+    let api: Api<ConfigMap> = Api::namespaced(cp.client(), &ns);
+    let pp = PostParams::default();
+    let create = |cm: ConfigMap| {
+        let api = api.clone();
+        let pp = pp.clone();
+        async move { api.create(&pp, &cm).await.expect("create configmap") }
+    };
+    let owner = create(configmap("owner", "k", "v")).await;
+    create(dependent_of(&owner, "dependent")).await;
+    create(configmap("bystander", "k", "v")).await;
+
+    // Background deletion (the default): the owner goes at once, the collector then deletes the
+    // dependent.
+    api.delete("owner", &DeleteParams::default())
+        .await
+        .expect("delete owner");
+    wait_configmap_gone(&api, "dependent").await;
+    assert!(api.get_opt("owner").await.unwrap().is_none());
+
+    // Foreground deletion: the owner waits (finalizer `foregroundDeletion`) until the collector
+    // has deleted its dependents, then the collector removes it too.
+    let owner = create(configmap("fg-owner", "k", "v")).await;
+    create(dependent_of(&owner, "fg-dependent")).await;
+    api.delete("fg-owner", &DeleteParams::foreground())
+        .await
+        .expect("delete owner (foreground)");
+    wait_configmap_gone(&api, "fg-owner").await;
+    assert!(api.get_opt("fg-dependent").await.unwrap().is_none());
+
+    // Objects with no owner are left alone.
+    assert!(api.get_opt("bystander").await.unwrap().is_some());
 }

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds (once) and caches the control plane binaries the tests and the demo run:
-# kube-apiserver and etcd (envtest-style: no kubelet, no controller-manager) and helm.
+# kube-apiserver, kube-controller-manager and etcd (envtest-style: no kubelet, no scheduler) and
+# helm. kube-apiserver and kube-controller-manager come from the same k8s.io/kubernetes module
+# (one wrapper module, hack/controlplane/kube-apiserver/, lists both as tools).
 # Each comes from its release's Go module through the Go module proxy, with CGO off and the
 # release version stamped in, and is cached by version under
 #   ${PIPECAT_OPERATOR_CACHE:-$HOME/.cache/pipecat-operator}/bin/
-# When KUBEBUILDER_ASSETS names a directory holding kube-apiserver and etcd, those are used.
+# When KUBEBUILDER_ASSETS names a directory holding kube-apiserver, kube-controller-manager or
+# etcd, those are used.
 #
-# Usage: hack/controlplane/build.sh [kube-apiserver|etcd|helm ...]
+# Usage: hack/controlplane/build.sh [kube-apiserver|kube-controller-manager|etcd|helm ...]
 # Prints one line per binary: NAME=PATH  (suitable for `eval`).
 set -euo pipefail
 
@@ -54,20 +57,20 @@ k8s_ldflags() {
 
 assets=${KUBEBUILDER_ASSETS:-}
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(etcd kube-apiserver helm)
+[ ${#want[@]} -gt 0 ] || want=(etcd kube-apiserver kube-controller-manager helm)
 for w in "${want[@]}"; do
   case $w in
-    kube-apiserver|etcd)
+    kube-apiserver|kube-controller-manager|etcd)
       if [ -n "$assets" ] && [ -x "$assets/$w" ]; then echo "$w=$assets/$w"; continue; fi
       if [ $w = etcd ]; then
         build etcd "$ETCD_VERSION" etcd . "-s -w"
       else
-        build kube-apiserver "$K8S_VERSION" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$(k8s_ldflags)"
+        build "$w" "$K8S_VERSION" kube-apiserver "k8s.io/kubernetes/cmd/$w" "$(k8s_ldflags)"
       fi ;;
     helm)
       if command -v helm >/dev/null 2>&1 && [ -n "${PIPECAT_USE_SYSTEM_HELM:-}" ]; then echo "helm=$(command -v helm)"; continue; fi
       build helm "$HELM_VERSION" helm helm.sh/helm/v3/cmd/helm \
         "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" ;;
-    *) die "unknown binary '$w' (expected kube-apiserver, etcd or helm)" ;;
+    *) die "unknown binary '$w' (expected kube-apiserver, kube-controller-manager, etcd or helm)" ;;
   esac
 done

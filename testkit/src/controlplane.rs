@@ -1,8 +1,15 @@
 //! An envtest-style Kubernetes control plane for the integration tests, the demo and the
-//! benchmark: a real etcd and a real kube-apiserver on free loopback ports, with no Docker, no
-//! kubelet, no scheduler and no controller-manager (so no garbage collection, no namespace
-//! finalization, no pods running, and the aggregated ClusterRoles `admin`/`edit`/`view` have no
-//! rules: write your own Roles).
+//! benchmark: a real etcd, a real kube-apiserver and a real kube-controller-manager on free
+//! loopback ports, with no Docker, no kubelet and no scheduler (so no pods running).
+//!
+//! The controller-manager runs only the `namespace-controller` (a deleted namespace is emptied
+//! and then goes away) and the `garbage-collector-controller` (dependents of a deleted owner are
+//! deleted, through `ownerReferences`). Every other controller is off: no service account or
+//! token controller (no `default` ServiceAccount in a namespace), no `kube-root-ca.crt`
+//! ConfigMap, and the aggregated ClusterRoles `admin`/`edit`/`view` have no rules (write your
+//! own Roles). [`ControlPlane::delete_namespace`] deletes a namespace and waits until it is gone.
+//! The garbage collector picks up resource types created after it started (CRDs) at its next
+//! discovery sync, every 30 s.
 //!
 //! Usage: `ControlPlane::get()` returns the control plane shared by every test of the test binary
 //! (started lazily, once); each test takes its own namespace with `cp.namespace("prefix")`.
@@ -11,8 +18,9 @@
 //!
 //! The binaries come from `hack/controlplane/build.sh` (built once with the Go toolchain and
 //! cached, or taken from `KUBEBUILDER_ASSETS`). Certificates are generated in-process: a CA, the
-//! apiserver serving certificate, an admin client certificate (`system:masters`) and the service
-//! account signing key; other identities are minted on demand with `mint_user`.
+//! apiserver and controller-manager serving certificates, the admin and controller-manager
+//! client certificates (`system:masters`) and the service account signing key; other identities
+//! are minted on demand with `mint_user`.
 //!
 //! Teardown: the children get `PR_SET_PDEATHSIG=SIGKILL` (spawned from a dedicated thread that
 //! lives as long as the process, since the signal fires when the *spawning thread* exits), and an
@@ -23,6 +31,7 @@
 mod certs;
 mod kubectl;
 mod lifetime;
+mod namespaces;
 mod startup;
 
 use std::fs;
@@ -43,7 +52,8 @@ use certs::{Ca, write_kubeconfig};
 use lifetime::{REGISTRY, block_on};
 use startup::{Binaries, log_tail, start, stop_child};
 
-/// How long etcd + kube-apiserver may take to become ready (a loaded 2-core machine is slow).
+/// How long etcd + kube-apiserver + kube-controller-manager may take to become ready (a loaded
+/// 2-core machine is slow).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a restarted kube-apiserver may take to shut down gracefully before it is killed.
 const GRACEFUL_STOP: Duration = Duration::from_secs(20);
@@ -51,13 +61,16 @@ const GRACEFUL_STOP: Duration = Duration::from_secs(20);
 const LOG_TAIL_LINES: usize = 40;
 /// Prefix of the per-instance temporary directory (followed by the test process id).
 const DIR_PREFIX: &str = "pipecat-cp-";
-/// The version the build script stamps into kube-apiserver.
+/// The version the build script stamps into kube-apiserver and kube-controller-manager.
 pub const KUBE_VERSION: &str = "v1.37.2";
+/// The controllers kube-controller-manager runs (`--controllers`; names as of 1.37).
+pub const CONTROLLERS: &str = "namespace-controller,garbage-collector-controller";
 
-const INSTALL_HINT: &str = "The Kubernetes integration tests run a real etcd and kube-apiserver. \
-     Install the Go toolchain (https://go.dev/dl/, `go` on PATH) so that hack/controlplane/build.sh \
-     can build them (first run only, cached under ~/.cache/pipecat-operator/bin), or set \
-     KUBEBUILDER_ASSETS to a directory holding `etcd` and `kube-apiserver` binaries.";
+const INSTALL_HINT: &str = "The Kubernetes integration tests run a real etcd, kube-apiserver and \
+     kube-controller-manager. Install the Go toolchain (https://go.dev/dl/, `go` on PATH) so that \
+     hack/controlplane/build.sh can build them (first run only, cached under \
+     ~/.cache/pipecat-operator/bin), or set KUBEBUILDER_ASSETS to a directory holding `etcd`, \
+     `kube-apiserver` and `kube-controller-manager` binaries (any of them missing there is built).";
 
 /// The repository's root: this crate lives in its `testkit/` directory.
 fn repo_root() -> &'static Path {
@@ -66,7 +79,7 @@ fn repo_root() -> &'static Path {
         .expect("testkit/ is inside the repository")
 }
 
-/// A running etcd + kube-apiserver pair.
+/// A running etcd + kube-apiserver + kube-controller-manager.
 pub struct ControlPlane {
     inner: Arc<Inner>,
     /// Dedicated instances are torn down on drop; the shared one at process exit.
@@ -78,19 +91,22 @@ struct Inner {
     bins: Binaries,
     etcd_port: u16,
     port: u16,
+    controller_manager_port: u16,
     ca: Ca,
     kubeconfig: PathBuf,
     etcd_args: Vec<String>,
     apiserver_args: Vec<String>,
+    controller_manager_args: Vec<String>,
     etcd: Mutex<Option<Child>>,
     apiserver: Mutex<Option<Child>>,
+    controller_manager: Mutex<Option<Child>>,
     /// Serializes restarts.
     restart: Mutex<()>,
     /// Admin client bound to the harness runtime (for the harness's own requests).
     admin: OnceLock<Client>,
     crds: OnceLock<Result<(), String>>,
     seq: AtomicU64,
-    /// Wall time from creating the directory to the apiserver being ready.
+    /// Wall time from creating the directory to the controller-manager being healthy.
     startup: OnceLock<Duration>,
 }
 
@@ -148,7 +164,8 @@ impl ControlPlane {
         format!("http://127.0.0.1:{}", self.inner.etcd_port)
     }
 
-    /// How long etcd + kube-apiserver took to become ready (binaries already built).
+    /// How long etcd + kube-apiserver + kube-controller-manager took to become ready (binaries
+    /// already built).
     pub fn startup_duration(&self) -> Duration {
         self.inner.startup.get().copied().unwrap_or_default()
     }
@@ -163,14 +180,20 @@ impl ControlPlane {
         lock(&self.inner.apiserver).as_ref().map(Child::id)
     }
 
+    /// Process id of kube-controller-manager, if running.
+    pub fn controller_manager_pid(&self) -> Option<u32> {
+        lock(&self.inner.controller_manager).as_ref().map(Child::id)
+    }
+
     /// A fresh admin client. Call it inside a tokio runtime (e.g. a `#[tokio::test]`); the
     /// client then belongs to that runtime.
     pub fn client(&self) -> Client {
         client_from_kubeconfig(&self.inner.kubeconfig)
     }
 
-    /// Creates a namespace named `<prefix>-<n>-<random>` and returns its name. Namespaces are
-    /// never finalized here (no controller-manager): deleting one leaves it Terminating.
+    /// Creates a namespace named `<prefix>-<n>-<random>` and returns its name. Deleting it
+    /// empties it and removes it (namespace controller), unless something in it keeps a
+    /// finalizer: see [`ControlPlane::delete_namespace`].
     pub fn namespace(&self, prefix: &str) -> String {
         let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let mut base = dns_label(prefix);
@@ -298,8 +321,8 @@ impl ControlPlane {
     }
 
     /// Stops kube-apiserver (SIGTERM, then SIGKILL after a grace period) and starts it again on
-    /// the same port against the same etcd, then waits until it is ready. Disruptive: prefer a
-    /// dedicated instance.
+    /// the same port against the same etcd, then waits until it is ready. The controller-manager
+    /// keeps running and reconnects. Disruptive: prefer a dedicated instance.
     pub fn restart_apiserver(&self) {
         let inner = &self.inner;
         let _restart = lock(&inner.restart);

@@ -38,7 +38,8 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
-    pub(super) fn serving_cert(&self) -> (String, String) {
+    /// A loopback serving certificate (also valid for the in-cluster apiserver names).
+    pub(super) fn serving_cert(&self, common_name: &str) -> (String, String) {
         let sans = [
             "127.0.0.1",
             "10.0.0.1",
@@ -50,7 +51,7 @@ impl Ca {
         ];
         let mut params = CertificateParams::new(sans.map(String::from).to_vec())
             .expect("serving certificate SANs");
-        params.distinguished_name = dn("kube-apiserver", &[]);
+        params.distinguished_name = dn(common_name, &[]);
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,

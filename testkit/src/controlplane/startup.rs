@@ -1,5 +1,6 @@
-//! Starting etcd and kube-apiserver: the binaries, a temporary directory with certificates and
-//! flags, free ports, readiness, restarts and stops, and the logs quoted when something fails.
+//! Starting etcd, kube-apiserver and kube-controller-manager: the binaries, a temporary directory
+//! with certificates and flags, free ports, readiness, restarts and stops, and the logs quoted
+//! when something fails.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -18,22 +19,25 @@ use rcgen::KeyPair;
 
 use super::certs::{Ca, write_kubeconfig};
 use super::lifetime::{REGISTRY, block_on, die_with_parent, register, spawn_child};
-use super::{DIR_PREFIX, INSTALL_HINT, Inner, LOG_TAIL_LINES, STARTUP_TIMEOUT, lock, repo_root};
+use super::{
+    CONTROLLERS, DIR_PREFIX, INSTALL_HINT, Inner, LOG_TAIL_LINES, STARTUP_TIMEOUT, lock, repo_root,
+};
 
 #[derive(Clone, Debug)]
 pub(super) struct Binaries {
     etcd: PathBuf,
     kube_apiserver: PathBuf,
+    kube_controller_manager: PathBuf,
 }
 
-/// Runs `hack/controlplane/build.sh etcd kube-apiserver` once per process.
+/// Runs `hack/controlplane/build.sh etcd kube-apiserver kube-controller-manager` once per process.
 fn binaries() -> Result<Binaries, String> {
     static BINS: OnceLock<Result<Binaries, String>> = OnceLock::new();
     BINS.get_or_init(|| {
         let script = repo_root().join("hack/controlplane/build.sh");
         let out = Command::new("bash")
             .arg(&script)
-            .args(["etcd", "kube-apiserver"])
+            .args(["etcd", "kube-apiserver", "kube-controller-manager"])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("running {}: {e}\n{INSTALL_HINT}", script.display()))?;
@@ -66,6 +70,7 @@ fn binaries() -> Result<Binaries, String> {
         Ok(Binaries {
             etcd: find("etcd")?,
             kube_apiserver: find("kube-apiserver")?,
+            kube_controller_manager: find("kube-controller-manager")?,
         })
     })
     .clone()
@@ -109,12 +114,16 @@ fn start_once(bins: &Binaries) -> Result<Arc<Inner>, String> {
         e
     };
 
-    let [etcd_port, peer_port, port] = free_ports().map_err(remove_dir)?;
+    let [etcd_port, peer_port, port, controller_manager_port] = free_ports().map_err(remove_dir)?;
 
     // Certificates and keys.
     let ca = Ca::new();
-    let (serving_cert, serving_key) = ca.serving_cert();
+    let (serving_cert, serving_key) = ca.serving_cert("kube-apiserver");
+    let (cm_serving_cert, cm_serving_key) = ca.serving_cert("kube-controller-manager");
     let (admin_cert, admin_key) = ca.client_cert("admin", &["system:masters"]);
+    // The controller-manager's own identity, with admin rights (it runs every controller with
+    // its own credentials: no per-controller service accounts, hence no token controller).
+    let (cm_cert, cm_key) = ca.client_cert("system:kube-controller-manager", &["system:masters"]);
     let sa = KeyPair::generate().expect("generating the service account key");
     let write = |name: &str, data: &str| -> Result<String, String> {
         let path = certs.join(name);
@@ -128,9 +137,12 @@ fn start_once(bins: &Binaries) -> Result<Arc<Inner>, String> {
             write("apiserver.key", &serving_key)?,
             write("sa.key", &sa.serialize_pem())?,
             write("sa.pub", &sa.public_key_pem())?,
+            write("controller-manager.crt", &cm_serving_cert)?,
+            write("controller-manager.key", &cm_serving_key)?,
         ))
     })();
-    let (ca_file, cert_file, key_file, sa_key, sa_pub) = files.map_err(remove_dir)?;
+    let (ca_file, cert_file, key_file, sa_key, sa_pub, cm_cert_file, cm_key_file) =
+        files.map_err(remove_dir)?;
     let kubeconfig = dir.join("admin.kubeconfig");
     let server = format!("https://127.0.0.1:{port}");
     write_kubeconfig(
@@ -142,6 +154,16 @@ fn start_once(bins: &Binaries) -> Result<Arc<Inner>, String> {
         &admin_key,
     )
     .map_err(|e| remove_dir(format!("writing {}: {e}", kubeconfig.display())))?;
+    let cm_kubeconfig = dir.join("controller-manager.kubeconfig");
+    write_kubeconfig(
+        &cm_kubeconfig,
+        &server,
+        &ca.pem,
+        "system:kube-controller-manager",
+        &cm_cert,
+        &cm_key,
+    )
+    .map_err(|e| remove_dir(format!("writing {}: {e}", cm_kubeconfig.display())))?;
 
     let etcd_url = format!("http://127.0.0.1:{etcd_port}");
     let etcd_args = vec![
@@ -172,6 +194,17 @@ fn start_once(bins: &Binaries) -> Result<Arc<Inner>, String> {
         // nothing here needs them.
         "--endpoint-reconciler-type=none".to_string(),
     ];
+    // Only what namespace deletion and garbage collection need. No leader election (one
+    // instance), loopback only; /healthz on the secure port is open to anonymous requests.
+    let controller_manager_args = vec![
+        format!("--kubeconfig={}", cm_kubeconfig.display()),
+        format!("--controllers={CONTROLLERS}"),
+        "--leader-elect=false".to_string(),
+        "--bind-address=127.0.0.1".to_string(),
+        format!("--secure-port={controller_manager_port}"),
+        format!("--tls-cert-file={cm_cert_file}"),
+        format!("--tls-private-key-file={cm_key_file}"),
+    ];
 
     let inner = Arc::new(Inner {
         dir: dir.clone(),
@@ -180,10 +213,13 @@ fn start_once(bins: &Binaries) -> Result<Arc<Inner>, String> {
         port,
         ca,
         kubeconfig,
+        controller_manager_port,
         etcd_args,
         apiserver_args,
+        controller_manager_args,
         etcd: Mutex::new(None),
         apiserver: Mutex::new(None),
+        controller_manager: Mutex::new(None),
         restart: Mutex::new(()),
         admin: OnceLock::new(),
         crds: OnceLock::new(),
@@ -198,19 +234,28 @@ fn start_once(bins: &Binaries) -> Result<Arc<Inner>, String> {
         .spawn_etcd()
         .and_then(|()| inner.wait_etcd_ready(deadline))
         .and_then(|()| inner.spawn_apiserver())
-        .and_then(|()| inner.wait_apiserver_ready(deadline));
+        .and_then(|()| inner.wait_apiserver_ready(deadline))
+        // Only once the apiserver is ready: the controller-manager gives up on an apiserver
+        // that is not healthy within 10 s.
+        .and_then(|()| inner.spawn_controller_manager())
+        .and_then(|()| inner.wait_controller_manager_ready(deadline));
     if let Err(e) = started {
         let message = format!(
             "starting the test control plane failed: {e}\n\
-             etcd {:?}, kube-apiserver {:?}\n\
+             etcd {:?}, kube-apiserver {:?}, kube-controller-manager {:?}\n\
              --- etcd log (last {LOG_TAIL_LINES} lines) ---\n{}\n\
              --- kube-apiserver log (last {LOG_TAIL_LINES} lines) ---\n{}\n\
-             --- kube-apiserver errors ---\n{}",
+             --- kube-apiserver errors ---\n{}\n\
+             --- kube-controller-manager log (last {LOG_TAIL_LINES} lines) ---\n{}\n\
+             --- kube-controller-manager errors ---\n{}",
             inner.bins.etcd,
             inner.bins.kube_apiserver,
+            inner.bins.kube_controller_manager,
             log_tail(&dir.join("etcd.log"), LOG_TAIL_LINES),
             log_tail(&dir.join("kube-apiserver.log"), LOG_TAIL_LINES),
             klog_errors(&dir.join("kube-apiserver.log"), 10),
+            log_tail(&dir.join("kube-controller-manager.log"), LOG_TAIL_LINES),
+            klog_errors(&dir.join("kube-controller-manager.log"), 10),
         );
         inner.shutdown();
         lock(&REGISTRY).retain(|i| !Arc::ptr_eq(i, &inner));
@@ -234,6 +279,16 @@ impl Inner {
             "kube-apiserver.log",
         )?;
         *lock(&self.apiserver) = Some(child);
+        Ok(())
+    }
+
+    fn spawn_controller_manager(&self) -> Result<(), String> {
+        let child = self.spawn_logged(
+            &self.bins.kube_controller_manager,
+            &self.controller_manager_args,
+            "kube-controller-manager.log",
+        )?;
+        *lock(&self.controller_manager) = Some(child);
         Ok(())
     }
 
@@ -312,6 +367,67 @@ impl Inner {
         }
     }
 
+    /// Polls the controller-manager's `/healthz?verbose` (served with a certificate of the test
+    /// CA) until it passes and lists every controller of [`CONTROLLERS`]: a controller's check
+    /// is registered once the controller is built, just before it starts.
+    fn wait_controller_manager_ready(&self, deadline: Instant) -> Result<(), String> {
+        let client = self.controller_manager_probe_client()?;
+        loop {
+            check_running(&self.controller_manager, "kube-controller-manager")?;
+            let c = client.clone();
+            let probe = block_on(async move {
+                let attempt = async {
+                    let req = http::Request::get("/healthz?verbose")
+                        .body(Vec::new())
+                        .expect("building /healthz request");
+                    let body = c.request_text(req).await.map_err(|e| e.to_string())?;
+                    let missing: Vec<&str> = CONTROLLERS
+                        .split(',')
+                        .filter(|name| !body.contains(&format!("[+]{name} ok")))
+                        .collect();
+                    if missing.is_empty() && body.contains("healthz check passed") {
+                        Ok(())
+                    } else {
+                        Err(format!("/healthz?verbose said {body:?}"))
+                    }
+                };
+                tokio::time::timeout(Duration::from_secs(5), attempt)
+                    .await
+                    .unwrap_or_else(|_| Err("probe timed out".to_string()))
+            });
+            let Err(last) = probe else {
+                return Ok(());
+            };
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "kube-controller-manager not healthy on port {} (last probe: {last})",
+                    self.controller_manager_port
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A client for the controller-manager's secure port: the admin kubeconfig's CA, pointed at
+    /// that port (the certificate is not asked for; /healthz needs none).
+    fn controller_manager_probe_client(&self) -> Result<Client, String> {
+        let path = self.kubeconfig.clone();
+        let url = format!("https://127.0.0.1:{}", self.controller_manager_port);
+        block_on(async move {
+            let mut kubeconfig = Kubeconfig::read_from(&path).map_err(|e| e.to_string())?;
+            for named in &mut kubeconfig.clusters {
+                if let Some(cluster) = named.cluster.as_mut() {
+                    cluster.server = Some(url.clone());
+                }
+            }
+            let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            Client::try_from(config).map_err(|e| e.to_string())
+        })
+        .map_err(|e| format!("building the controller-manager probe client: {e}"))
+    }
+
     /// The admin client of the harness, bound to the harness runtime.
     pub(super) fn admin_client(&self) -> Client {
         self.admin
@@ -330,15 +446,16 @@ impl Inner {
             .clone()
     }
 
-    /// Kills both children, reaps them and removes the directory. Idempotent.
+    /// Kills the children, reaps them and removes the directory. Idempotent.
     pub(super) fn shutdown(&self) {
+        stop_child(&self.controller_manager, Duration::ZERO);
         stop_child(&self.apiserver, Duration::ZERO);
         stop_child(&self.etcd, Duration::ZERO);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
-fn check_running(slot: &Mutex<Option<Child>>, name: &str) -> Result<(), String> {
+pub(super) fn check_running(slot: &Mutex<Option<Child>>, name: &str) -> Result<(), String> {
     match lock(slot).as_mut() {
         None => Err(format!("{name} is not running")),
         Some(child) => match child.try_wait() {
@@ -388,15 +505,16 @@ fn etcd_healthy(port: u16) -> bool {
     response.contains("\"health\":\"true\"")
 }
 
-/// Three distinct free loopback ports (all held until all are picked).
-fn free_ports() -> Result<[u16; 3], String> {
+/// Four distinct free loopback ports (all held until all are picked).
+fn free_ports() -> Result<[u16; 4], String> {
     let bind = || TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"));
-    let listeners = [bind()?, bind()?, bind()?];
+    let listeners = [bind()?, bind()?, bind()?, bind()?];
     let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string());
     Ok([
         port(&listeners[0])?,
         port(&listeners[1])?,
         port(&listeners[2])?,
+        port(&listeners[3])?,
     ])
 }
 
