@@ -197,8 +197,7 @@ umoci config --no-history --image "$layout:$tag" \
   --config.label "org.opencontainers.image.description=Kubernetes operator for Pipecat Cloud voice agents" \
   --config.label org.opencontainers.image.licenses=Apache-2.0 \
   --config.label "org.opencontainers.image.version=$version" \
-  --config.label "org.opencontainers.image.revision=$revision" \
-  --config.label "org.opencontainers.image.created=$created"
+  --config.label "org.opencontainers.image.revision=$revision"
 umoci gc --layout "$layout"
 find "$layout" -exec touch -h -d "@$epoch" {} +
 tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --format=gnu \
