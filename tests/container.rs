@@ -339,7 +339,7 @@ impl Container {
     }
 
     /// The host pid of the container's process, once runc reports it running.
-    fn pid(&self, timeout: Duration) -> u32 {
+    fn pid(&mut self, timeout: Duration) -> u32 {
         let deadline = Instant::now() + timeout;
         loop {
             let out = Command::new("runc")
@@ -352,6 +352,7 @@ impl Container {
                     return state["pid"].as_u64().expect("pid") as u32;
                 }
             }
+            self.assert_running();
             assert!(
                 Instant::now() < deadline,
                 "container {} not running after {timeout:?}: {}\nlog:\n{}",
@@ -388,6 +389,32 @@ impl Container {
 
     fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with the log when the container has exited.
+    fn assert_running(&mut self) {
+        let child = self.child.as_mut().expect("a started container");
+        if let Some(status) = child.try_wait().expect("waiting for runc") {
+            self.child = None;
+            panic!(
+                "the container exited ({status}) while it should run\nlog:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// A `Key:\tvalue` line of the container process's /proc/PID/status.
+    fn proc_status(&mut self, pid: u32, key: &str) -> String {
+        self.assert_running();
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}\nlog:\n{}", self.log()));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -427,18 +454,6 @@ fn sweep_stale_containers() {
             }
         }
     });
-}
-
-/// A `Key:\tvalue` line of /proc/PID/status.
-fn proc_status(pid: u32, key: &str) -> String {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -700,13 +715,33 @@ async fn run_in_the_container_reconciles_an_agent_to_ready_and_deletes_it() {
     let pid = container.pid(Duration::from_secs(30));
 
     // The process as the kernel sees it: the chart's securityContext.
-    assert_eq!(proc_status(pid, "Uid"), "65532 65532 65532 65532", "uid");
-    assert_eq!(proc_status(pid, "Gid"), "65532 65532 65532 65532", "gid");
-    assert_eq!(proc_status(pid, "Groups"), "", "supplementary groups");
+    assert_eq!(
+        container.proc_status(pid, "Uid"),
+        "65532 65532 65532 65532",
+        "uid"
+    );
+    assert_eq!(
+        container.proc_status(pid, "Gid"),
+        "65532 65532 65532 65532",
+        "gid"
+    );
+    assert_eq!(
+        container.proc_status(pid, "Groups"),
+        "",
+        "supplementary groups"
+    );
     for caps in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert_eq!(proc_status(pid, caps), "0000000000000000", "{caps}");
+        assert_eq!(
+            container.proc_status(pid, caps),
+            "0000000000000000",
+            "{caps}"
+        );
     }
-    assert_eq!(proc_status(pid, "NoNewPrivs"), "1", "no new privileges");
+    assert_eq!(
+        container.proc_status(pid, "NoNewPrivs"),
+        "1",
+        "no new privileges"
+    );
     let ns_link = |p: &str| fs::read_link(format!("/proc/{p}/ns/net")).expect("net namespace");
     assert_eq!(ns_link(&pid.to_string()), ns_link("self"), "host network");
     let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
@@ -730,6 +765,7 @@ async fn run_in_the_container_reconciles_an_agent_to_ready_and_deletes_it() {
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while get_status(health_port, "/readyz").await != 200 {
+        container.assert_running();
         assert!(
             Instant::now() < deadline,
             "/readyz not 200 within 60s\nlog:\n{}",
@@ -765,6 +801,7 @@ async fn run_in_the_container_reconciles_an_agent_to_ready_and_deletes_it() {
         {
             break;
         }
+        container.assert_running();
         assert!(
             Instant::now() < deadline,
             "voice-starter not Ready within 90s\nlog:\n{}",
@@ -876,7 +913,7 @@ async fn the_image_carries_the_system_ca_roots() {
         metrics_port,
         health_port,
     );
-    let container = Container::start(&args, &path);
+    let mut container = Container::start(&args, &path);
     let deadline = Instant::now() + Duration::from_secs(60);
     let log = loop {
         let log = container.log();
@@ -887,6 +924,7 @@ async fn the_image_carries_the_system_ca_roots() {
             !log.contains("No CA certificates were loaded from the system"),
             "the image has no CA roots the operator can find:\n{log}"
         );
+        container.assert_running();
         assert!(
             Instant::now() < deadline,
             "no certificate verification error within 60s:\n{log}"
