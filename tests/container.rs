@@ -7,8 +7,9 @@
 //! installed with apt-get when missing. Without them the tests fail and say why.
 //!
 //! The image is built from the debug binary cargo built for this test (stripped by the
-//! script); `hack/image.sh` caches the archive by the binary's digest, so an unchanged binary
-//! is not packed again.
+//! script), or from the binary named by `PIPECAT_OPERATOR_IMAGE_BINARY` (e.g.
+//! `target/release/pipecat-operator`); `hack/image.sh` caches the archive by the binary's
+//! digest, so an unchanged binary is not packed again.
 
 mod support;
 
@@ -110,10 +111,13 @@ fn build_image() -> Result<Image, String> {
         .ok_or_else(|| format!("no target directory above {BINARY}"))?;
     let archive = target.join("image/pipecat-operator-test.oci.tar");
     let script = Path::new(REPO).join("hack/image.sh");
+    let binary = std::env::var_os("PIPECAT_OPERATOR_IMAGE_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BINARY));
     let out = Command::new("bash")
         .arg(&script)
         .arg("--binary")
-        .arg(BINARY)
+        .arg(&binary)
         .arg("--out")
         .arg(&archive)
         .current_dir(REPO)
@@ -158,9 +162,10 @@ fn build_image() -> Result<Image, String> {
     }
     let size = fs::metadata(&archive).map(|m| m.len()).unwrap_or_default();
     eprintln!(
-        "container: image {digest} ({:.1} MiB), {}",
+        "container: image {digest} ({:.1} MiB), {}, from {}",
         size as f64 / (1024.0 * 1024.0),
-        archive.display()
+        archive.display(),
+        binary.display()
     );
     Ok(Image {
         archive,
