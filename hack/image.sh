@@ -8,10 +8,12 @@
 #   hack/image.sh --profile dev          # the debug build (faster to build, larger)
 #   hack/image.sh --binary PATH          # an already built binary, no cargo
 #   hack/image.sh --out FILE             # the archive's path (default target/image/pipecat-operator-PROFILE.oci.tar)
+#   hack/image.sh --docker-archive       # also NAME.docker.tar next to it, for `docker load` (skopeo)
 #
 # Reproducible: the same commit (and the same host libraries and CA bundle) gives the same
 # image digest. File times are the commit time (SOURCE_DATE_EPOCH), owners are numeric and
-# fixed, there is no history, and the archive's entries are sorted. An archive is rebuilt only
+# fixed, the config and its one history entry carry the commit time, and the archive's entries
+# are sorted. An archive is rebuilt only
 # when its inputs change (binary digest, this script, version, revision).
 #
 # The last lines on stdout are machine-readable: archive=, digest= (the manifest digest),
@@ -22,6 +24,7 @@ cd "$(dirname "$0")/.."
 profile=release
 binary=
 out=
+docker_archive=
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile=$2; shift 2 ;;
@@ -30,7 +33,8 @@ while [ $# -gt 0 ]; do
     --binary=*) binary=${1#*=}; shift ;;
     --out) out=$2; shift 2 ;;
     --out=*) out=${1#*=}; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --docker-archive) docker_archive=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "image.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -70,6 +74,7 @@ install_packages() {
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
 needs=(umoci:umoci tar:tar sha256sum:coreutils ldd:libc-bin strip:binutils)
 [ -f "$ca_bundle" ] || needs+=(update-ca-certificates:ca-certificates)
+[ -z "$docker_archive" ] || needs+=(skopeo:skopeo)
 install_packages "${needs[@]}"
 [ -f "$ca_bundle" ] || { log "no CA bundle at $ca_bundle (package ca-certificates)"; exit 1; }
 
@@ -102,6 +107,7 @@ fi
 mkdir -p "$(dirname "$out")"
 out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
 tag=$version
+docker_tar=${out%.oci.tar}.docker.tar
 
 # The inputs; an archive built from the same ones is reused.
 key=$( { sha256sum < "$binary"; sha256sum < "$0"; sha256sum < "$ca_bundle";
@@ -125,12 +131,17 @@ pipecat-operator:$tag ($arch, $built_from, revision $revision)
 Push it to a registry (no engine needed):
   skopeo copy oci-archive:$out:$tag docker://REGISTRY/pipecat-operator:$tag
 Load it into Docker:
-  skopeo copy oci-archive:$out:$tag docker-archive:$out.docker.tar:pipecat-operator:$tag
-  docker load -i $out.docker.tar
+  skopeo copy oci-archive:$out:$tag docker-archive:$docker_tar:pipecat-operator:$tag
+  docker load -i $docker_tar
 Run it without an engine:
   umoci unpack --image DIR:$tag BUNDLE   (after: mkdir DIR && tar -xf $out -C DIR)
   runc run --bundle BUNDLE pipecat-operator
 EOF
+  if [ -n "$docker_archive" ]; then
+    rm -f "$docker_tar"
+    skopeo copy -q "oci-archive:$out:$tag" "docker-archive:$docker_tar:pipecat-operator:$tag" >&2
+    log "docker-archive: $docker_tar (docker load -i $docker_tar gives pipecat-operator:$tag)"
+  fi
   echo "archive=$out"
   echo "digest=$manifest"
   echo "config=$config"
