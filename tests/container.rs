@@ -621,6 +621,82 @@ fn image_config_is_what_the_dockerfile_declares() {
 }
 
 #[test]
+fn image_holds_the_binary_exactly_its_libraries_the_ca_roots_and_user_65532() {
+    let container = Container::bundle(&[], None);
+    let rootfs = container.dir.path().join("bundle/rootfs");
+    let mut files = Vec::new();
+    let mut dirs = vec![rootfs.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).expect("rootfs directory") {
+            let path = entry.expect("rootfs entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(format!(
+                    "/{}",
+                    path.strip_prefix(&rootfs).unwrap().display()
+                ));
+            }
+        }
+    }
+    files.sort();
+
+    // The loader and libraries the binary links, and nothing else of the host's.
+    let out = Command::new("ldd")
+        .arg(rootfs.join("pipecat-operator"))
+        .output()
+        .expect("running ldd");
+    assert!(out.status.success(), "ldd: {}", describe_output(&out));
+    let mut libs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            match l.split_once(" => ") {
+                Some((_, path)) => path.split_whitespace().next().map(str::to_string),
+                None => l
+                    .split_whitespace()
+                    .next()
+                    .filter(|p| p.starts_with('/'))
+                    .map(str::to_string),
+            }
+        })
+        .collect();
+    let mut expected: Vec<String> = [
+        "/etc/group",
+        "/etc/hosts",
+        "/etc/nsswitch.conf",
+        "/etc/passwd",
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/pipecat-operator",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    expected.append(&mut libs);
+    expected.sort();
+    assert_eq!(files, expected, "the image's files");
+
+    let read = |path: &str| fs::read_to_string(rootfs.join(path)).expect(path);
+    assert!(
+        read("etc/passwd")
+            .lines()
+            .any(|l| l.starts_with("nonroot:x:65532:65532:")),
+        "a passwd entry for 65532"
+    );
+    assert!(
+        read("etc/group").lines().any(|l| l == "nonroot:x:65532:"),
+        "a group entry for 65532"
+    );
+    assert!(
+        read("etc/ssl/certs/ca-certificates.crt")
+            .matches("BEGIN CERTIFICATE")
+            .count()
+            > 50,
+        "the system CA bundle"
+    );
+}
+
+#[test]
 fn version_and_crd_run_in_the_container() {
     let out = Container::output(&["--version"]);
     assert!(out.status.success(), "--version: {}", describe_output(&out));
