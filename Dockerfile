@@ -3,7 +3,13 @@
 # The pipecat-operator image: a static-ish binary on distroless, running as 65532:65532 (the
 # user the Helm chart's securityContext expects).
 #
-#   docker buildx build --platform linux/amd64,linux/arm64 -t <registry>/pipecat-operator:0.1.0 --push .
+#   docker buildx build --platform linux/amd64,linux/arm64 \
+#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
+#     -t <registry>/pipecat-operator:0.1.0 --push .
+#
+# hack/image.sh builds the same image for the build machine's architecture with no engine and
+# no base image (umoci); tests/container.rs checks that both declare the same user, entrypoint,
+# ports and labels, and runs that image with runc.
 #
 # Runtime base: gcr.io/distroless/cc-debian12:nonroot with a glibc build, not static/musl.
 # The TLS stack (rustls on ring) compiles C and assembly, so every target needs a C cross
@@ -58,9 +64,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 
+# The crate version and the source commit (see the build command above).
+ARG VERSION
+ARG REVISION
 LABEL org.opencontainers.image.title="pipecat-operator" \
       org.opencontainers.image.description="Kubernetes operator for Pipecat Cloud voice agents" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 
 COPY --from=build /out/pipecat-operator /pipecat-operator
 
