@@ -214,8 +214,8 @@ where
     }
 }
 
-/// Waits until the resource satisfies `pred`; the error carries its last status and the
-/// operator's log tail.
+/// Waits until the resource satisfies `pred` ([`Env::poll_agent`]); the error carries its last
+/// status and the operator's log tail.
 pub async fn wait_agent(
     env: &Env,
     name: &str,
@@ -223,26 +223,9 @@ pub async fn wait_agent(
     what: &str,
     pred: impl Fn(&PipecatAgent) -> bool,
 ) -> anyhow::Result<PipecatAgent> {
-    let api = env.agents();
-    let deadline = Instant::now() + timeout;
-    let mut last = None;
-    loop {
-        if let Ok(Some(a)) = api.get_opt(name).await {
-            if pred(&a) {
-                return Ok(a);
-            }
-            last = Some(a);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "timed out after {timeout:?} waiting for {what} on {name}; last status: {}\noperator log tail:\n{}",
-                serde_json::to_string(&last.map(|a| (a.metadata.generation, a.status)))
-                    .unwrap_or_default(),
-                env.operator.log_tail(15)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.poll_agent(name, timeout, what, pred)
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 /// `Synced` reason of a resource, if any.
@@ -433,6 +416,36 @@ pub async fn successful_creates(env: &Env, agent: &str) -> anyhow::Result<usize>
         .count())
 }
 
+/// Creates of `agent` (every agent when `None`) that the API refused with HTTP 400 above
+/// `since`. The API answers a second create of an existing agent with 400 "Service already
+/// exists", so a duplicate create never shows among the successful ones: it shows here.
+pub async fn refused_creates(env: &Env, agent: Option<&str>, since: u64) -> anyhow::Result<usize> {
+    Ok(env
+        .admin
+        .journal(&JournalFilter {
+            since: Some(since),
+            operation: Some("create_agent".into()),
+            agent: agent.map(str::to_string),
+            ..JournalFilter::default()
+        })
+        .await?
+        .iter()
+        .filter(|e| e.status == Some(400))
+        .count())
+}
+
+/// `agent` was created exactly once: one successful create, and no create of it refused
+/// (a second create is answered 400, never counted as a success).
+pub async fn check_created_once(env: &Env, agent: &str) -> anyhow::Result<()> {
+    let created = successful_creates(env, agent).await?;
+    let refused = refused_creates(env, Some(agent), 0).await?;
+    ensure!(
+        created == 1 && refused == 0,
+        "{agent}: {created} successful creates and {refused} refused with 400 (a duplicate create), expected one create"
+    );
+    Ok(())
+}
+
 /// Successful (2xx) updates of `agent` above `since`.
 pub async fn successful_updates(env: &Env, agent: &str, since: u64) -> anyhow::Result<usize> {
     Ok(journal_of(env, agent, since)
@@ -460,6 +473,10 @@ pub struct Policy {
     pub client_pause: bool,
     /// Time each failed request itself takes before the delay starts (a timeout).
     pub latency: Duration,
+    /// Growth of the delay per failure (2 for the error backoff, 1.5 for polling).
+    pub growth: f64,
+    /// Jitter of each delay: +-20% for the error backoff, +-10% for polling.
+    pub jitter: f64,
 }
 
 /// Scheduling slack below a floor (millisecond timestamps, timers firing early by a tick).
@@ -468,6 +485,11 @@ const FLOOR_SLACK: Duration = Duration::from_millis(60);
 const CEILING_SLACK: Duration = Duration::from_secs(4);
 /// Jitter of the operator's backoff: +-20%.
 const JITTER: f64 = 0.2;
+/// The test operator's polling while a deployment rolls out (tests/support/operator.rs):
+/// first poll, growing x1.5 up to this.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// See [`POLL_INTERVAL`].
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Policy {
     /// 5xx, timeouts, connection errors, malformed answers, 409.
@@ -479,6 +501,20 @@ impl Policy {
             retry_after: None,
             client_pause: false,
             latency: Duration::ZERO,
+            growth: 2.0,
+            jitter: JITTER,
+        }
+    }
+
+    /// No error, but an agent that is not ready: polled from 200 ms, x1.5 per poll up to 1 s,
+    /// +-10%.
+    pub fn polling() -> Self {
+        Policy {
+            base: POLL_INTERVAL,
+            cap: MAX_POLL_INTERVAL,
+            growth: 1.5,
+            jitter: 0.1,
+            ..Self::transient()
         }
     }
 
@@ -508,7 +544,10 @@ impl Policy {
     /// The operator's delay after the `failure`-th consecutive failure, before jitter.
     pub fn delay(&self, failure: u32) -> Duration {
         let exp = failure.saturating_sub(1).min(20);
-        let mut d = self.base.saturating_mul(1 << exp).min(self.cap);
+        let mut d = self
+            .base
+            .mul_f64(self.growth.powi(exp as i32))
+            .min(self.cap);
         if self.user_action {
             d = d.max(self.base * 5).min(self.cap);
         }
@@ -527,7 +566,7 @@ impl Policy {
 
     /// Shortest acceptable gap after the `failure`-th failure.
     pub fn floor(&self, failure: u32) -> Duration {
-        let jittered = self.delay(failure).mul_f64(1.0 - JITTER);
+        let jittered = self.delay(failure).mul_f64(1.0 - self.jitter);
         let d = jittered
             .max(self.retry_after.unwrap_or_default())
             .max(self.pause(failure));
@@ -536,7 +575,7 @@ impl Policy {
 
     /// Longest acceptable gap after the `failure`-th failure (it keeps retrying).
     pub fn ceiling(&self, failure: u32) -> Duration {
-        let jittered = self.delay(failure).mul_f64(1.0 + JITTER);
+        let jittered = self.delay(failure).mul_f64(1.0 + self.jitter);
         let d = jittered
             .max(self.retry_after.unwrap_or_default())
             .max(self.pause(failure));
@@ -589,7 +628,7 @@ impl Spacing {
 
 /// Checks that failed requests at `times` (the first being the first failure after a success)
 /// follow `policy`: each gap within its jittered floor and ceiling (plus slack for a loaded
-/// machine), gaps non-decreasing up to the jitter (each at least 0.8/1.2 of the previous one,
+/// machine), gaps non-decreasing up to the jitter (each at least (1-j)/(1+j) of the previous one,
 /// less 0.5 s of scheduling slack), and no more calls than the policy allows over the span.
 /// Needs at least three requests.
 pub fn check_spacing(times: &[jiff::Timestamp], policy: &Policy) -> anyhow::Result<Spacing> {
@@ -631,7 +670,7 @@ pub fn check_spacing(times: &[jiff::Timestamp], policy: &Policy) -> anyhow::Resu
         // A gap stretched by a slow reconcile (load) must not raise the bar for the next one.
         let previous = w[0].min(policy.ceiling(i as u32 + 1) - CEILING_SLACK);
         let allowed = previous
-            .mul_f64((1.0 - JITTER) / (1.0 + JITTER))
+            .mul_f64((1.0 - policy.jitter) / (1.0 + policy.jitter))
             .saturating_sub(Duration::from_millis(500));
         ensure!(
             w[1] >= allowed,
