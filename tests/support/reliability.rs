@@ -473,10 +473,6 @@ pub struct Policy {
     pub client_pause: bool,
     /// Time each failed request itself takes before the delay starts (a timeout).
     pub latency: Duration,
-    /// Growth of the delay per failure (2 for the error backoff, 1.5 for polling).
-    pub growth: f64,
-    /// Jitter of each delay: +-20% for the error backoff, +-10% for polling.
-    pub jitter: f64,
 }
 
 /// Scheduling slack below a floor (millisecond timestamps, timers firing early by a tick).
@@ -485,11 +481,6 @@ const FLOOR_SLACK: Duration = Duration::from_millis(60);
 const CEILING_SLACK: Duration = Duration::from_secs(4);
 /// Jitter of the operator's backoff: +-20%.
 const JITTER: f64 = 0.2;
-/// The test operator's polling while a deployment rolls out (tests/support/operator.rs):
-/// first poll, growing x1.5 up to this.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// See [`POLL_INTERVAL`].
-pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Policy {
     /// 5xx, timeouts, connection errors, malformed answers, 409.
@@ -501,20 +492,6 @@ impl Policy {
             retry_after: None,
             client_pause: false,
             latency: Duration::ZERO,
-            growth: 2.0,
-            jitter: JITTER,
-        }
-    }
-
-    /// No error, but an agent that is not ready: polled from 200 ms, x1.5 per poll up to 1 s,
-    /// +-10%.
-    pub fn polling() -> Self {
-        Policy {
-            base: POLL_INTERVAL,
-            cap: MAX_POLL_INTERVAL,
-            growth: 1.5,
-            jitter: 0.1,
-            ..Self::transient()
         }
     }
 
@@ -544,10 +521,7 @@ impl Policy {
     /// The operator's delay after the `failure`-th consecutive failure, before jitter.
     pub fn delay(&self, failure: u32) -> Duration {
         let exp = failure.saturating_sub(1).min(20);
-        let mut d = self
-            .base
-            .mul_f64(self.growth.powi(exp as i32))
-            .min(self.cap);
+        let mut d = self.base.saturating_mul(1 << exp).min(self.cap);
         if self.user_action {
             d = d.max(self.base * 5).min(self.cap);
         }
@@ -566,7 +540,7 @@ impl Policy {
 
     /// Shortest acceptable gap after the `failure`-th failure.
     pub fn floor(&self, failure: u32) -> Duration {
-        let jittered = self.delay(failure).mul_f64(1.0 - self.jitter);
+        let jittered = self.delay(failure).mul_f64(1.0 - JITTER);
         let d = jittered
             .max(self.retry_after.unwrap_or_default())
             .max(self.pause(failure));
@@ -575,7 +549,7 @@ impl Policy {
 
     /// Longest acceptable gap after the `failure`-th failure (it keeps retrying).
     pub fn ceiling(&self, failure: u32) -> Duration {
-        let jittered = self.delay(failure).mul_f64(1.0 + self.jitter);
+        let jittered = self.delay(failure).mul_f64(1.0 + JITTER);
         let d = jittered
             .max(self.retry_after.unwrap_or_default())
             .max(self.pause(failure));
@@ -628,7 +602,7 @@ impl Spacing {
 
 /// Checks that failed requests at `times` (the first being the first failure after a success)
 /// follow `policy`: each gap within its jittered floor and ceiling (plus slack for a loaded
-/// machine), gaps non-decreasing up to the jitter (each at least (1-j)/(1+j) of the previous one,
+/// machine), gaps non-decreasing up to the jitter (each at least 0.8/1.2 of the previous one,
 /// less 0.5 s of scheduling slack), and no more calls than the policy allows over the span.
 /// Needs at least three requests.
 pub fn check_spacing(times: &[jiff::Timestamp], policy: &Policy) -> anyhow::Result<Spacing> {
@@ -670,7 +644,7 @@ pub fn check_spacing(times: &[jiff::Timestamp], policy: &Policy) -> anyhow::Resu
         // A gap stretched by a slow reconcile (load) must not raise the bar for the next one.
         let previous = w[0].min(policy.ceiling(i as u32 + 1) - CEILING_SLACK);
         let allowed = previous
-            .mul_f64((1.0 - policy.jitter) / (1.0 + policy.jitter))
+            .mul_f64((1.0 - JITTER) / (1.0 + JITTER))
             .saturating_sub(Duration::from_millis(500));
         ensure!(
             w[1] >= allowed,
