@@ -105,11 +105,14 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
     }
 }
 
-async fn shutdown_signal() {
+/// Listens for SIGTERM from the call on (so a signal sent as soon as the listening line is
+/// read is not lost to the default action); the future resolves on SIGTERM or SIGINT.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        match term {
             Ok(mut term) => {
                 tokio::select! {
                     _ = term.recv() => {}
@@ -121,10 +124,10 @@ async fn shutdown_signal() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -148,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
     let handle = emulator::start(config)
         .await
         .context("failed to start the emulator")?;
+    let stop = shutdown_signal();
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(
@@ -158,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
         .context("failed to write to stdout")?;
         stdout.flush().context("failed to write to stdout")?;
     }
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     handle.shutdown().await;
     Ok(())
