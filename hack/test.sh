@@ -21,9 +21,12 @@ echo "demo: voice-starter reached Ready"
 
 echo "==> cargo test"
 mkdir -p target
-cargo test --lib --bins --tests --locked -- "$@" 2>&1 | tee target/test.log
-status=${PIPESTATUS[0]}
-# One closing line for the whole run, summed over every test binary.
+status=0
+cargo test --lib --bins --tests --locked -- "$@" 2>&1 | tee target/test.log || status=$?
+
+echo "==> cargo test --doc (the examples in the API docs)"
+cargo test --doc --locked -- "$@" 2>&1 | tee -a target/test.log || status=$?
+# One closing line for the whole run, summed over every test binary and the doctests.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' target/test.log
 exit "$status"

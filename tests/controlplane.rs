@@ -294,11 +294,26 @@ fn apply_crds_is_idempotent_and_parallel_safe() {
         }
     });
     cp.apply_crds();
-    // Every CRD of crds/ (if any) is Established.
+    // The product's CRD is installed: `apply_crds` quietly does nothing without crds/, so a
+    // missing or emptied directory must fail here.
+    let out = cp.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=1s",
+        "crd/pipecatagents.pipecat.daily.co",
+    ]);
+    assert!(
+        out.status.success(),
+        "apply_crds did not install crds/pipecatagents.pipecat.daily.co.yaml: {}",
+        describe_output(&out)
+    );
+    // Every CRD of crds/ is Established.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
     let files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     for file in files
         .iter()
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))

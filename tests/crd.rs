@@ -51,13 +51,17 @@ fn committed_crd_matches_the_generated_one() {
 fn helm_chart_carries_the_same_crd() {
     let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("charts/pipecat-operator/crds/pipecatagents.pipecat.daily.co.yaml");
-    if let Ok(copy) = std::fs::read_to_string(&chart) {
-        assert!(
-            copy == crd_yaml(),
-            "the chart's CRD is stale: copy crds/pipecatagents.pipecat.daily.co.yaml to {}",
+    let copy = std::fs::read_to_string(&chart).unwrap_or_else(|e| {
+        panic!(
+            "the chart carries no CRD at {} ({e}): copy crds/pipecatagents.pipecat.daily.co.yaml there",
             chart.display()
-        );
-    }
+        )
+    });
+    assert!(
+        copy == crd_yaml(),
+        "the chart's CRD is stale: copy crds/pipecatagents.pipecat.daily.co.yaml to {}",
+        chart.display()
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use pipecat_operator::emulator::{self, Fault};
+use pipecat_operator::emulator::{self, ActiveFault, Fault};
 use support::operator::{Env, Options, is_ready};
 
 const SEED: &str = "
@@ -130,33 +130,70 @@ async fn image_change_is_one_update_and_ready_only_once_reconciled() {
     assert_eq!(env.calls("update_agent").await, 0);
 
     env.apply(&seed_with("your-dockername/voice-starter:0.2"));
-    // While the new deployment rolls out, the resource never claims to be ready with it.
+    // While the new deployment rolls out, the resource never claims to be ready with it. Every
+    // sample of the new generation that says Ready=True is checked, whatever deployment its
+    // status names: the status must name the new deployment as desired and reconciled, and the
+    // emulator must have been able to reconcile it by then (its update arrived at least the
+    // 2.5 s reconcile delay earlier: the emulator runs in this process, on this clock).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut saw_rolling_out = false;
     let new_deployment = loop {
-        let a = env.agents().get("voice-starter").await.unwrap();
-        let st = a.status.clone().unwrap_or_default();
+        // The remote first: a premature Ready cannot be hidden by a reconciliation that
+        // happens between the two reads.
         let remote = env.remote("voice-starter").await.unwrap();
-        let remote_reconciled = remote["reconciledDeploymentId"]
-            .as_str()
-            .map(str::to_string);
-        if let Some(desired) = st
-            .desired_deployment_id
-            .clone()
-            .filter(|d| *d != old_deployment)
-        {
-            if is_ready(&a) {
+        let a = env.agents().get("voice-starter").await.unwrap();
+        let read_at = jiff::Timestamp::now();
+        let st = a.status.clone().unwrap_or_default();
+        if a.metadata.generation > Some(1) && is_ready(&a) {
+            let desired = st.desired_deployment_id.clone().unwrap_or_default();
+            assert_ne!(
+                desired, old_deployment,
+                "Ready=True for generation {:?} while the status still shows the old deployment: {st:?}",
+                a.metadata.generation
+            );
+            assert_eq!(
+                st.reconciled_deployment_id.as_deref(),
+                Some(desired.as_str()),
+                "Ready=True before the new deployment was reconciled: {st:?}"
+            );
+            let update = env
+                .admin
+                .journal(&pipecat_operator::emulator::JournalFilter {
+                    operation: Some("update_agent".into()),
+                    agent: Some("voice-starter".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let sent: jiff::Timestamp = update
+                .first()
+                .expect("Ready=True for a new generation with no update sent")
+                .timestamp
+                .parse()
+                .unwrap();
+            let reconcilable = sent
+                .checked_add(jiff::SignedDuration::from_millis(2500))
+                .unwrap();
+            assert!(
+                read_at >= reconcilable,
+                "Ready=True read at {read_at}, before the update sent at {sent} could be reconciled ({reconcilable})"
+            );
+            if remote["reconciledDeploymentId"].as_str() != Some(desired.as_str()) {
+                // Reconciled between the two reads: the remote must show it now.
+                let now = env.remote("voice-starter").await.unwrap();
                 assert_eq!(
-                    remote_reconciled.as_deref(),
+                    now["reconciledDeploymentId"].as_str(),
                     Some(desired.as_str()),
-                    "Ready=True before the new deployment was reconciled"
+                    "Ready=True, but the remote has not reconciled {desired}: {now}"
                 );
-                assert_eq!(
-                    st.reconciled_deployment_id.as_deref(),
-                    Some(desired.as_str())
-                );
-                break desired;
             }
+            break desired;
+        }
+        if st
+            .desired_deployment_id
+            .as_deref()
+            .is_some_and(|d| d != old_deployment)
+        {
             saw_rolling_out = true;
             let ready = a.condition("Ready").unwrap();
             assert_eq!(ready.reason, "Deploying", "{ready:?}");
@@ -202,19 +239,57 @@ async fn unchanged_resource_costs_no_update_and_no_write() {
     let gets_before = env.calls("get_agent").await;
     assert_eq!(ready.metadata.generation, baseline.metadata.generation);
 
-    env.apply(SEED); // re-apply, unchanged
-    tokio::time::sleep(Duration::from_secs(4)).await; // ~8 resync periods
-
+    env.apply(SEED); // re-apply, unchanged: sends nothing to the apiserver
+    // Four more reads: every write a resync could make lands before the next resync's read.
+    wait_for_reads(&env, gets_before + 4).await;
     let after = env.agents().get("voice-starter").await.unwrap();
     assert_eq!(env.calls("update_agent").await, updates, "no update call");
     assert_eq!(
         after.metadata.resource_version, rv,
         "no write of any kind to the resource"
     );
+
+    // A metadata change: a watch event with the same generation.
+    let out = env.kubectl(&[
+        "annotate",
+        "pipecatagent",
+        "voice-starter",
+        "example.com/note=unrelated",
+    ]);
     assert!(
-        env.calls("get_agent").await > gets_before + 2,
-        "resyncs kept reading the agent"
+        out.status.success(),
+        "{}",
+        support::controlplane::describe_output(&out)
     );
+    let annotated = env.agents().get("voice-starter").await.unwrap();
+    assert_eq!(annotated.metadata.generation, baseline.metadata.generation);
+    assert_ne!(annotated.metadata.resource_version, rv);
+    let gets = env.calls("get_agent").await;
+    wait_for_reads(&env, gets + 4).await;
+    let after = env.agents().get("voice-starter").await.unwrap();
+    assert_eq!(
+        env.calls("update_agent").await,
+        updates,
+        "no update call after a metadata change"
+    );
+    assert_eq!(
+        after.metadata.resource_version, annotated.metadata.resource_version,
+        "no write of any kind to the resource after a metadata change"
+    );
+}
+
+/// Waits until the emulator has answered `n` reads of the agent (the operator kept working).
+async fn wait_for_reads(env: &Env, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while env.calls("get_agent").await < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "resyncs stopped reading the agent ({} reads, waiting for {n}):\n{}",
+            env.calls("get_agent").await,
+            env.operator.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,26 +520,63 @@ async fn crashing_image_is_reported_with_reason_and_event() {
     }
 }
 
+/// Waits until a request has taken `fault` (a delay): it has arrived at the emulator and is
+/// held there, not yet carried out.
+async fn wait_fault_taken(env: &Env, fault: &ActiveFault, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while env
+        .admin
+        .faults()
+        .await
+        .unwrap()
+        .iter()
+        .any(|f| f.id == fault.id && f.remaining == fault.remaining)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never sent:\n{}",
+            env.operator.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_killed_mid_create_and_mid_delete() {
+    use support::reliability::{check_created_once, journal_of, refused_creates};
     let mut env = Env::start("kill", Options::default()).await;
-    // Hold the create request for 3 s and kill the operator while it waits.
-    env.admin
-        .inject_fault(Fault {
-            method: Some("POST".into()),
-            delay_ms: Some(3000),
-            ..Fault::new("/v1/agents")
-        })
+    // Hold create requests for 10 s (past the 3 s request timeout, and retries too) and kill the
+    // operator while the emulator holds one.
+    let held = env
+        .admin
+        .inject_fault(
+            Fault::delay("/v1/agents", Duration::from_secs(10))
+                .with_method("POST")
+                .with_count(100),
+        )
         .await
         .unwrap();
     env.apply(SEED);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while env.calls("create_agent").await == 0 {
-        assert!(std::time::Instant::now() < deadline, "create never sent");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_fault_taken(&env, &held, "the create").await;
     env.operator.kill();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // At the kill the create was in flight: nothing answered, no agent yet.
+    let creates = env
+        .admin
+        .journal(&pipecat_operator::emulator::JournalFilter {
+            operation: Some("create_agent".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        creates.iter().all(|e| e.status.is_none()),
+        "a create was answered before the kill: {creates:?}"
+    );
+    assert!(
+        env.remote_names().await.is_empty(),
+        "the agent existed before the held create was carried out"
+    );
+    env.admin.clear_faults().await.unwrap();
     env.operator.restart();
     env.wait_ready("voice-starter").await;
     assert_eq!(
@@ -472,26 +584,46 @@ async fn operator_killed_mid_create_and_mid_delete() {
         vec!["voice-starter".to_string()],
         "no duplicate agent"
     );
+    check_created_once(&env, "voice-starter").await.unwrap();
+    assert_eq!(refused_creates(&env, None, 0).await.unwrap(), 0);
 
-    // Same for delete.
-    env.admin
-        .inject_fault(Fault {
-            method: Some("DELETE".into()),
-            delay_ms: Some(3000),
-            ..Fault::new("/v1/agents/*")
-        })
+    // Same for delete: the resource is deleted, the DELETE is held, the operator dies.
+    let held = env
+        .admin
+        .inject_fault(
+            Fault::delay("/v1/agents/voice-starter", Duration::from_secs(10))
+                .with_method("DELETE")
+                .with_count(100),
+        )
         .await
         .unwrap();
     let out = env.kubectl(&["delete", "pipecatagent", "voice-starter", "--wait=false"]);
     assert!(out.status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while env.calls("delete_agent").await == 0 {
-        assert!(std::time::Instant::now() < deadline, "delete never sent");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_fault_taken(&env, &held, "the delete").await;
     env.operator.kill();
+    // At the kill the remote agent still exists, and so does the resource (its finalizer).
+    assert!(
+        env.remote("voice-starter").await.is_some(),
+        "the remote agent was gone before the held delete was carried out"
+    );
+    assert!(
+        env.agents()
+            .get_opt("voice-starter")
+            .await
+            .unwrap()
+            .is_some(),
+        "the finalizer was removed before the remote agent was deleted"
+    );
+    env.admin.clear_faults().await.unwrap();
     env.operator.restart();
     env.wait_gone("voice-starter", Duration::from_secs(30))
         .await;
     assert!(env.remote_names().await.is_empty(), "no agent left behind");
+    let deletes = journal_of(&env, "voice-starter", 0).await.unwrap();
+    assert!(
+        deletes
+            .iter()
+            .any(|e| e.operation == "delete_agent" && e.status.is_some_and(|s| s / 100 == 2)),
+        "the restarted operator deleted the agent: {deletes:?}"
+    );
 }

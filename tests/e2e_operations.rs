@@ -24,7 +24,8 @@ fn agent(name: &str, image: &str) -> String {
     AGENT.replace("NAME", name).replace("IMAGE", image)
 }
 
-fn ha_args(ns: &str) -> Vec<String> {
+/// Leader-election flags with a lease of `lease` (renewed every 300 ms, given up after 2 s).
+fn ha_args(ns: &str, lease: &str) -> Vec<String> {
     [
         "--leader-elect",
         "--leader-election-namespace",
@@ -32,7 +33,7 @@ fn ha_args(ns: &str) -> Vec<String> {
         "--leader-election-id",
         "pipecat-operator-test",
         "--lease-duration",
-        "3s",
+        lease,
         "--renew-deadline",
         "2s",
         "--retry-period",
@@ -82,7 +83,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     // Replace the default single operator by two leader-electing instances.
     let mut env = ns_probe;
     env.operator.kill();
-    let args = ha_args(&env.ns);
+    let args = ha_args(&env.ns, "3s");
     let url = env.emulator.base_url();
     let mut a = Operator::start(env.cp, &env.ns, &url, Duration::from_secs(1), &args);
     let mut b = Operator::start(env.cp, &env.ns, &url, Duration::from_secs(1), &args);
@@ -131,20 +132,33 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
         standby.log_tail(20)
     );
     assert_eq!(
-        standby
-            .metric("pipecat_operator_reconciles_total{result=\"created\"}")
-            .await,
-        None
-    );
-    assert_eq!(
         leader
             .metric("pipecat_operator_reconciles_total{result=\"created\"}")
             .await,
         Some(1.0)
     );
+    // The standby does nothing at all: no reconcile of any outcome (unchanged ones log nothing
+    // at info), no Pipecat request (reads included). The same sums over the leader show that
+    // the series are there to be read.
+    for (what, family) in [
+        (
+            "reconciles",
+            "pipecat_operator_reconcile_duration_seconds_count",
+        ),
+        ("Pipecat requests", "pipecat_operator_api_requests_total"),
+    ] {
+        let led = leader.metric_sum(family).await;
+        let stood_by = standby.metric_sum(family).await;
+        assert!(led > 0.0, "the leader shows no {what} ({family})");
+        assert_eq!(
+            stood_by,
+            0.0,
+            "the standby made {stood_by} {what} ({family}):\n{}",
+            standby.log_tail(20)
+        );
+    }
 
     // The leader dies without releasing; a change made meanwhile converges once the standby leads.
-    let killed_at = Instant::now();
     leader.kill();
     env.apply(&agent("bot-a", "acme/bot:2"));
     let standby_id = standby.identity.clone();
@@ -158,11 +172,8 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
         },
     )
     .await;
-    let took = killed_at.elapsed();
-    assert!(
-        took < Duration::from_secs(3 + 3),
-        "takeover took {took:?} (lease 3s)"
-    );
+    // How fast (about the 3 s lease) is a figure for a benchmark, not a test on a shared
+    // machine: the wait above gives up after 20 s.
     wait_until(
         "the change made during failover is applied",
         Duration::from_secs(30),
@@ -180,8 +191,10 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
 async fn sigterm_exits_within_the_grace_period_and_releases_the_lease() {
     let mut env = Env::start("term", Options::default()).await;
     env.operator.kill();
-    let mut args = ha_args(&env.ns);
-    args.extend(["--shutdown-grace-period".to_string(), "5s".to_string()]);
+    // A lease far longer than the waits below: a successor that leads within them did not
+    // wait the lease out, so the lease was released (no figure to meet on a loaded machine).
+    let mut args = ha_args(&env.ns, "60s");
+    args.extend(["--shutdown-grace-period".to_string(), "30s".to_string()]);
     let url = env.emulator.base_url();
     let mut op = Operator::start(env.cp, &env.ns, &url, Duration::from_secs(1), &args);
     let id = op.identity.clone();
@@ -194,35 +207,24 @@ async fn sigterm_exits_within_the_grace_period_and_releases_the_lease() {
     env.apply(&agent("bot-t", "acme/bot:1"));
     env.wait_ready("bot-t").await;
 
-    let started = Instant::now();
     op.terminate();
+    // Within the 30 s grace period (idle, it exits at once; the figure belongs to a benchmark).
     let status = op
-        .wait_exit(Duration::from_secs(10))
-        .expect("exited after SIGTERM");
+        .wait_exit(Duration::from_secs(30))
+        .expect("exited within the grace period after SIGTERM");
     assert!(status.success(), "{status:?}\n{}", op.log_tail(20));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
     assert_eq!(lease_holder(&env).await, None, "the lease was released");
     assert!(op.log().contains("released the leader lease"));
 
-    // A new instance takes over at once (no need to wait out the lease).
-    let started = Instant::now();
+    // A new instance takes over without waiting out the 60 s lease.
     let next = Operator::start(env.cp, &env.ns, &url, Duration::from_secs(1), &args);
     let next_id = next.identity.clone();
-    wait_until("new leader", Duration::from_secs(20), || {
+    wait_until("new leader", Duration::from_secs(30), || {
         let id = next_id.clone();
         let env = &env;
         async move { lease_holder(env).await.as_deref() == Some(id.as_str()) }
     })
     .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1273,6 +1273,58 @@ async fn journal_counts_reset_and_drift() {
 }
 
 #[tokio::test]
+async fn refused_create_is_journaled_with_its_agent() {
+    let handle = start_with(|_| {}).await;
+    let api = Api::new(&handle, KEY);
+    let admin = handle.admin();
+    api.create("bot", "acme/bot:1").await;
+    // A second create of the same name: refused, and the journal says which agent it was.
+    let (status, body) = api
+        .post(
+            "/agents",
+            json!({"serviceName": "bot", "image": "acme/bot:2"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A body that names no agent is refused without one.
+    let (status, _) = api.post("/agents", json!({"image": "acme/bot:3"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let creates = admin
+        .journal(&JournalFilter {
+            operation: Some("create_agent".into()),
+            ..JournalFilter::default()
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(Option<u16>, Option<&str>)> = creates
+        .iter()
+        .map(|e| (e.status, e.agent.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some(200), Some("bot")),
+            (Some(400), Some("bot")),
+            (Some(400), None)
+        ]
+    );
+    let bot_only = admin
+        .journal(&JournalFilter {
+            agent: Some("bot".into()),
+            operation: Some("create_agent".into()),
+            ..JournalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        bot_only.len(),
+        2,
+        "the agent filter finds the refused create"
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn state_file_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("emulator-state.json");

@@ -14,8 +14,8 @@ use kube::api::{DeleteParams, ListParams};
 use serde_json::json;
 use support::operator::{API_KEY, Env, Options};
 use support::reliability::{
-    Meta, Want, apply_api, assert_all_passed, check_operator_alive, check_remote_names,
-    journal_seq, run_case, successful_creates, successful_updates, wait_converged,
+    Meta, Want, apply_api, assert_all_passed, check_created_once, check_operator_alive,
+    check_remote_names, journal_seq, run_case, successful_updates, wait_converged,
 };
 
 const SUITE: &str = "reliability_apiserver";
@@ -158,8 +158,7 @@ async fn apiserver_restart_loses_no_change() {
             ),
             async {
                 wait_converged(env, created, &Want::version(1), CONVERGE).await?;
-                let creates = successful_creates(env, created).await?;
-                ensure!(creates == 1, "{creates} successful creates");
+                check_created_once(env, created).await?;
                 Ok(format!("{context}; created once, Ready {}", converged_in()))
             },
         )
@@ -210,8 +209,7 @@ async fn apiserver_restart_loses_no_change() {
                 check_operator_alive(env).await?;
                 check_remote_names(env, &[drifted, changed, created]).await?;
                 for name in [drifted, changed, created, deleted] {
-                    let n = successful_creates(env, name).await?;
-                    ensure!(n == 1, "{n} successful creates of {name}");
+                    check_created_once(env, name).await?;
                 }
                 Ok("same pid, /healthz 200; 3 remote agents, each created once".to_string())
             },

@@ -127,8 +127,28 @@ async fn older_resource_keeps_the_agent_and_the_newer_takes_over_later() {
     assert!(msg.contains(&format!("{}/bot", env.ns)), "{msg}");
     assert_eq!(newer.condition("Ready").unwrap().reason, "NameConflict");
 
-    // Several resyncs later: the agent kept the older spec, and nobody updated it.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Several resyncs later: the agent kept the older spec, and nobody updated it. "Later" is
+    // measured in work done, not time: the owner's resyncs read the agent again and again, and
+    // the newer resource is reconciled again (each time refused as NameConflict).
+    let reads = env.calls("get_agent").await;
+    let conflicts = || async {
+        env.operator
+            .metric("pipecat_operator_reconcile_errors_total{reason=\"NameConflict\"}")
+            .await
+            .unwrap_or(0.0)
+    };
+    let refused = conflicts().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while env.calls("get_agent").await < reads + 4 || conflicts().await < refused + 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator did not keep working: {} reads of the agent (from {reads}), {} NameConflict reconciles (from {refused})\n{}",
+            env.calls("get_agent").await,
+            conflicts().await,
+            env.operator.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(env.calls("update_agent").await, 0, "no flapping");
     assert_eq!(env.calls("create_agent").await, 1);
     let remote = env.remote("shared-bot").await.unwrap();
@@ -137,7 +157,24 @@ async fn older_resource_keeps_the_agent_and_the_newer_takes_over_later() {
         "team-a/bot:1"
     );
 
-    // Deleting the conflicting newer resource (policy Delete) must not delete the older's agent.
+    // The newer resource manages nothing: it carries no cleanup finalizer, so deleting it
+    // (policy Delete) cannot delete the older's agent.
+    let newer = other
+        .wait_for("bot", "still NameConflict", |a| {
+            a.condition("Synced")
+                .is_some_and(|c| c.reason == "NameConflict")
+        })
+        .await
+        .unwrap();
+    assert!(
+        !newer
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == "pipecat.daily.co/cleanup"),
+        "a claimant that manages nothing has no cleanup finalizer"
+    );
     other.delete("bot");
     other.wait_for("bot", "gone", |_| false).await;
     assert!(
@@ -148,7 +185,7 @@ async fn older_resource_keeps_the_agent_and_the_newer_takes_over_later() {
 
     // Again, this time allowed to take the agent over (it was created by the other resource:
     // without spec.adopt it would be left alone); then the older goes away (Orphan): the
-    // newer takes over without waiting out a backoff.
+    // newer takes over.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     other.apply(&format!(
         "{}  adopt: true\n",
@@ -166,16 +203,13 @@ async fn older_resource_keeps_the_agent_and_the_newer_takes_over_later() {
         "{}",
         support::controlplane::describe_output(&out)
     );
-    let started = std::time::Instant::now();
+    // No time bound: with the test operator's 3 s backoff cap a retry would take over soon
+    // enough anyway, so a figure here could only fail spuriously on a loaded machine (the wait
+    // itself gives up after 30 s).
     let took_over = other
         .wait_for("bot", "Ready", support::operator::is_ready)
         .await
         .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "took over after {:?}",
-        started.elapsed()
-    );
     assert_eq!(took_over.condition("Synced").unwrap().reason, "UpToDate");
     let remote = env.remote("shared-bot").await.unwrap();
     assert_eq!(
@@ -188,10 +222,4 @@ async fn older_resource_keeps_the_agent_and_the_newer_takes_over_later() {
         "adopted, not re-created"
     );
     assert_eq!(env.calls("update_agent").await, 1);
-    // The newer resource's first deletion left the agent: it never created nor adopted it.
-    assert!(
-        env.operator
-            .log()
-            .contains("not created or adopted by this resource: not deleting it")
-    );
 }

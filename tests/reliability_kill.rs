@@ -1,12 +1,17 @@
 //! Reliability under process faults (issue 7, scenario 2): the operator is killed with SIGKILL
-//! at random points while agents are being created, updated and deleted, then restarted. After
-//! every restart the remote state must equal the desired state: each agent at its latest spec,
-//! no duplicate, deleted agents gone (deletionPolicy Delete), and no agent created twice.
+//! at points chosen from a seed while agents are being created, updated and deleted, then
+//! restarted. After every restart the remote state must equal the desired state: each agent at
+//! its latest spec, no duplicate, deleted agents gone (deletionPolicy Delete), and no agent
+//! created twice.
 //!
-//! Each trial creates one agent, updates another and deletes a third at once, mostly with a
-//! delay fault (100..700 ms on the next 2..8 agent calls) to widen the window, then kills the
-//! operator 0..1.5 s later. The seed is printed; `PIPECAT_RELIABILITY_SEED=N` replays a run and
-//! `PIPECAT_RELIABILITY_KILL_TRIALS=N` changes the number of trials (default 60).
+//! Each trial creates one agent, updates another and deletes a third at once, and kills the
+//! operator at its target: one of the six (create, update or delete) x (while its call is held
+//! in flight by the emulator, or once it has been answered), the six in a seed-shuffled order
+//! every six trials, so the kills land on both sides of every call by construction (the
+//! coverage check cannot fail by chance). The kill waits 0..300 ms more, and 3 trials in 4 add
+//! a delay fault (100..700 ms on the next 2..8 other agent calls) so that the other calls are
+//! caught at varied points. The seed is printed; `PIPECAT_RELIABILITY_SEED=N` replays a run's
+//! choices and `PIPECAT_RELIABILITY_KILL_TRIALS=N` changes the number of trials (default 60).
 
 mod support;
 
@@ -17,11 +22,12 @@ use anyhow::{Context as _, ensure};
 use kube::api::DeleteParams;
 use pipecat_operator::emulator::Fault;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use support::operator::{Env, Options};
 use support::reliability::{
     Meta, Row, Want, apply_api, arrival, check_operator_alive, check_remote_names, journal_seq,
-    journal_since, record, run_case, wait_converged,
+    journal_since, record, refused_creates, run_case, wait_converged,
 };
 
 const SUITE: &str = "reliability_kill";
@@ -55,6 +61,51 @@ impl Stats {
     }
 }
 
+/// Where a trial's kill lands, relative to one of its calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// While the emulator holds the call (arrived, not carried out).
+    InFlight,
+    /// Once the call has been answered.
+    Answered,
+}
+
+/// The kill points, six at a time in a seed-shuffled order.
+struct Schedule {
+    next: Vec<(&'static str, Side)>,
+}
+
+impl Schedule {
+    fn pick(&mut self, rng: &mut StdRng) -> (&'static str, Side) {
+        if self.next.is_empty() {
+            self.next = ["create", "update", "delete"]
+                .into_iter()
+                .flat_map(|k| [(k, Side::InFlight), (k, Side::Answered)])
+                .collect();
+            self.next.shuffle(rng);
+        }
+        self.next.pop().expect("refilled")
+    }
+}
+
+/// Waits until `done` holds (polling every 20 ms); an error after 60 s.
+async fn wait_target<F, Fut>(env: &Env, what: &str, mut done: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done().await? {
+        ensure!(
+            Instant::now() < deadline,
+            "{what} never happened:\n{}",
+            env.operator.log_tail(15)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// Waits until the remote state is the desired one after a restart.
 async fn converge(
     env: &Env,
@@ -85,6 +136,7 @@ async fn converge(
 
 async fn trials(env: &mut Env, seed: u64, trials: usize, stats: &mut Stats) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut schedule = Schedule { next: Vec::new() };
     let mut live: BTreeMap<String, u32> = BTreeMap::new();
     let mut created = 0usize;
     for i in 0..3 {
@@ -107,7 +159,35 @@ async fn trials(env: &mut Env, seed: u64, trials: usize, stats: &mut Stats) -> a
         } else {
             None
         };
-        // Most trials slow the next agent calls down, so that kills land mid-way.
+        // The kill's target: a call held in flight, or answered.
+        let (kind, side) = schedule.pick(&mut rng);
+        let (method, path, op, agent) = match kind {
+            "create" => (
+                "POST",
+                "/v1/agents".to_string(),
+                "create_agent",
+                new.clone(),
+            ),
+            "update" => (
+                "POST",
+                format!("/v1/agents/{updated}"),
+                "update_agent",
+                updated.clone(),
+            ),
+            _ => {
+                let d = deleted.clone().expect("a third agent to delete");
+                ("DELETE", format!("/v1/agents/{d}"), "delete_agent", d)
+            }
+        };
+        let mut held = None;
+        if side == Side::InFlight {
+            // Injected first, so it wins over the delay fault below; retries are held too.
+            let fault = Fault::delay(path, Duration::from_secs(30))
+                .with_method(method)
+                .with_count(1000);
+            held = Some(env.admin.inject_fault(fault).await.map_err(ctx)?);
+        }
+        // Most trials slow the next other agent calls down, so that kills land mid-way in them.
         let mut delayed = None;
         if rng.random_bool(0.75) {
             stats.with_delay += 1;
@@ -133,7 +213,32 @@ async fn trials(env: &mut Env, seed: u64, trials: usize, stats: &mut Stats) -> a
                 .with_context(|| format!("deleting {d}"))
                 .map_err(ctx)?;
         }
-        let kill_after = Duration::from_millis(rng.random_range(0..1500));
+        let target = format!("the {kind} call of {agent} {side:?}");
+        match &held {
+            Some(fault) => {
+                wait_target(env, &target, || async {
+                    let faults = env.admin.faults().await?;
+                    Ok(faults
+                        .iter()
+                        .find(|f| f.id == fault.id)
+                        .is_none_or(|f| f.remaining < fault.remaining))
+                })
+                .await
+                .map_err(ctx)?;
+            }
+            None => {
+                wait_target(env, &target, || async {
+                    Ok(journal_since(env, since).await?.iter().any(|e| {
+                        e.operation == op
+                            && e.agent.as_deref() == Some(agent.as_str())
+                            && e.status.is_some_and(|s| s / 100 == 2)
+                    }))
+                })
+                .await
+                .map_err(ctx)?;
+            }
+        }
+        let kill_after = Duration::from_millis(rng.random_range(0..300));
         tokio::time::sleep(kill_after).await;
         let pid = env.operator.pid();
         env.operator.kill();
@@ -168,7 +273,9 @@ async fn trials(env: &mut Env, seed: u64, trials: usize, stats: &mut Stats) -> a
             mark("delete", completed("delete_agent", d));
         }
         // Delayed calls taken by the fault but never answered were cut by the kill.
-        if let Some(fault) = &delayed {
+        if held.is_some() {
+            stats.cut += 1;
+        } else if let Some(fault) = &delayed {
             let remaining = env
                 .admin
                 .faults()
@@ -210,7 +317,7 @@ async fn trials(env: &mut Env, seed: u64, trials: usize, stats: &mut Stats) -> a
         stats.updated += 1;
         stats.deleted += gone.len();
         eprintln!(
-            "trial {trial}: kill after {kill_after:?}, {} calls completed before it; converged in {:?}",
+            "trial {trial}: kill {kill_after:?} after {target}, {} calls completed before it; converged in {:?}",
             done.len(),
             started.elapsed()
         );
@@ -229,6 +336,12 @@ async fn trials(env: &mut Env, seed: u64, trials: usize, stats: &mut Stats) -> a
         "{} successful creates for {} names ({created} agents were created)",
         creates.len(),
         unique.len()
+    );
+    // A second create of an agent is refused with 400, never counted above: none may exist.
+    let refused = refused_creates(env, None, 0).await?;
+    ensure!(
+        refused == 0,
+        "{refused} creates refused with 400 (duplicates)"
     );
     check_operator_alive(env).await?;
     Ok(())
@@ -255,13 +368,14 @@ async fn sigkill_at_random_points_loses_no_change() {
         SUITE,
         TEST,
         format!("SIGKILL at random points ({count} trials, seed {seed})"),
-        "SIGKILL 0..1.5 s after a create, an update and a delete (3 in 4 trials with a 100..700 ms delay on the next 2..8 agent calls), then restart",
+        "SIGKILL during or just after a create, an update or a delete (each side of each call every 6 trials, from the seed; 3 in 4 trials with a 100..700 ms delay on the next 2..8 other agent calls), then restart",
         "after every restart: remote = desired state, no duplicate, deleted agents gone, one create per agent",
     );
     let (meta, outcome) = run_case(meta, async {
         trials(&mut env, seed, count, &mut stats).await?;
-        if count >= 20 {
-            // The kills must have hit both sides of each call, or the trials proved little.
+        if count >= 6 {
+            // The kills must have hit both sides of each call, or the trials proved little
+            // (six trials target all six by construction).
             for kind in ["create", "update", "delete"] {
                 let (before, after) = stats.phases.get(kind).copied().unwrap_or_default();
                 ensure!(
@@ -299,7 +413,9 @@ async fn sigkill_at_random_points_loses_no_change() {
             suite: SUITE.into(),
             test: TEST.into(),
             scenario: format!("SIGKILL during {kind}"),
-            fault: format!("SIGKILL 0..1.5 s after the {kind} is applied (seed {seed})"),
+            fault: format!(
+                "SIGKILL while the {kind} call is in flight or once it is answered (seed {seed})"
+            ),
             expected: format!("after the restart {what}"),
             observed: match &outcome {
                 Ok(_) => format!(

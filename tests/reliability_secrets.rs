@@ -60,19 +60,44 @@ async fn apply_with_credentials(env: &Env, name: &str, secret: &str) -> anyhow::
     Ok(())
 }
 
-/// Waits for `Synced=False reason`; returns its message.
+/// Waits for `Synced=False reason`; returns its message. At that moment (before convergence
+/// overwrites the conditions) the whole resource, status included, must hold no key material.
 async fn wait_reason(env: &Env, name: &str, reason: &str) -> anyhow::Result<String> {
     let a = wait_agent(env, name, Duration::from_secs(30), reason, |a| {
         a.condition("Synced")
             .is_some_and(|c| c.status == "False" && c.reason == reason)
     })
     .await?;
+    no_key_in(
+        &format!("{name} at Synced=False {reason}"),
+        &serde_json::to_string(&a)?,
+    )?;
     Ok(a.condition("Synced")
         .map(|c| c.message.clone())
         .unwrap_or_default())
 }
 
-/// An error path whose answer echoes the key: the condition shows `[redacted]` instead.
+/// Fails when `text` holds either key: raw, in base64, or all but its last 4 characters.
+fn no_key_in(place: &str, text: &str) -> anyhow::Result<()> {
+    ensure!(!text.is_empty(), "{place} is empty: nothing was checked");
+    let needles = [
+        ("the key", API_KEY[..PARTIAL].to_string()),
+        ("the wrong key", WRONG_KEY[..PARTIAL].to_string()),
+        ("the key in base64", base64(API_KEY.as_bytes())),
+        ("the wrong key in base64", base64(WRONG_KEY.as_bytes())),
+    ];
+    for (what, needle) in &needles {
+        ensure!(
+            !text.contains(needle.as_str()),
+            "{what} in {place}: {}",
+            mask(text)
+        );
+    }
+    Ok(())
+}
+
+/// An error path whose answer echoes the key: the condition shows `[redacted]` instead, and
+/// neither the resource nor the event holds the key while the error is shown.
 async fn echoed(env: &Env, name: &str, fault: Fault, reason: &str) -> anyhow::Result<String> {
     env.admin.inject_fault(fault).await?;
     apply_api(env, name, &Want::version(1)).await?;
@@ -81,7 +106,8 @@ async fn echoed(env: &Env, name: &str, fault: Fault, reason: &str) -> anyhow::Re
         message.contains("[redacted]"),
         "the echoed key is not shown as [redacted]: {message}"
     );
-    wait_event(env, name, "Warning", reason, Duration::from_secs(20)).await?;
+    let event = wait_event(env, name, "Warning", reason, Duration::from_secs(20)).await?;
+    no_key_in(&format!("the Warning {reason} event"), &event)?;
     env.admin.clear_faults().await?;
     wait_converged(env, name, &Want::version(1), Duration::from_secs(60)).await?;
     Ok(format!(
@@ -255,7 +281,7 @@ async fn the_api_key_never_leaks() {
                 put_secret(env, "wrong-key", json!({"api-key": WRONG_KEY})).await?;
                 apply_with_credentials(env, "s-wrong", "wrong-key").await?;
                 let message = wait_reason(env, "s-wrong", "Unauthorized").await?;
-                wait_event(
+                let event = wait_event(
                     env,
                     "s-wrong",
                     "Warning",
@@ -263,6 +289,7 @@ async fn the_api_key_never_leaks() {
                     Duration::from_secs(20),
                 )
                 .await?;
+                no_key_in("the Warning Unauthorized event", &event)?;
                 put_secret(env, "wrong-key", json!({"api-key": API_KEY})).await?;
                 wait_converged(env, "s-wrong", &Want::version(1), Duration::from_secs(60)).await?;
                 Ok(format!(
@@ -331,6 +358,10 @@ async fn the_api_key_never_leaks() {
                     message.contains("[redacted]"),
                     "DeleteFailed does not show [redacted]: {message}"
                 );
+                no_key_in("the Warning DeleteFailed event", &message)?;
+                if let Some(a) = env.agents().get_opt("s-ok").await? {
+                    no_key_in("s-ok while its delete fails", &serde_json::to_string(&a)?)?;
+                }
                 let deadline = Instant::now() + Duration::from_secs(60);
                 while env.agents().get_opt("s-ok").await?.is_some() {
                     ensure!(Instant::now() < deadline, "s-ok still exists");

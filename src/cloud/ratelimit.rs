@@ -101,25 +101,31 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    // No timing figures: `reserve` does not sleep, so each bound below is exact up to float
+    // rounding, measured against instants taken before and after the calls.
+
     #[test]
     fn burst_then_steady_rate() {
-        let rl = RateLimiter::new(10.0, 5);
-        let now = Instant::now();
+        let before = Instant::now();
+        // One token per 10 s: the checks hold unless this thread stalls for seconds.
+        let rl = RateLimiter::new(0.1, 5);
         // The burst goes at once.
         for _ in 0..5 {
-            assert!(rl.reserve() <= now + Duration::from_millis(5));
+            let at = rl.reserve();
+            assert!(at <= Instant::now(), "a burst slot had to wait");
         }
-        // The next ones are spaced by 1/rate.
+        // The next ones are spaced by 1/rate: the sixth waits for the first token to come back,
+        // 10 s after the bucket was made.
         let sixth = rl.reserve();
         let tenth = (0..4).map(|_| rl.reserve()).last().unwrap();
         assert!(
-            sixth >= now + Duration::from_millis(90),
+            sixth >= before + Duration::from_millis(9_999),
             "{:?}",
-            sixth - now
+            sixth - before
         );
         let spacing = tenth - sixth;
         assert!(
-            spacing >= Duration::from_millis(390) && spacing <= Duration::from_millis(410),
+            spacing >= Duration::from_millis(39_990) && spacing <= Duration::from_millis(40_010),
             "{spacing:?}"
         );
     }
@@ -127,32 +133,58 @@ mod tests {
     #[test]
     fn zero_rate_is_unlimited() {
         let rl = RateLimiter::new(0.0, 1);
-        let now = Instant::now();
         for _ in 0..1000 {
-            assert!(rl.reserve() <= now + Duration::from_millis(5));
+            let at = rl.reserve();
+            assert!(at <= Instant::now(), "an unlimited client had to wait");
         }
+    }
+
+    /// `paused_until` right after a call made between `before` and now, expected `pause` long.
+    fn assert_pause(rl: &RateLimiter, before: Instant, pause: Duration) -> Instant {
+        let after = Instant::now();
+        let until = rl.paused_until().expect("paused");
+        assert!(
+            until >= before + pause && until <= after + pause,
+            "pause of {:?}..{:?}, expected {pause:?}",
+            until - after,
+            until - before
+        );
+        until
     }
 
     #[test]
     fn repeated_429_pauses_the_whole_client() {
         let rl = RateLimiter::new(0.0, 1);
-        rl.on_response(Some(Some(Duration::from_secs(2))));
+        let retry_after = Some(Duration::from_secs(3));
+        rl.on_response(Some(retry_after));
         assert!(
             rl.paused_until().is_none(),
             "one 429 is the object's business"
         );
-        rl.on_response(Some(Some(Duration::from_secs(2))));
-        let until = rl.paused_until().expect("paused");
-        assert!(until >= Instant::now() + Duration::from_millis(1900));
-        assert!(rl.reserve() >= until, "requests wait for the pause");
-        rl.on_response(Some(None));
-        assert!(
-            rl.paused_until().unwrap() >= until,
-            "a third 429 extends the pause"
-        );
+        let before = Instant::now();
+        rl.on_response(Some(retry_after));
+        let second = assert_pause(&rl, before, Duration::from_secs(3));
+        assert!(rl.reserve() >= second, "requests wait for the pause");
+        // A third 429 in a row doubles it.
+        let before = Instant::now();
+        rl.on_response(Some(retry_after));
+        let third = assert_pause(&rl, before, Duration::from_secs(6));
+        assert!(third > second, "a third 429 extends the pause");
+
+        // Any other answer ends the streak: the pause already set still holds, but a single
+        // 429 afterwards is the object's business again (without the reset it would be the
+        // fourth in a row and pause 40 s).
         rl.on_response(None);
-        // The pause already set still holds, but the streak is over.
-        rl.on_response(Some(None));
-        assert!(rl.paused_until().unwrap() <= Instant::now() + Duration::from_secs(5));
+        rl.on_response(Some(Some(Duration::from_secs(10))));
+        assert_eq!(
+            rl.paused_until(),
+            Some(third),
+            "a first 429 after the streak changed the pause"
+        );
+        // The next one pauses from the start again: Retry-After itself, not doubled (it
+        // would be 60 s, the longest pause, as the fifth in a row).
+        let before = Instant::now();
+        rl.on_response(Some(Some(Duration::from_secs(10))));
+        assert_pause(&rl, before, Duration::from_secs(10));
     }
 }

@@ -119,21 +119,28 @@ async fn get_agent(
     Ok(json(StatusCode::OK, &view))
 }
 
+/// `POST /agents`. The journal names the agent of a refused create too (when the body names
+/// one), so a client that creates twice shows up as a refused create of that agent.
 async fn create_agent(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let patch = AgentPatch::parse(&parse_object(&body)?, BodyKind::Create)?;
-    let view = shared.with_org(&caller.org, |org, settings, now| {
+    let created = shared.with_org(&caller.org, |org, settings, now| {
         org.create_agent(&patch, settings, now)
-    })?;
-    shared.changed();
-    tracing::info!(agent = %view.name, deployment = %view.desired_deployment_id, "created agent");
-    let mut response = json(StatusCode::OK, &view);
-    response
-        .extensions_mut()
-        .insert(JournalAgent(view.name.clone()));
+    });
+    let mut response = match created {
+        Ok(view) => {
+            shared.changed();
+            tracing::info!(agent = %view.name, deployment = %view.desired_deployment_id, "created agent");
+            json(StatusCode::OK, &view)
+        }
+        Err(e) => e.into_response(),
+    };
+    if let Some(name) = &patch.service_name {
+        response.extensions_mut().insert(JournalAgent(name.clone()));
+    }
     Ok(response)
 }
 

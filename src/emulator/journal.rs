@@ -91,7 +91,8 @@ pub struct JournalEntry {
     pub timestamp: String,
     /// Bounded operation name (`get_agent`, `update_agent`, ...).
     pub operation: String,
-    /// Agent named in the path, if any.
+    /// Agent named in the path, if any; for a create (accepted or refused), the one its body
+    /// names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// Kind of fault applied, if any (`status`, `delay`, `malformed`, `non-json`, `custom`,

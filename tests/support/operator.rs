@@ -158,7 +158,40 @@ impl Env {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    /// Polls the resource until `pred` holds; panics after `timeout` with the last state.
+    /// Polls the resource every 100 ms until `pred` holds. After `timeout`, an error naming
+    /// `what`, the last state seen and the operator's log tail. The one wait loop of the suites:
+    /// [`Env::wait_for`] panics with its error, `support::reliability::wait_agent` returns it.
+    pub async fn poll_agent(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&PipecatAgent) -> bool,
+    ) -> Result<PipecatAgent, String> {
+        let api = self.agents();
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Ok(Some(a)) = api.get_opt(name).await {
+                if pred(&a) {
+                    return Ok(a);
+                }
+                last = Some(a);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "timed out after {timeout:?} waiting for {what} on {}/{name}; last seen: {}\noperator log tail:\n{}",
+                    self.ns,
+                    serde_json::to_string(&last.map(|a| (a.metadata.generation, a.status)))
+                        .unwrap_or_default(),
+                    self.operator.log_tail(30)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// [`Env::poll_agent`] that panics on timeout.
     pub async fn wait_for(
         &self,
         name: &str,
@@ -166,27 +199,9 @@ impl Env {
         what: &str,
         pred: impl Fn(&PipecatAgent) -> bool,
     ) -> PipecatAgent {
-        let api = self.agents();
-        let deadline = Instant::now() + timeout;
-        let mut last = None;
-        loop {
-            if let Ok(Some(a)) = api.get_opt(name).await {
-                if pred(&a) {
-                    return a;
-                }
-                last = Some(a);
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what} on {}/{name}; last seen: {}\noperator log tail:\n{}",
-                    self.ns,
-                    serde_json::to_string_pretty(&last.map(|a| (a.metadata.generation, a.status)))
-                        .unwrap(),
-                    self.operator.log_tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.poll_agent(name, timeout, what, pred)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits until the resource has `Ready=True` for its current generation.
@@ -410,6 +425,24 @@ impl Operator {
         let (_, text) = self.get(self.metrics_port, "/metrics").await;
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// The sum of every series of one metric family (`name` or `name{labels}`); 0 when none
+    /// is exposed. Panics when `/metrics` does not answer, so 0 never means "not read".
+    pub async fn metric_sum(&self, family: &str) -> f64 {
+        let (status, text) = self.get(self.metrics_port, "/metrics").await;
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        text.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(family)?;
+                let value = if let Some(labelled) = rest.strip_prefix('{') {
+                    labelled.split_once('}')?.1
+                } else {
+                    rest.strip_prefix(' ')?
+                };
+                value.trim().parse::<f64>().ok()
+            })
+            .sum()
     }
 
     /// Starts it again with the same arguments.

@@ -214,8 +214,8 @@ where
     }
 }
 
-/// Waits until the resource satisfies `pred`; the error carries its last status and the
-/// operator's log tail.
+/// Waits until the resource satisfies `pred` ([`Env::poll_agent`]); the error carries its last
+/// status and the operator's log tail.
 pub async fn wait_agent(
     env: &Env,
     name: &str,
@@ -223,26 +223,9 @@ pub async fn wait_agent(
     what: &str,
     pred: impl Fn(&PipecatAgent) -> bool,
 ) -> anyhow::Result<PipecatAgent> {
-    let api = env.agents();
-    let deadline = Instant::now() + timeout;
-    let mut last = None;
-    loop {
-        if let Ok(Some(a)) = api.get_opt(name).await {
-            if pred(&a) {
-                return Ok(a);
-            }
-            last = Some(a);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "timed out after {timeout:?} waiting for {what} on {name}; last status: {}\noperator log tail:\n{}",
-                serde_json::to_string(&last.map(|a| (a.metadata.generation, a.status)))
-                    .unwrap_or_default(),
-                env.operator.log_tail(15)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.poll_agent(name, timeout, what, pred)
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 /// `Synced` reason of a resource, if any.
@@ -431,6 +414,36 @@ pub async fn successful_creates(env: &Env, agent: &str) -> anyhow::Result<usize>
         .iter()
         .filter(|e| e.operation == "create_agent" && e.status.is_some_and(|s| s / 100 == 2))
         .count())
+}
+
+/// Creates of `agent` (every agent when `None`) that the API refused with HTTP 400 above
+/// `since`. The API answers a second create of an existing agent with 400 "Service already
+/// exists", so a duplicate create never shows among the successful ones: it shows here.
+pub async fn refused_creates(env: &Env, agent: Option<&str>, since: u64) -> anyhow::Result<usize> {
+    Ok(env
+        .admin
+        .journal(&JournalFilter {
+            since: Some(since),
+            operation: Some("create_agent".into()),
+            agent: agent.map(str::to_string),
+            ..JournalFilter::default()
+        })
+        .await?
+        .iter()
+        .filter(|e| e.status == Some(400))
+        .count())
+}
+
+/// `agent` was created exactly once: one successful create, and no create of it refused
+/// (a second create is answered 400, never counted as a success).
+pub async fn check_created_once(env: &Env, agent: &str) -> anyhow::Result<()> {
+    let created = successful_creates(env, agent).await?;
+    let refused = refused_creates(env, Some(agent), 0).await?;
+    ensure!(
+        created == 1 && refused == 0,
+        "{agent}: {created} successful creates and {refused} refused with 400 (a duplicate create), expected one create"
+    );
+    Ok(())
 }
 
 /// Successful (2xx) updates of `agent` above `since`.
