@@ -22,7 +22,7 @@ echo "demo: voice-starter reached Ready"
 echo "==> cargo test"
 mkdir -p target
 status=0
-cargo test --lib --bins --tests --locked -- "$@" 2>&1 | tee target/test.log || status=$?
+cargo test --no-fail-fast --lib --bins --tests --locked -- "$@" 2>&1 | tee target/test.log || status=$?
 
 echo "==> cargo test --doc (the examples in the API docs)"
 cargo test --doc --locked -- "$@" 2>&1 | tee -a target/test.log || status=$?
