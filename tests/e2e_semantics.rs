@@ -390,29 +390,61 @@ async fn redeploy_token_with_a_spec_change_is_one_forced_update() {
     );
 }
 
-/// What a crashing image shows when the server answers only the seed page's fields (no
-/// `errors`, no revisions): never Ready, and `Ready=False` says the deployment is not serving.
+/// A crashing image rolled out over a working one, against a server that answers only the
+/// seed page's fields (no `errors`, no revisions): `ready` stays true there (the previous
+/// deployment still takes sessions), but the resource never becomes Ready with the new
+/// deployment. (Without `errors` nothing tells a crash from a slow roll-out: `Ready=False`
+/// says `Deploying`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_image_against_the_seed_profile_is_never_ready() {
     let mut opts = profile_options(Profile::Seed);
     opts.emulator.crash_image_pattern = Some("*:crash*".into());
     let env = Env::start("seed-crash", opts).await;
-    env.apply(&agent(
+    let spec = |image: &str| json!({"image": image, "nodeType": "arm"});
+    env.apply(&agent("crashing", spec("acme/bot:1")));
+    env.wait_ready("crashing").await;
+    env.apply(&agent("crashing", spec("acme/bot:crashing")));
+    let crashing = wait_stored(&env, "crashing", "the crashing deployment", |s| {
+        s["currentRevision"]["health"]["state"] == "CrashLoopBackOff"
+    })
+    .await;
+    let answer: Value = reqwest::Client::new()
+        .get(format!("{}/agents/crashing", env.emulator.base_url()))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["ready"], true, "the old deployment serves: {answer}");
+    assert_eq!(answer["activeDeploymentReady"], false, "{answer}");
+    assert!(answer.get("errors").is_none(), "{answer}");
+    // Once the status names the crashing deployment, several passes over it.
+    let id = crashing["desiredDeploymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.wait_for(
         "crashing",
-        json!({"image": "acme/bot:crashing", "nodeType": "arm"}),
-    ));
-    let a = env
-        .wait_for("crashing", Duration::from_secs(30), "Ready=False", |a| {
-            a.condition("Ready").is_some_and(|c| {
-                c.status == "False" && c.observed_generation == a.metadata.generation
-            })
-        })
-        .await;
-    let first = a.condition("Ready").unwrap().clone();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let a = env.agents().get("crashing").await.unwrap();
-    let ready = a.condition("Ready").unwrap();
-    assert!(!is_ready(&a), "a crashing image became Ready: {ready:?}");
-    assert!(!a.status.as_ref().unwrap().ready);
-    eprintln!("seed profile, crashing image: first {first:?}, then {ready:?}");
+        Duration::from_secs(20),
+        "the status naming the crashing deployment",
+        |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.active_deployment_id.as_deref())
+                == Some(id.as_str())
+        },
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        let a = env.agents().get("crashing").await.unwrap();
+        let st = a.status.clone().unwrap_or_default();
+        assert!(
+            !is_ready(&a) && !st.ready,
+            "Ready with a crashing deployment: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
