@@ -448,3 +448,85 @@ async fn crashing_image_against_the_seed_profile_is_never_ready() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The profile changes at run time through the admin API; the stored agent stays readable in
+/// full; the journal tells forced updates apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_at_run_time_stored_agent_and_forced_updates_in_the_journal() {
+    let emu = emulator::start(emulator::Config {
+        api_keys: vec![API_KEY.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let admin = emu.admin();
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut request = http
+            .request(method, format!("{}{path}", emu.base_url()))
+            .bearer_auth(API_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let created = call(
+        reqwest::Method::POST,
+        "/agents",
+        Some(json!({"serviceName": "bot", "image": "acme/bot:1"})),
+    )
+    .await;
+    assert_eq!(created["region"], "us-west");
+    assert_eq!(admin.config().await.unwrap().profile, Profile::Full);
+
+    let config = admin
+        .set_config(emulator::ConfigUpdate {
+            profile: Some(Profile::Seed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(config.profile, Profile::Seed);
+    let seed = call(reqwest::Method::GET, "/agents/bot", None).await;
+    let mut keys: Vec<&str> = seed
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let mut want = emulator::SEED_FIELDS.to_vec();
+    want.sort_unstable();
+    assert_eq!(keys, want, "{seed}");
+    let full = admin.agent(API_KEY, "bot").await.unwrap().unwrap();
+    assert_eq!(full["region"], "us-west");
+    assert_eq!(full["desiredDeploymentId"], seed["activeDeploymentId"]);
+    assert!(admin.agent(API_KEY, "nobody").await.unwrap().is_none());
+
+    call(
+        reqwest::Method::POST,
+        "/agents/bot",
+        Some(json!({"image": "acme/bot:2"})),
+    )
+    .await;
+    call(
+        reqwest::Method::POST,
+        "/agents/bot",
+        Some(json!({"image": "acme/bot:2", "forceRedeploy": true})),
+    )
+    .await;
+    let updates = admin
+        .journal(&JournalFilter {
+            operation: Some("update_agent".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let forced: Vec<bool> = updates.iter().map(|e| e.force_redeploy).collect();
+    assert_eq!(forced, [false, true]);
+    emu.shutdown().await;
+}

@@ -8,7 +8,7 @@
 //! (`AgentConfig::apply` in `config.rs` carries that out, `body.rs` tells absent from `null`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::config::AgentConfig;
 use super::views::AgentView;
@@ -80,48 +80,114 @@ impl Profile {
     }
 
     /// The JSON body of an agent answer in this profile.
-    pub(super) fn shape(self, view: &AgentView) -> Value {
-        let mut value = serde_json::to_value(view).expect("agent views serialise");
-        let Some(object) = value.as_object_mut() else {
-            return value;
-        };
+    pub(super) fn shape(self, view: &AgentView) -> Answer<'_> {
+        if self == Self::Full {
+            return Answer::Full(view);
+        }
+        let mut fields = Ordered::of(view);
         match self {
             Self::Full => {}
             Self::Seed => {
-                object.retain(|key, _| SEED_FIELDS.contains(&key.as_str()));
-                object.insert("ready".into(), Value::Bool(view.available));
+                fields
+                    .0
+                    .retain(|(key, _)| SEED_FIELDS.contains(&key.as_str()));
+                for (key, value) in &mut fields.0 {
+                    if key == "ready" {
+                        *value = Value::Bool(view.available);
+                    }
+                }
             }
             Self::Rewriting => {
-                drop_defaults(object);
-                if let Some(spec) = object
-                    .get_mut("deployment")
-                    .and_then(|d| d.get_mut("manifest"))
-                    .and_then(|m| m.get_mut("spec"))
-                    .and_then(Value::as_object_mut)
-                {
-                    drop_defaults(spec);
+                fields.0.retain(|(key, value)| !at_default(key, value));
+                for (key, value) in &mut fields.0 {
+                    if key != "deployment" {
+                        continue;
+                    }
+                    if let Some(spec) = value
+                        .get_mut("manifest")
+                        .and_then(|m| m.get_mut("spec"))
+                        .and_then(Value::as_object_mut)
+                    {
+                        spec.retain(|key, value| !at_default(key, value));
+                    }
                 }
             }
         }
-        value
+        Answer::Fields(fields)
     }
 }
 
-/// Removes the fields the rewriting server does not echo when they hold their default.
-fn drop_defaults(object: &mut Map<String, Value>) {
-    if object.get("agentProfile").and_then(Value::as_str) == Some(DEFAULT_PROFILE) {
-        object.remove("agentProfile");
+/// An agent answer: the view itself, or its fields in the view's order with some left out or
+/// changed.
+#[derive(Debug)]
+pub(super) enum Answer<'a> {
+    /// Every field, as the view serialises.
+    Full(&'a AgentView),
+    /// The fields a profile keeps.
+    Fields(Ordered),
+}
+
+impl Serialize for Answer<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Full(view) => view.serialize(serializer),
+            Self::Fields(fields) => fields.serialize(serializer),
+        }
     }
-    if object.get("maxSessionDuration").and_then(Value::as_u64)
-        == Some(u64::from(DEFAULT_MAX_SESSION_DURATION))
-    {
-        object.remove("maxSessionDuration");
+}
+
+/// A JSON object's fields in their order (`serde_json::Value` sorts them).
+#[derive(Debug)]
+pub(super) struct Ordered(Vec<(String, Value)>);
+
+impl Ordered {
+    fn of(view: &AgentView) -> Self {
+        let text = serde_json::to_string(view).expect("agent views serialise");
+        serde_json::from_str(&text).expect("an agent view is a JSON object")
     }
-    if object
-        .get("krispViva")
-        .is_some_and(|k| k.get("audioFilter").is_none_or(Value::is_null))
-    {
-        object.remove("krispViva");
+}
+
+impl Serialize for Ordered {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    fields.push(entry);
+                }
+                Ok(Ordered(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// True for the fields the rewriting server does not echo when they hold their default.
+fn at_default(key: &str, value: &Value) -> bool {
+    match key {
+        "agentProfile" => value.as_str() == Some(DEFAULT_PROFILE),
+        "maxSessionDuration" => value.as_u64() == Some(u64::from(DEFAULT_MAX_SESSION_DURATION)),
+        "krispViva" => value.get("audioFilter").is_none_or(Value::is_null),
+        _ => false,
     }
 }
 
@@ -205,8 +271,16 @@ mod tests {
             .unwrap();
         assert_eq!(view.name, "bot");
         let read = org.get_agent("bot", at(read_at)).unwrap();
-        let answer = profile.shape(&read);
+        let answer = answer(profile, &read);
         (org, answer)
+    }
+
+    fn answer(profile: Profile, view: &AgentView) -> Value {
+        serde_json::to_value(profile.shape(view)).unwrap()
+    }
+
+    fn org_view(org: &Org) -> AgentView {
+        org.get_agent("bot", at(0)).unwrap()
     }
 
     fn keys(v: &Value) -> Vec<String> {
@@ -239,13 +313,20 @@ mod tests {
 
     #[test]
     fn seed_answers_only_the_seed_fields() {
-        let (_, v) = created(Profile::Seed, json!({"image": "acme/bot:1"}), 0);
+        let (org, v) = created(Profile::Seed, json!({"image": "acme/bot:1"}), 0);
         let mut want: Vec<String> = SEED_FIELDS.iter().map(|s| s.to_string()).collect();
         want.sort();
         assert_eq!(keys(&v), want, "{v}");
         assert_eq!(v["deployment"]["id"], v["activeDeploymentId"]);
         assert_eq!(v["deployment"]["manifest"]["spec"]["image"], "acme/bot:1");
         assert_eq!(v["autoScaling"]["maxReplicas"], 10);
+        // In the seed page's order.
+        let text = serde_json::to_string(&Profile::Seed.shape(&org_view(&org))).unwrap();
+        let positions: Vec<usize> = SEED_FIELDS
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(positions.is_sorted(), "{text}");
         // Right after create nothing serves yet.
         assert_eq!(v["ready"], false);
         assert_eq!(v["activeDeploymentReady"], false);
@@ -255,7 +336,7 @@ mod tests {
     fn seed_ready_means_can_take_sessions_while_the_newest_rolls_out() {
         let s = settings(Profile::Seed);
         let (mut org, _) = created(Profile::Seed, json!({"image": "acme/bot:1"}), 0);
-        let first = Profile::Seed.shape(&org.get_agent("bot", at(5)).unwrap());
+        let first = answer(Profile::Seed, &org.get_agent("bot", at(5)).unwrap());
         assert_eq!(
             (&first["ready"], &first["activeDeploymentReady"]),
             (&json!(true), &json!(true))
@@ -268,18 +349,18 @@ mod tests {
                 at(10),
             )
             .unwrap();
-        let answer = Profile::Seed.shape(&view);
-        assert_ne!(answer["activeDeploymentId"], first["activeDeploymentId"]);
-        assert_eq!(answer["deployment"]["id"], answer["activeDeploymentId"]);
+        let update = answer(Profile::Seed, &view);
+        assert_ne!(update["activeDeploymentId"], first["activeDeploymentId"]);
+        assert_eq!(update["deployment"]["id"], update["activeDeploymentId"]);
         assert_eq!(
-            answer["deployment"]["manifest"]["spec"]["image"],
+            update["deployment"]["manifest"]["spec"]["image"],
             "acme/bot:2"
         );
         // The previous deployment still serves: ready, but the newest is not.
-        assert_eq!(answer["ready"], true);
-        assert_eq!(answer["activeDeploymentReady"], false);
-        assert!(answer.get("warning").is_none());
-        let later = Profile::Seed.shape(&org.get_agent("bot", at(15)).unwrap());
+        assert_eq!(update["ready"], true);
+        assert_eq!(update["activeDeploymentReady"], false);
+        assert!(update.get("warning").is_none());
+        let later = answer(Profile::Seed, &org.get_agent("bot", at(15)).unwrap());
         assert_eq!(later["activeDeploymentReady"], true);
     }
 
@@ -297,9 +378,9 @@ mod tests {
             at(0),
         )
         .unwrap();
-        let full = Profile::Full.shape(&org.get_agent("bot", at(5)).unwrap());
+        let full = answer(Profile::Full, &org.get_agent("bot", at(5)).unwrap());
         assert_eq!(full["errors"][0]["code"], "PCC_AGENT_CRASH_LOOP");
-        let seed = Profile::Seed.shape(&org.get_agent("bot", at(5)).unwrap());
+        let seed = answer(Profile::Seed, &org.get_agent("bot", at(5)).unwrap());
         assert!(seed.get("errors").is_none(), "{seed}");
         assert_eq!(
             (&seed["ready"], &seed["activeDeploymentReady"]),
@@ -328,7 +409,7 @@ mod tests {
             );
         }
         // Stored, not only shown: the full answer of the same state agrees.
-        let full = Profile::Full.shape(&org.get_agent("bot", at(5)).unwrap());
+        let full = answer(Profile::Full, &org.get_agent("bot", at(5)).unwrap());
         assert_eq!(
             full["deployment"]["manifest"]["spec"]["image"],
             "docker.io/acme/bot:1"
