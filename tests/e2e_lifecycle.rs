@@ -627,3 +627,267 @@ async fn operator_killed_mid_create_and_mid_delete() {
         "the restarted operator deleted the agent: {deletes:?}"
     );
 }
+
+// The lifecycle again, against each of the emulator's answer profiles: every field (`full`),
+// only the seed page's fields (`seed`), and a server that normalises what it stores
+// (`rewriting`). One agent per profile goes through the scenarios in sequence.
+
+/// The agent as the emulator stores it, with every field whatever the answer profile.
+async fn stored(env: &Env, name: &str) -> Option<serde_json::Value> {
+    env.admin
+        .agent(support::operator::API_KEY, name)
+        .await
+        .expect("stored agent")
+}
+
+/// An image as the emulator in `profile` stores it.
+fn stored_image(profile: emulator::Profile, image: &str) -> String {
+    match profile {
+        emulator::Profile::Rewriting => emulator::docker_hub_image(image),
+        _ => image.to_string(),
+    }
+}
+
+/// Waits for `Ready=True` on the current generation, checking at every poll that it never
+/// comes before the emulator's newest deployment is rolled out and is the one the status
+/// names. Returns the agent and whether a not-yet-ready roll-out was seen on the way.
+async fn ready_once_rolled_out(
+    env: &Env,
+    name: &str,
+) -> (pipecat_operator::crd::PipecatAgent, bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut saw_rolling_out = false;
+    loop {
+        let a = env.agents().get(name).await.unwrap();
+        if is_ready(&a) {
+            // Read after the resource: the stored agent can only have moved on since.
+            let s = stored(env, name).await.expect("agent stored");
+            assert_eq!(
+                s["reconciledDeploymentId"], s["desiredDeploymentId"],
+                "Ready=True before the newest deployment was rolled out: {s}"
+            );
+            let st = a.status.clone().unwrap();
+            assert_eq!(
+                st.active_deployment_id.as_deref(),
+                s["desiredDeploymentId"].as_str(),
+                "Ready=True naming another deployment than the newest"
+            );
+            assert!(st.ready);
+            return (a, saw_rolling_out);
+        }
+        if let Some(c) = a.condition("Ready")
+            && c.observed_generation == a.metadata.generation
+            && c.status == "False"
+        {
+            assert_eq!(c.reason, "Deploying", "{c:?}");
+            saw_rolling_out = true;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never became ready: {:?}\n{}",
+            a.status,
+            env.operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn lifecycle_against(profile: emulator::Profile) {
+    let opts = Options {
+        emulator: emulator::Config {
+            profile,
+            ready_delay: Duration::from_millis(300),
+            reconcile_delay: Duration::from_millis(2500),
+            ..Default::default()
+        },
+        resync: Duration::from_millis(500),
+        ..Options::default()
+    };
+    let env = Env::start(&format!("life-{}", profile.as_str()), opts).await;
+    let v1 = "your-dockername/voice-starter:0.1";
+    let v2 = "your-dockername/voice-starter:0.2";
+
+    // The seed example: created once, Ready only once its deployment rolled out.
+    env.apply(SEED);
+    let (agent, saw_rolling_out) = ready_once_rolled_out(&env, "voice-starter").await;
+    assert!(
+        saw_rolling_out,
+        "the create's roll-out (2.5 s) was never seen"
+    );
+    assert_eq!(env.calls("create_agent").await, 1);
+    assert_eq!(
+        env.calls("update_agent").await,
+        0,
+        "no update after the create"
+    );
+    let s = stored(&env, "voice-starter").await.unwrap();
+    let spec = &s["deployment"]["manifest"]["spec"];
+    assert_eq!(spec["image"], stored_image(profile, v1).as_str());
+    assert_eq!(spec["envFromSecretNames"][0], "voice-starter-secrets");
+    assert_eq!(spec["imagePullSecretName"], "dockerhub-credentials");
+    assert_eq!(s["autoScaling"]["minReplicas"], 1);
+    assert_eq!(s["autoScaling"]["maxReplicas"], 10);
+    let synced = agent.condition("Synced").unwrap();
+    assert_eq!(
+        (synced.status.as_str(), synced.reason.as_str()),
+        ("True", "UpToDate")
+    );
+
+    // An image change: one update, Ready only once the new deployment rolled out.
+    let before = s["desiredDeploymentId"].clone();
+    env.apply(&seed_with(v2));
+    let (_, saw_rolling_out) = ready_once_rolled_out(&env, "voice-starter").await;
+    assert!(
+        saw_rolling_out,
+        "the update's roll-out (2.5 s) was never seen"
+    );
+    assert_eq!(
+        env.calls("update_agent").await,
+        1,
+        "exactly one update call"
+    );
+    let s = stored(&env, "voice-starter").await.unwrap();
+    assert_ne!(s["desiredDeploymentId"], before);
+    assert_eq!(
+        s["deployment"]["manifest"]["spec"]["image"],
+        stored_image(profile, v2).as_str()
+    );
+
+    // Steady state: re-applying the same spec costs no update and no write.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let baseline = env.agents().get("voice-starter").await.unwrap();
+    let gets = env.calls("get_agent").await;
+    env.apply(&seed_with(v2));
+    tokio::time::sleep(Duration::from_secs(4)).await; // ~8 resync periods
+    let after = env.agents().get("voice-starter").await.unwrap();
+    assert_eq!(
+        env.calls("update_agent").await,
+        1,
+        "no update at steady state"
+    );
+    assert_eq!(
+        after.metadata.resource_version, baseline.metadata.resource_version,
+        "no write of any kind to the resource at steady state"
+    );
+    assert!(
+        env.calls("get_agent").await > gets + 2,
+        "resyncs kept reading the agent"
+    );
+
+    // Drift: one update restores the spec, with an event, and Ready comes back.
+    env.admin
+        .drift(
+            support::operator::API_KEY,
+            "voice-starter",
+            serde_json::json!({"image": "someone/else:latest", "autoScaling": {"minAgents": 0, "maxAgents": 2}}),
+        )
+        .await
+        .expect("drift");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = stored(&env, "voice-starter").await.unwrap();
+        if s["deployment"]["manifest"]["spec"]["image"] == stored_image(profile, v2).as_str()
+            && s["autoScaling"]["maxReplicas"] == 10
+            && s["autoScaling"]["minReplicas"] == 1
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "drift not restored: {s}\n{}",
+            env.operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The drift leaves the generation alone: wait for the status to name the restoring
+    // deployment before judging readiness.
+    let restoring = stored(&env, "voice-starter").await.unwrap()["desiredDeploymentId"].clone();
+    env.wait_for(
+        "voice-starter",
+        Duration::from_secs(20),
+        "the status naming the restoring deployment",
+        |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.active_deployment_id.as_deref())
+                == restoring.as_str()
+        },
+    )
+    .await;
+    ready_once_rolled_out(&env, "voice-starter").await;
+    assert_eq!(
+        env.calls("update_agent").await,
+        2,
+        "one update restores the spec"
+    );
+    // One Updated event per update (the recorder folds events of one reason into a series:
+    // the drift correction's counts in the series of the earlier update's).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = env.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=voice-starter,reason=Updated",
+            "-o",
+            "jsonpath={range .items[*]}{.count} {.series.count}{\"\\n\"}{end}",
+        ]);
+        let text = String::from_utf8_lossy(&events.stdout).into_owned();
+        let updated: u64 = text
+            .lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|c| c.parse::<u64>().ok())
+                    .fold(1, u64::max)
+            })
+            .sum();
+        if updated == 2 {
+            break;
+        }
+        assert!(
+            updated < 2 && std::time::Instant::now() < deadline,
+            "Updated events: {updated} ({text:?}), want one per update"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Delete: the remote agent goes, then the resource.
+    let out = env.kubectl(&[
+        "delete",
+        "pipecatagent",
+        "voice-starter",
+        "--wait=true",
+        "--timeout=30s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        support::controlplane::describe_output(&out)
+    );
+    env.wait_gone("voice-starter", Duration::from_secs(5)).await;
+    assert!(
+        stored(&env, "voice-starter").await.is_none(),
+        "Delete removes the remote agent"
+    );
+    assert_eq!(env.calls("delete_agent").await, 1);
+    assert_eq!(
+        env.calls("update_agent").await,
+        2,
+        "no update after the drift was restored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_against_the_full_profile() {
+    lifecycle_against(emulator::Profile::Full).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_against_the_seed_profile() {
+    lifecycle_against(emulator::Profile::Seed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_against_the_rewriting_profile() {
+    lifecycle_against(emulator::Profile::Rewriting).await;
+}

@@ -85,6 +85,17 @@ struct Args {
     )]
     journal_capacity: usize,
 
+    /// How agent reads and writes answer: `full` (every field), `seed` (only the seed page's
+    /// fields) or `rewriting` (a server that normalises images, clamps scaling and leaves out
+    /// fields at their default). See docs/EMULATOR.md.
+    #[arg(
+        long,
+        env = "PIPECAT_EMULATOR_PROFILE",
+        value_enum,
+        default_value = "full"
+    )]
+    profile: emulator::Profile,
+
     /// Log format on stderr.
     #[arg(
         long,
@@ -148,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
         secret_fail_pattern: args.secret_fail_pattern,
         state_file: args.state_file,
         journal_capacity: args.journal_capacity,
+        profile: args.profile,
     };
     let handle = emulator::start(config)
         .await
@@ -192,5 +204,10 @@ mod tests {
         assert_eq!(args.api_keys, ["a", "b"]);
         assert_eq!(args.ready_delay, Duration::ZERO);
         assert_eq!(args.reconcile_delay, Duration::from_secs(3));
+        assert_eq!(args.profile, emulator::Profile::Full);
+        let args =
+            Args::try_parse_from(["pipecat-cloud-emulator", "--profile", "rewriting"]).unwrap();
+        assert_eq!(args.profile, emulator::Profile::Rewriting);
+        assert!(Args::try_parse_from(["pipecat-cloud-emulator", "--profile", "nope"]).is_err());
     }
 }

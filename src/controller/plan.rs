@@ -166,8 +166,18 @@ pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> 
         } else {
             UpdateReason::Drift(cmp.differing())
         }
-    } else if spec_changed && last.config_hash.is_some() && !cmp.unknown.is_empty() {
-        UpdateReason::Unobservable(cmp.unknown.clone())
+    } else if spec_changed
+        && last.config_hash.is_some()
+        && (!cmp.unknown.is_empty() || !cmp.resets.is_empty())
+    {
+        // With nothing differing, every reset is of a field the answer does not report: a
+        // removal from the spec the comparison cannot see (e.g. `krispViva` against an
+        // answer without it) is sent too.
+        if cmp.unknown.is_empty() {
+            UpdateReason::Unobservable(cmp.resets.iter().map(|r| r.field()).collect())
+        } else {
+            UpdateReason::Unobservable(cmp.unknown.clone())
+        }
     } else if redeploy {
         UpdateReason::Redeploy
     } else {
@@ -405,6 +415,41 @@ mod tests {
             plan(&d_new, Some(&observed_for(&old)), &applied(&d_new)),
             Plan::Nothing
         );
+    }
+
+    #[test]
+    fn removal_of_an_unreported_field_is_sent() {
+        // Everything the spec sets is reported; krispViva, which it drops, is not.
+        let mut old = seed_spec();
+        old.image_pull_secret_set = None;
+        old.krisp_viva = Some(crate::crd::KrispViva {
+            audio_filter: Some(crate::crd::AudioFilter::Tel),
+        });
+        let mut new = old.clone();
+        new.krisp_viva = None;
+        let d_old = desired_from_spec("voice-starter", &old);
+        let d_new = desired_from_spec("voice-starter", &new);
+        let obs = observed_for(&old);
+        match plan(&d_new, Some(&obs), &applied(&d_old)) {
+            Plan::Update { request, reason } => {
+                assert!(
+                    request
+                        .resets
+                        .0
+                        .contains(&crate::cloud::types::Reset::KrispViva),
+                    "{request:?}"
+                );
+                let body = serde_json::to_value(&request).unwrap();
+                assert_eq!(body["krispViva"], serde_json::json!({"audioFilter": null}));
+                match reason {
+                    UpdateReason::Unobservable(f) => assert!(f.contains(&"krispViva"), "{f:?}"),
+                    other => panic!("expected Unobservable, got {other:?}"),
+                }
+            }
+            other => panic!("expected update, got {other:?}"),
+        }
+        // Once applied, not sent again at every resync.
+        assert_eq!(plan(&d_new, Some(&obs), &applied(&d_new)), Plan::Nothing);
     }
 
     #[test]

@@ -11,10 +11,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, post};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::api::json;
+use super::assumptions::Profile;
 use super::body::{AgentPatch, BodyKind, parse_object};
 use super::error::ApiError;
 use super::faults::Fault;
@@ -39,6 +40,9 @@ pub struct RuntimeConfig {
     pub pull_fail_image_pattern: Option<String>,
     /// Secret set names whose provisioning fails.
     pub secret_fail_pattern: Option<String>,
+    /// How agent reads and writes answer.
+    #[serde(default)]
+    pub profile: Profile,
 }
 
 fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -84,6 +88,9 @@ pub struct ConfigUpdate {
         skip_serializing_if = "Option::is_none"
     )]
     pub secret_fail_pattern: Option<Option<String>>,
+    /// New response profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
 }
 
 /// What `POST /_emulator/reset` clears besides the journal.
@@ -146,7 +153,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/journal/counts", get(counts))
         .route("/reset", post(reset))
         .route("/config", get(get_config).put(put_config))
-        .route("/agents/{name}", patch(drift))
+        .route("/agents/{name}", get(stored_agent).patch(drift))
         .route(
             "/agents/{name}/sessions",
             get(list_sessions).delete(end_agent_sessions),
@@ -255,6 +262,7 @@ fn config_view(settings: &Settings) -> RuntimeConfig {
             .as_ref()
             .map(|p| p.as_str().to_owned()),
         secret_fail_pattern: settings.secret_fail.as_ref().map(|p| p.as_str().to_owned()),
+        profile: settings.profile,
     }
 }
 
@@ -299,9 +307,24 @@ async fn put_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Re
     if let Some(p) = secret {
         s.secret_fail = p;
     }
+    if let Some(profile) = update.profile {
+        s.profile = profile;
+    }
     let view = config_view(s);
     drop(state);
     tracing::info!(?view, "emulator config changed");
+    Ok(json(StatusCode::OK, &view))
+}
+
+/// The agent as stored, with every field, whatever the response profile.
+async fn stored_agent(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<KeyQuery>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let org = org_of(&shared, &headers, &query)?;
+    let view = shared.with_org(&org, |org, _, now| org.get_agent(&name, now))?;
     Ok(json(StatusCode::OK, &view))
 }
 

@@ -128,7 +128,8 @@ impl Org {
             .region
             .clone()
             .unwrap_or_else(|| DEFAULT_REGION.to_owned());
-        let config = AgentConfig::apply(None, patch)?;
+        let mut config = AgentConfig::apply(None, patch)?;
+        settings.profile.normalise(&mut config);
         self.check_bindings(&config, &region, now)?;
         let agent = Agent {
             id: Uuid::new_v4(),
@@ -164,7 +165,8 @@ impl Org {
                 agent.region
             )));
         }
-        let next = AgentConfig::apply(Some(agent.config()), patch)?;
+        let mut next = AgentConfig::apply(Some(agent.config()), patch)?;
+        settings.profile.normalise(&mut next);
         if next == *agent.config() && !patch.force_redeploy {
             let mut view = agent_view(self, agent, now);
             view.warning = Some(NO_CHANGE_WARNING.to_owned());

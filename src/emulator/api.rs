@@ -41,6 +41,10 @@ impl FromRequestParts<Arc<Shared>> for Caller {
 #[derive(Debug, Clone)]
 pub struct JournalAgent(pub String);
 
+/// Marks an update that asked for `forceRedeploy`: read by the journal.
+#[derive(Clone, Copy)]
+pub struct JournalForceRedeploy;
+
 /// Serialises a value as the JSON answer.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
@@ -115,8 +119,10 @@ async fn get_agent(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = shared.with_org(&caller.org, |org, _, now| org.get_agent(&name, now))?;
-    Ok(json(StatusCode::OK, &view))
+    let (view, profile) = shared.with_org(&caller.org, |org, settings, now| {
+        (org.get_agent(&name, now), settings.profile)
+    });
+    Ok(json(StatusCode::OK, &profile.shape(&view?)))
 }
 
 /// `POST /agents`. The journal names the agent of a refused create too (when the body names
@@ -127,14 +133,14 @@ async fn create_agent(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let patch = AgentPatch::parse(&parse_object(&body)?, BodyKind::Create)?;
-    let created = shared.with_org(&caller.org, |org, settings, now| {
-        org.create_agent(&patch, settings, now)
+    let (created, profile) = shared.with_org(&caller.org, |org, settings, now| {
+        (org.create_agent(&patch, settings, now), settings.profile)
     });
     let mut response = match created {
         Ok(view) => {
             shared.changed();
             tracing::info!(agent = %view.name, deployment = %view.desired_deployment_id, "created agent");
-            json(StatusCode::OK, &view)
+            json(StatusCode::OK, &profile.shape(&view))
         }
         Err(e) => e.into_response(),
     };
@@ -151,14 +157,22 @@ async fn update_agent(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let patch = AgentPatch::parse(&parse_object(&body)?, BodyKind::Update)?;
-    let view = shared.with_org(&caller.org, |org, settings, now| {
-        org.update_agent(&name, &patch, settings, now)
-    })?;
+    let (view, profile) = shared.with_org(&caller.org, |org, settings, now| {
+        (
+            org.update_agent(&name, &patch, settings, now),
+            settings.profile,
+        )
+    });
+    let view = view?;
     if view.warning.is_none() {
         shared.changed();
         tracing::info!(agent = %name, deployment = %view.desired_deployment_id, "updated agent");
     }
-    Ok(json(StatusCode::OK, &view))
+    let mut response = json(StatusCode::OK, &profile.shape(&view));
+    if patch.force_redeploy {
+        response.extensions_mut().insert(JournalForceRedeploy);
+    }
+    Ok(response)
 }
 
 async fn delete_agent(

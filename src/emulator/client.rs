@@ -159,6 +159,30 @@ impl AdminClient {
         self.send("change the config", request).await
     }
 
+    /// The agent as stored, with every field whatever the response profile; `None` when
+    /// there is no such agent.
+    pub async fn agent(&self, key: &str, agent: &str) -> anyhow::Result<Option<Value>> {
+        let response = self
+            .http
+            .get(self.admin(&format!("/agents/{agent}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .context("failed to read the stored agent")?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = response
+            .error_for_status()
+            .context("failed to read the stored agent")?;
+        Ok(Some(
+            response
+                .json()
+                .await
+                .context("failed to read the stored agent")?,
+        ))
+    }
+
     /// Changes an agent as if someone used the dashboard (a new deployment when something
     /// changes); returns the agent as the API would show it.
     pub async fn drift(&self, key: &str, agent: &str, patch: Value) -> anyhow::Result<Value> {

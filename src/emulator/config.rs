@@ -3,13 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::assumptions::{
+    DEFAULT_MAX_AGENTS, DEFAULT_MAX_SESSION_DURATION, DEFAULT_MIN_AGENTS, DEFAULT_PROFILE,
+};
 use super::body::{AgentPatch, Field, NODE_TYPE};
 use super::error::ApiError;
-
-const DEFAULT_MIN_AGENTS: u32 = 0;
-const DEFAULT_MAX_AGENTS: u32 = 10;
-const DEFAULT_PROFILE: &str = "agent-1x";
-const DEFAULT_MAX_SESSION_DURATION: u32 = 7200;
 
 /// The configuration of one deployment, the body fields after defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -99,6 +99,9 @@ pub struct JournalEntry {
     /// `drop`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// An agent update that asked for `forceRedeploy: true` (and was answered).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_redeploy: bool,
 }
 
 /// Filters of `GET /_emulator/journal`.
@@ -275,6 +278,7 @@ mod tests {
                     operation: String::new(),
                     agent: Some("bot".into()),
                     fault: None,
+                    force_redeploy: false,
                 },
             );
         }

@@ -28,6 +28,7 @@
 mod admin;
 mod agents;
 mod api;
+mod assumptions;
 mod body;
 mod client;
 mod config;
@@ -58,6 +59,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use admin::{ConfigUpdate, ResetOptions, RuntimeConfig, SessionInfo, Stats};
+pub use assumptions::{MAX_AGENTS_LIMIT, Profile, SEED_FIELDS, docker_hub_image};
 pub use client::AdminClient;
 pub use faults::{ActiveFault, Fault, FaultBody};
 pub use journal::{Counts, JournalEntry, JournalFilter};
@@ -97,6 +99,8 @@ pub struct Config {
     pub state_file: Option<PathBuf>,
     /// How many journal entries to keep (counts are kept for every request).
     pub journal_capacity: usize,
+    /// How agent reads and writes answer (`full`, `seed`, `rewriting`).
+    pub profile: Profile,
 }
 
 impl Default for Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             secret_fail_pattern: None,
             state_file: None,
             journal_capacity: 100_000,
+            profile: Profile::Full,
         }
     }
 }
@@ -137,6 +142,7 @@ impl fmt::Debug for Config {
             .field("secret_fail_pattern", &self.secret_fail_pattern)
             .field("state_file", &self.state_file)
             .field("journal_capacity", &self.journal_capacity)
+            .field("profile", &self.profile)
             .finish()
     }
 }
@@ -150,6 +156,7 @@ fn compile(pattern: Option<&str>, what: &str) -> anyhow::Result<Option<Pattern>>
 impl Config {
     fn settings(&self) -> anyhow::Result<Settings> {
         Ok(Settings {
+            profile: self.profile,
             ready_delay: self.ready_delay,
             reconcile_delay: self.reconcile_delay,
             secret_ready_delay: self.secret_ready_delay,

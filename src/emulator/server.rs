@@ -140,6 +140,7 @@ async fn dispatch(
             operation: String::new(),
             agent,
             fault: fault.as_ref().map(|f| f.kind().to_owned()),
+            force_redeploy: false,
         }),
     };
 
@@ -156,6 +157,9 @@ async fn dispatch(
                 .and_then(|r| r.extensions().get::<api::JournalAgent>())
                 .map(|a| a.0.clone());
         }
+        entry.force_redeploy = result
+            .as_ref()
+            .is_ok_and(|r| r.extensions().get::<api::JournalForceRedeploy>().is_some());
         tracing::debug!(method = %entry.method, path = %entry.path, status = entry.status, "request");
     }
     drop(pending);

@@ -9,12 +9,15 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::assumptions::Profile;
 use super::org::Org;
 use super::pattern::Pattern;
 
-/// Delays and failure patterns; the admin API changes them at run time.
+/// Delays, failure patterns and the response profile; the admin API changes them at run time.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
+    /// How agent reads and writes answer, and what the server stores.
+    pub profile: Profile,
     /// From deployment creation to its pods being ready (or its failure showing).
     pub ready_delay: Duration,
     /// From deployment creation to `reconciledDeploymentId` catching up.
