@@ -121,9 +121,10 @@ pub struct PipecatAgentSpec {
     ///
     /// The `scale` subresource (`kubectl scale`, a HorizontalPodAutoscaler, KEDA) sets
     /// `minAgents`, the warm pool; `maxAgents` stays as written. A scale above `maxAgents` is
-    /// rejected (`minAgents must not be greater than maxAgents`), never clamped; a scale of a
-    /// resource without `autoScaling` is rejected too (`maxAgents` is required): set both
-    /// bounds first.
+    /// rejected (`minAgents must not be greater than maxAgents`), never clamped. Without
+    /// `autoScaling` there is no scale to read (`.spec.autoScaling.minAgents` does not exist)
+    /// and a scale is rejected (`spec.autoScaling.maxAgents: Required value`): set both bounds
+    /// first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_scaling: Option<AutoScaling>,
 

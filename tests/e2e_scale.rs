@@ -59,6 +59,14 @@ fn scale(env: &Env, name: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("a Scale object")
 }
 
+/// (spec.replicas, status.replicas) of a Scale (an absent `spec.replicas` is 0: omitempty).
+fn replicas(s: &serde_json::Value) -> (i64, Option<i64>) {
+    (
+        s["spec"]["replicas"].as_i64().unwrap_or(0),
+        s["status"]["replicas"].as_i64(),
+    )
+}
+
 /// `kubectl scale pca NAME --replicas=N`: (success, stderr).
 fn kubectl_scale(env: &Env, name: &str, replicas: i32) -> (bool, String) {
     let out = env.kubectl(&["scale", "pca", name, &format!("--replicas={replicas}")]);
@@ -99,8 +107,7 @@ async fn kubectl_scale_sets_the_warm_pool_with_one_update_and_stops_at_max_agent
 
     let s = scale(&env, "warm");
     assert_eq!(s["kind"], "Scale", "{s}");
-    assert_eq!(s["spec"]["replicas"], 0, "{s}");
-    assert_eq!(s["status"]["replicas"], 0, "{s}");
+    assert_eq!(replicas(&s), (0, Some(0)), "{s}");
     assert_eq!(
         s["status"]["selector"], "pipecat.daily.co/agent=warm",
         "{s}"
@@ -140,11 +147,7 @@ async fn kubectl_scale_sets_the_warm_pool_with_one_update_and_stops_at_max_agent
         "one scale, one update"
     );
     let s = scale(&env, "warm");
-    assert_eq!(
-        (&s["spec"]["replicas"], &s["status"]["replicas"]),
-        (&2.into(), &2.into()),
-        "{s}"
-    );
+    assert_eq!(replicas(&s), (2, Some(2)), "{s}");
 
     // Past maxAgents: rejected by the CRD's rule, with its message; nothing changes.
     let (ok, err) = kubectl_scale(&env, "warm", 4);
@@ -167,7 +170,9 @@ async fn kubectl_scale_sets_the_warm_pool_with_one_update_and_stops_at_max_agent
     .await;
     assert_eq!(env.calls("update_agent").await - updates, 2);
 
-    // Without spec.autoScaling there is no maxAgents to bound a scale: rejected, spec untouched.
+    // Without spec.autoScaling there is no warm pool to scale: the apiserver serves no scale
+    // (the replicas path does not exist), and a scale would write minAgents alone, which the
+    // schema refuses (maxAgents is required); the spec is untouched.
     env.apply(
         "
 apiVersion: pipecat.daily.co/v1alpha1
@@ -178,11 +183,26 @@ spec:
   secretSet: voice-starter-secrets
 ",
     );
-    let s = scale(&env, "defaults");
-    assert_eq!(s["spec"]["replicas"], 0, "{s}");
+    let out = env.kubectl(&[
+        "get",
+        "pca",
+        "defaults",
+        "--subresource=scale",
+        "-o",
+        "json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "no scale without autoScaling");
+    assert!(
+        err.contains("\".spec.autoScaling.minAgents\" does not exist"),
+        "{err}"
+    );
     let (ok, err) = kubectl_scale(&env, "defaults", 1);
     assert!(!ok, "a scale without autoScaling must be rejected");
-    assert!(err.contains("maxAgents"), "{err}");
+    assert!(
+        err.contains("spec.autoScaling.maxAgents: Required value"),
+        "{err}"
+    );
     let spec = env.agents().get("defaults").await.unwrap().spec;
     assert_eq!(spec.auto_scaling, None);
 }
