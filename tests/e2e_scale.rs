@@ -270,7 +270,7 @@ async fn per_agent_gauges_follow_sessions_and_leave_with_the_agent() {
             .operator
             .get(env.operator.metrics_port, "/metrics")
             .await;
-        !text.contains(&format!("name=\"busy\""))
+        !text.contains("name=\"busy\"")
     })
     .await;
 }
