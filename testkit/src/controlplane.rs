@@ -3,13 +3,13 @@
 //! loopback ports, with no Docker, no kubelet and no scheduler (so no pods running).
 //!
 //! The controller-manager runs only the `namespace-controller` (a deleted namespace is emptied
-//! and then goes away) and the `garbage-collector-controller` (dependents of a deleted owner are
+//! and then goes away), the `garbage-collector-controller` (dependents of a deleted owner are
 //! deleted, through `ownerReferences`) and the `horizontal-pod-autoscaler-controller` (an HPA
 //! reads its target's `scale` subresource; there is no metrics server, so it reports the
-//! metrics it cannot get but still shows the target's scale). Every other controller is off: no service account or
-//! token controller (no `default` ServiceAccount in a namespace), no `kube-root-ca.crt`
-//! ConfigMap, and the aggregated ClusterRoles `admin`/`edit`/`view` have no rules (write your
-//! own Roles). [`ControlPlane::delete_namespace`] deletes a namespace and waits until it is gone.
+//! metrics it cannot get but still shows the target's scale). Every other controller is off: no
+//! service account or token controller (no `default` ServiceAccount in a namespace), no
+//! `kube-root-ca.crt` ConfigMap, and the aggregated ClusterRoles `admin`/`edit`/`view` have no
+//! rules (write your own Roles). [`ControlPlane::delete_namespace`] deletes a namespace and waits until it is gone.
 //! The garbage collector picks up resource types created after it started (CRDs) at its next
 //! discovery sync, every 30 s.
 //!
