@@ -9,9 +9,9 @@
 //! metrics it cannot get but still shows the target's scale). Every other controller is off: no
 //! service account or token controller (no `default` ServiceAccount in a namespace), no
 //! `kube-root-ca.crt` ConfigMap, and the aggregated ClusterRoles `admin`/`edit`/`view` have no
-//! rules (write your own Roles). [`ControlPlane::delete_namespace`] deletes a namespace and waits until it is gone.
-//! The garbage collector picks up resource types created after it started (CRDs) at its next
-//! discovery sync, every 30 s.
+//! rules (write your own Roles). [`ControlPlane::delete_namespace`] deletes a namespace and
+//! waits until it is gone. The garbage collector picks up resource types created after it
+//! started (CRDs) at its next discovery sync, every 30 s.
 //!
 //! Usage: `ControlPlane::get()` returns the control plane shared by every test of the test binary
 //! (started lazily, once); each test takes its own namespace with `cp.namespace("prefix")`.
