@@ -125,7 +125,7 @@ impl Metrics {
         })
     }
 
-    /// Registers every metric; the per-agent gauges as `agents` says.
+    /// Registers every metric; the per-agent gauges as `agent_config` says.
     pub fn with_agent_metrics(agent_config: AgentMetricsConfig) -> Self {
         let mut registry = Registry::with_prefix("pipecat_operator");
         let reconciles = Family::<ResultLabels, Counter>::default();
