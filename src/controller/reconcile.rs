@@ -83,6 +83,7 @@ async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
     let old = ctx.objects.status(obj);
     let result = apply::sync(obj, ctx, &old).await;
     let mut new = status::next_status(obj, &old, &result, &Time(jiff::Timestamp::now()));
+    // The scale subresource's selector (a HorizontalPodAutoscaler requires one).
     new.selector = Some(obj.scale_selector());
     if new != old || ctx.objects.unwritten(obj) {
         // Remembered before the write: should it fail, the next pass still knows what was
