@@ -23,6 +23,8 @@ pub const CREATE_MARKER: &str = "pipecat.daily.co/creating";
 /// `deletionPolicy: Delete` uses it: the key must outlive the agents it deletes (for example
 /// when their namespace is deleted, Secret and all).
 pub const CREDENTIALS_FINALIZER: &str = "pipecat.daily.co/credentials-in-use";
+/// Label key of the scale subresource's selector (`status.selector`): the agent name.
+pub const AGENT_LABEL: &str = "pipecat.daily.co/agent";
 /// Regular expression every Pipecat Cloud agent name must match.
 pub const AGENT_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])$";
 /// Longest agent name Pipecat Cloud accepts.
@@ -43,6 +45,11 @@ pub const AGENT_NAME_MAX_LEN: usize = 54;
     namespaced,
     cel,
     status = "PipecatAgentStatus",
+    scale(
+        spec_replicas_path = ".spec.autoScaling.minAgents",
+        status_replicas_path = ".status.autoScaling.minReplicas",
+        label_selector_path = ".status.selector"
+    ),
     doc = "A Pipecat Cloud voice agent managed from Kubernetes: the spec is the agent's configuration, the status its live state.",
     printcolumn(name = "Agent", type_ = "string", json_path = ".status.agentName", priority = 1),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
@@ -111,6 +118,13 @@ pub struct PipecatAgentSpec {
 
     /// How many agent instances Pipecat Cloud keeps warm and the most it may run. Each instance
     /// takes one session at a time. When omitted, Pipecat Cloud's defaults apply.
+    ///
+    /// The `scale` subresource (`kubectl scale`, a HorizontalPodAutoscaler, KEDA) sets
+    /// `minAgents`, the warm pool; `maxAgents` stays as written. A scale above `maxAgents` is
+    /// rejected (`minAgents must not be greater than maxAgents`), never clamped. Without
+    /// `autoScaling` there is no scale to read (`.spec.autoScaling.minAgents` does not exist)
+    /// and a scale is rejected (`spec.autoScaling.maxAgents: Required value`): set both bounds
+    /// first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_scaling: Option<AutoScaling>,
 
@@ -185,7 +199,7 @@ pub enum NodeType {
 #[serde(rename_all = "camelCase")]
 pub struct AutoScaling {
     /// Instances kept running even with no sessions (0 lets the pool scale to zero, at the cost
-    /// of a cold start for the first session).
+    /// of a cold start for the first session). The scale subresource's replicas.
     #[schemars(range(min = 0, max = 1000))]
     pub min_agents: i32,
     /// Most instances that may run at once, i.e. the most concurrent sessions. At least 1.
@@ -326,6 +340,11 @@ pub struct PipecatAgentStatus {
     /// changes (`Synced=False`, reason `NotConverging`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub non_convergence: Option<NonConvergence>,
+    /// Label selector of the scale subresource, `pipecat.daily.co/agent=<agent name>`. A
+    /// HorizontalPodAutoscaler requires one; no pod carries it (the agent's instances run in
+    /// Pipecat Cloud), so scale on External or Object metrics, not on Pods or Resource ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// `Ready`: the current spec's deployment is live. `Synced`: the last reconcile with Pipecat
     /// Cloud succeeded. Reasons are CamelCase words; messages say what to do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -384,6 +403,11 @@ impl PipecatAgent {
             .as_deref()
             .or(self.metadata.name.as_deref())
             .unwrap_or_default()
+    }
+
+    /// The label selector published in `status.selector` for the scale subresource.
+    pub fn scale_selector(&self) -> String {
+        format!("{AGENT_LABEL}={}", self.agent_name())
     }
 
     /// The condition of the given type, if any.

@@ -1,6 +1,9 @@
 //! Prometheus metrics. Every label set is bounded: operations, status classes, decisions and
-//! error reasons are fixed words, never object names or messages.
+//! error reasons are fixed words, never object names or messages. The one exception is opt-in:
+//! the per-agent gauges (`--agent-metrics`), labelled by namespace and name, at most
+//! `--agent-metrics-limit` agents.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -38,6 +41,55 @@ struct ReadyLabels {
     ready: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLabels {
+    namespace: String,
+    name: String,
+}
+
+/// The per-agent gauges (flags of `pipecat-operator run`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct AgentMetricsConfig {
+    /// Export per-agent gauges of active sessions, warm pool and maximum
+    /// (`pipecat_operator_agent_{active_sessions,warm_agents,max_agents}`, labelled by namespace
+    /// and name) for autoscalers and alerts.
+    #[arg(
+        long = "agent-metrics",
+        env = "PIPECAT_AGENT_METRICS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub enabled: bool,
+    /// Most agents with per-agent gauges: agents past it get none (counted in
+    /// `pipecat_operator_agent_metrics_skipped`) until an exported agent leaves.
+    #[arg(
+        long = "agent-metrics-limit",
+        env = "PIPECAT_AGENT_METRICS_LIMIT",
+        default_value_t = 1000
+    )]
+    pub limit: usize,
+}
+
+impl Default for AgentMetricsConfig {
+    fn default() -> Self {
+        crate::flags::defaults()
+    }
+}
+
+/// What the per-agent gauges show for one agent (from its status).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentGauges {
+    /// Sessions running now.
+    pub active_sessions: Option<i64>,
+    /// Instances kept warm, as Pipecat Cloud applies them.
+    pub warm: Option<i64>,
+    /// Most instances, as Pipecat Cloud applies them.
+    pub max: Option<i64>,
+}
+
 /// All metrics of the operator.
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +102,12 @@ pub struct Metrics {
     rate_limit_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     agents: Family<ReadyLabels, Gauge>,
     leader: Gauge,
+    agent_config: AgentMetricsConfig,
+    agent_sessions: Family<AgentLabels, Gauge>,
+    agent_warm: Family<AgentLabels, Gauge>,
+    agent_max: Family<AgentLabels, Gauge>,
+    agent_exported: AtomicUsize,
+    agent_skipped: Gauge,
 }
 
 impl Default for Metrics {
@@ -59,8 +117,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric.
+    /// Registers every metric, without per-agent gauges.
     pub fn new() -> Self {
+        Self::with_agent_metrics(AgentMetricsConfig {
+            enabled: false,
+            ..AgentMetricsConfig::default()
+        })
+    }
+
+    /// Registers every metric; the per-agent gauges as `agent_config` says.
+    pub fn with_agent_metrics(agent_config: AgentMetricsConfig) -> Self {
         let mut registry = Registry::with_prefix("pipecat_operator");
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -114,6 +180,32 @@ impl Metrics {
             "1 while this instance holds the leader lease (or runs without leader election)",
             leader.clone(),
         );
+        let agent_sessions = Family::<AgentLabels, Gauge>::default();
+        let agent_warm = Family::<AgentLabels, Gauge>::default();
+        let agent_max = Family::<AgentLabels, Gauge>::default();
+        let agent_skipped = Gauge::default();
+        if agent_config.enabled {
+            registry.register(
+                "agent_active_sessions",
+                "Sessions running on the agent (status.activeSessionCount, refreshed at every resync)",
+                agent_sessions.clone(),
+            );
+            registry.register(
+                "agent_warm_agents",
+                "Instances kept warm as Pipecat Cloud applies them (status.autoScaling.minReplicas)",
+                agent_warm.clone(),
+            );
+            registry.register(
+                "agent_max_agents",
+                "Most instances as Pipecat Cloud applies them (status.autoScaling.maxReplicas)",
+                agent_max.clone(),
+            );
+            registry.register(
+                "agent_metrics_skipped",
+                "Agents without per-agent gauges because --agent-metrics-limit was reached",
+                agent_skipped.clone(),
+            );
+        }
         Metrics {
             registry,
             reconciles,
@@ -125,6 +217,12 @@ impl Metrics {
             rate_limit_wait_seconds,
             agents,
             leader,
+            agent_config,
+            agent_sessions,
+            agent_warm,
+            agent_max,
+            agent_exported: AtomicUsize::new(0),
+            agent_skipped,
         }
     }
 
@@ -208,6 +306,89 @@ impl Metrics {
         }
     }
 
+    /// True when the per-agent gauges are exported.
+    pub fn agent_metrics_enabled(&self) -> bool {
+        self.agent_config.enabled
+    }
+
+    /// Sets one agent's gauges. `exported` says whether the agent already has its series
+    /// (`None`: not tracked yet, `Some(false)`: skipped over the limit); returns the new state.
+    /// The caller (the controller's per-object state) remembers it and calls
+    /// [`Metrics::agent_forgotten`] when the agent leaves.
+    pub fn agent_observed(
+        &self,
+        namespace: &str,
+        name: &str,
+        exported: Option<bool>,
+        gauges: AgentGauges,
+    ) -> Option<bool> {
+        if !self.agent_config.enabled {
+            return None;
+        }
+        let exported = match exported {
+            Some(true) => true,
+            before => {
+                let admitted = self
+                    .agent_exported
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                        (n < self.agent_config.limit).then_some(n + 1)
+                    })
+                    .is_ok();
+                match (before, admitted) {
+                    (None, false) => {
+                        self.agent_skipped.inc();
+                    }
+                    (Some(false), true) => {
+                        self.agent_skipped.dec();
+                    }
+                    _ => {}
+                }
+                admitted
+            }
+        };
+        if exported {
+            let labels = AgentLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            };
+            for (family, value) in [
+                (&self.agent_sessions, gauges.active_sessions),
+                (&self.agent_warm, gauges.warm),
+                (&self.agent_max, gauges.max),
+            ] {
+                match value {
+                    Some(v) => {
+                        family.get_or_create(&labels).set(v);
+                    }
+                    None => {
+                        family.remove(&labels);
+                    }
+                }
+            }
+        }
+        Some(exported)
+    }
+
+    /// An agent left: its series go (or, if it was over the limit, it is no longer counted).
+    pub fn agent_forgotten(&self, namespace: &str, name: &str, exported: Option<bool>) {
+        match exported {
+            Some(true) => {
+                let labels = AgentLabels {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                };
+                self.agent_sessions.remove(&labels);
+                self.agent_warm.remove(&labels);
+                self.agent_max.remove(&labels);
+                self.agent_exported.fetch_sub(1, Ordering::SeqCst);
+            }
+            Some(false) => {
+                self.agent_skipped.dec();
+            }
+            None => {}
+        }
+    }
+
     /// Leader status.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
@@ -263,5 +444,88 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
+        assert!(
+            !text.contains("pipecat_operator_agent_"),
+            "per-agent gauges are off by default:\n{text}"
+        );
+    }
+
+    fn agents(limit: usize) -> Metrics {
+        Metrics::with_agent_metrics(AgentMetricsConfig {
+            enabled: true,
+            limit,
+        })
+    }
+
+    const G: AgentGauges = AgentGauges {
+        active_sessions: Some(2),
+        warm: Some(1),
+        max: Some(5),
+    };
+
+    #[test]
+    fn agent_gauges_follow_the_agent_and_go_with_it() {
+        let m = agents(10);
+        let e = m.agent_observed("ns", "a", None, G);
+        assert_eq!(e, Some(true));
+        let text = m.encode();
+        for line in [
+            "pipecat_operator_agent_active_sessions{namespace=\"ns\",name=\"a\"} 2",
+            "pipecat_operator_agent_warm_agents{namespace=\"ns\",name=\"a\"} 1",
+            "pipecat_operator_agent_max_agents{namespace=\"ns\",name=\"a\"} 5",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        let e = m.agent_observed(
+            "ns",
+            "a",
+            e,
+            AgentGauges {
+                active_sessions: Some(0),
+                ..G
+            },
+        );
+        assert!(
+            m.encode()
+                .contains("pipecat_operator_agent_active_sessions{namespace=\"ns\",name=\"a\"} 0")
+        );
+        m.agent_forgotten("ns", "a", e);
+        assert!(
+            !m.encode().contains("name=\"a\""),
+            "the series left with the agent:\n{}",
+            m.encode()
+        );
+    }
+
+    #[test]
+    fn agents_past_the_limit_get_no_series_until_one_leaves() {
+        let m = agents(1);
+        let a = m.agent_observed("ns", "a", None, G);
+        let b = m.agent_observed("ns", "b", None, G);
+        assert_eq!((a, b), (Some(true), Some(false)));
+        let text = m.encode();
+        assert!(!text.contains("name=\"b\""), "{text}");
+        assert!(
+            text.contains("pipecat_operator_agent_metrics_skipped 1"),
+            "{text}"
+        );
+        // Still over the limit on the next pass: counted once.
+        let b = m.agent_observed("ns", "b", b, G);
+        assert!(
+            m.encode()
+                .contains("pipecat_operator_agent_metrics_skipped 1")
+        );
+        m.agent_forgotten("ns", "a", a);
+        let b = m.agent_observed("ns", "b", b, G);
+        assert_eq!(b, Some(true), "a freed slot is taken");
+        let text = m.encode();
+        assert!(
+            text.contains("pipecat_operator_agent_metrics_skipped 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pipecat_operator_agent_max_agents{namespace=\"ns\",name=\"b\"} 5"),
+            "{text}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::cloud;
 use crate::controller::{self, Context};
 use crate::duration;
 use crate::leader;
-use crate::metrics::Metrics;
+use crate::metrics::{AgentMetricsConfig, Metrics};
 use crate::server::{self, Health};
 use crate::telemetry;
 
@@ -42,6 +42,9 @@ pub struct RunArgs {
         default_value = "0.0.0.0:8080"
     )]
     pub metrics_bind_address: SocketAddr,
+    /// Per-agent gauges.
+    #[command(flatten)]
+    pub agent_metrics: AgentMetricsConfig,
     /// Address of the `/healthz` and `/readyz` probes.
     #[arg(
         long,
@@ -60,7 +63,7 @@ pub struct RunArgs {
 /// Runs the operator until it is told to stop.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, "info,kube=warn,tower=warn,hyper=warn");
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_agent_metrics(args.agent_metrics.clone()));
     let health = Arc::new(Health::default());
     tokio::spawn(log_exit(
         "metrics",

@@ -56,6 +56,14 @@ fn chart_values_repeat_the_operator_defaults() {
         Some(u64::from(flags.metrics_bind_address.port()))
     );
     assert_eq!(
+        v["metrics"]["agents"]["enabled"].as_bool(),
+        Some(flags.agent_metrics.enabled)
+    );
+    assert_eq!(
+        v["metrics"]["agents"]["limit"].as_u64(),
+        Some(flags.agent_metrics.limit as u64)
+    );
+    assert_eq!(
         v["health"]["port"].as_u64(),
         Some(u64::from(flags.health_probe_bind_address.port()))
     );

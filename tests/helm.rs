@@ -259,6 +259,8 @@ fn default_install_is_hardened_and_cluster_wide() {
             "--shutdown-grace-period=30s",
             "--log-format=text",
             "--metrics-bind-address=0.0.0.0:8080",
+            "--agent-metrics=false",
+            "--agent-metrics-limit=1000",
             "--health-probe-bind-address=0.0.0.0:8081",
         ]
     );

@@ -66,6 +66,7 @@ pub fn ready_status(name: &str) -> PipecatAgentStatus {
             replaces: None,
         }),
         non_convergence: None,
+        selector: Some(format!("{}={name}", pipecat_operator::crd::AGENT_LABEL)),
         conditions: vec![
             condition(
                 "Ready",

@@ -7,7 +7,8 @@
 //! - what this process last wrote (the finalizer, the status): under load the watch cache lags
 //!   behind our own writes by up to seconds, and a reconcile that starts from a stale copy must
 //!   neither redo them nor mistake an agent it created a moment ago for one to adopt;
-//! - the readiness last counted in the `pipecat_operator_agents` gauge.
+//! - the readiness last counted in the `pipecat_operator_agents` gauge;
+//! - whether the agent has per-agent gauges (`--agent-metrics`), removed when it leaves.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::crd::{PipecatAgent, PipecatAgentStatus};
-use crate::metrics::Metrics;
+use crate::metrics::{AgentGauges, Metrics};
 
 #[derive(Clone, Default)]
 struct Entry {
@@ -29,6 +30,8 @@ struct Entry {
     unwritten: bool,
     ready: Option<bool>,
     drift_corrections: u32,
+    /// Per-agent gauges: `Some(true)` exported, `Some(false)` over the limit, `None` neither.
+    gauges: Option<bool>,
 }
 
 /// The per-object state of the controller.
@@ -55,6 +58,7 @@ impl Objects {
             if let Some(r) = entry.ready {
                 self.metrics.ready_changed(Some(r), None);
             }
+            self.forget_gauges(&ObjectRef::from_obj(obj), entry.gauges);
             *entry = Entry {
                 uid,
                 ..Entry::default()
@@ -166,11 +170,38 @@ impl Objects {
         self.metrics.ready_changed(before, Some(ready));
     }
 
+    /// Records the agent's status in its per-agent gauges (when `--agent-metrics` is on).
+    pub fn set_gauges(&self, obj: &PipecatAgent, status: &PipecatAgentStatus) {
+        if !self.metrics.agent_metrics_enabled() {
+            return;
+        }
+        let gauges = AgentGauges {
+            active_sessions: status.active_session_count,
+            warm: status.auto_scaling.as_ref().and_then(|a| a.min_replicas),
+            max: status.auto_scaling.as_ref().and_then(|a| a.max_replicas),
+        };
+        let namespace = obj.namespace().unwrap_or_default();
+        let name = obj.name_any();
+        self.with(obj, |e| {
+            e.gauges = self
+                .metrics
+                .agent_observed(&namespace, &name, e.gauges, gauges)
+        });
+    }
+
+    fn forget_gauges(&self, obj: &ObjectRef<PipecatAgent>, gauges: Option<bool>) {
+        let namespace = obj.namespace.as_deref().unwrap_or_default();
+        self.metrics.agent_forgotten(namespace, &obj.name, gauges);
+    }
+
     /// Forgets an object: it left (deleted, or out of the watched set).
     pub fn forget(&self, obj: &ObjectRef<PipecatAgent>) {
         let gone = self.entries.lock().expect("objects lock").remove(obj);
-        if let Some(r) = gone.and_then(|e| e.ready) {
-            self.metrics.ready_changed(Some(r), None);
+        if let Some(gone) = gone {
+            if let Some(r) = gone.ready {
+                self.metrics.ready_changed(Some(r), None);
+            }
+            self.forget_gauges(obj, gone.gauges);
         }
     }
 
@@ -330,5 +361,54 @@ mod tests {
         let c2 = agent("other", "c", "u4");
         o.set_ready(&c2, false);
         assert_eq!((gauge(&metrics, true), gauge(&metrics, false)), (0, 1));
+    }
+
+    #[test]
+    fn per_agent_gauges_leave_with_the_object() {
+        let metrics = Arc::new(Metrics::with_agent_metrics(
+            crate::metrics::AgentMetricsConfig {
+                enabled: true,
+                limit: 10,
+            },
+        ));
+        let o = Objects::new(metrics.clone());
+        let status = |sessions| PipecatAgentStatus {
+            active_session_count: Some(sessions),
+            auto_scaling: Some(crate::crd::ObservedAutoScaling {
+                min_replicas: Some(1),
+                max_replicas: Some(3),
+            }),
+            ..Default::default()
+        };
+        let sessions = |name: &str| {
+            let line = format!(
+                "pipecat_operator_agent_active_sessions{{namespace=\"ns\",name=\"{name}\"}} "
+            );
+            metrics
+                .encode()
+                .lines()
+                .find_map(|l| l.strip_prefix(&line).map(|v| v.parse::<i64>().unwrap()))
+        };
+        let a = agent("ns", "a", "u1");
+        let b = agent("ns", "b", "u2");
+        o.set_gauges(&a, &status(2));
+        o.set_gauges(&b, &status(1));
+        assert_eq!((sessions("a"), sessions("b")), (Some(2), Some(1)));
+        o.set_gauges(&a, &status(0));
+        assert_eq!(sessions("a"), Some(0));
+
+        o.forget(&ObjectRef::from_obj(&a));
+        assert_eq!(sessions("a"), None, "deleted: its series went");
+        let listed = HashSet::new();
+        o.retain_listed(Some("ns"), &listed);
+        assert_eq!(sessions("b"), None, "gone from a re-list: its series went");
+
+        // Re-created under the same name: the old series goes, the new object's replaces it.
+        o.set_gauges(&a, &status(4));
+        let a2 = agent("ns", "a", "u3");
+        o.with(&a2, |_| ());
+        assert_eq!(sessions("a"), None, "the old object's series went");
+        o.set_gauges(&a2, &status(1));
+        assert_eq!(sessions("a"), Some(1));
     }
 }

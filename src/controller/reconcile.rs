@@ -82,7 +82,9 @@ async fn release(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
 async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
     let old = ctx.objects.status(obj);
     let result = apply::sync(obj, ctx, &old).await;
-    let new = status::next_status(obj, &old, &result, &Time(jiff::Timestamp::now()));
+    let mut new = status::next_status(obj, &old, &result, &Time(jiff::Timestamp::now()));
+    // The scale subresource's selector (a HorizontalPodAutoscaler requires one).
+    new.selector = Some(obj.scale_selector());
     if new != old || ctx.objects.unwritten(obj) {
         // Remembered before the write: should it fail, the next pass still knows what was
         // applied (a forced redeploy is never sent twice).
@@ -90,6 +92,7 @@ async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
         status::write(&ctx.kube, obj, &new).await?;
         ctx.objects.status_written(obj, &new);
     }
+    ctx.objects.set_gauges(obj, &new);
     for note in events::transitions(&old, &new, &result) {
         ctx.events.publish(obj, note);
     }

@@ -3,13 +3,15 @@
 //! loopback ports, with no Docker, no kubelet and no scheduler (so no pods running).
 //!
 //! The controller-manager runs only the `namespace-controller` (a deleted namespace is emptied
-//! and then goes away) and the `garbage-collector-controller` (dependents of a deleted owner are
-//! deleted, through `ownerReferences`). Every other controller is off: no service account or
-//! token controller (no `default` ServiceAccount in a namespace), no `kube-root-ca.crt`
-//! ConfigMap, and the aggregated ClusterRoles `admin`/`edit`/`view` have no rules (write your
-//! own Roles). [`ControlPlane::delete_namespace`] deletes a namespace and waits until it is gone.
-//! The garbage collector picks up resource types created after it started (CRDs) at its next
-//! discovery sync, every 30 s.
+//! and then goes away), the `garbage-collector-controller` (dependents of a deleted owner are
+//! deleted, through `ownerReferences`) and the `horizontal-pod-autoscaler-controller` (an HPA
+//! reads its target's `scale` subresource; there is no metrics server, so it reports the
+//! metrics it cannot get but still shows the target's scale). Every other controller is off: no
+//! service account or token controller (no `default` ServiceAccount in a namespace), no
+//! `kube-root-ca.crt` ConfigMap, and the aggregated ClusterRoles `admin`/`edit`/`view` have no
+//! rules (write your own Roles). [`ControlPlane::delete_namespace`] deletes a namespace and
+//! waits until it is gone. The garbage collector picks up resource types created after it
+//! started (CRDs) at its next discovery sync, every 30 s.
 //!
 //! Usage: `ControlPlane::get()` returns the control plane shared by every test of the test binary
 //! (started lazily, once); each test takes its own namespace with `cp.namespace("prefix")`.
@@ -64,7 +66,8 @@ const DIR_PREFIX: &str = "pipecat-cp-";
 /// The version the build script stamps into kube-apiserver and kube-controller-manager.
 pub const KUBE_VERSION: &str = "v1.37.2";
 /// The controllers kube-controller-manager runs (`--controllers`; names as of 1.37).
-pub const CONTROLLERS: &str = "namespace-controller,garbage-collector-controller";
+pub const CONTROLLERS: &str =
+    "namespace-controller,garbage-collector-controller,horizontal-pod-autoscaler-controller";
 
 const INSTALL_HINT: &str = "The Kubernetes integration tests run a real etcd, kube-apiserver and \
      kube-controller-manager. Install the Go toolchain (https://go.dev/dl/, `go` on PATH) so that \

@@ -194,7 +194,8 @@ fn start_once(bins: &Binaries) -> Result<Arc<Inner>, String> {
         // nothing here needs them.
         "--endpoint-reconciler-type=none".to_string(),
     ];
-    // Only what namespace deletion and garbage collection need. No leader election (one
+    // Only what namespace deletion, garbage collection and the HPA need (the HPA controller
+    // needs no flag of its own: it syncs a new HPA at once, then every 15 s). No leader election (one
     // instance), loopback only; /healthz on the secure port is open to anonymous requests.
     let controller_manager_args = vec![
         format!("--kubeconfig={}", cm_kubeconfig.display()),
