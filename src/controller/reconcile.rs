@@ -82,9 +82,7 @@ async fn release(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
 async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
     let old = ctx.objects.status(obj);
     let result = apply::sync(obj, ctx, &old).await;
-    let mut new = status::next_status(obj, &old, &result, &Time(jiff::Timestamp::now()));
-    // The scale subresource's selector (a HorizontalPodAutoscaler requires one).
-    new.selector = Some(obj.scale_selector());
+    let new = status::next_status(obj, &old, &result, &Time(jiff::Timestamp::now()));
     if new != old || ctx.objects.unwritten(obj) {
         // Remembered before the write: should it fail, the next pass still knows what was
         // applied (a forced redeploy is never sent twice).

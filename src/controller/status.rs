@@ -128,6 +128,8 @@ pub fn next_status(
     let generation = obj.metadata.generation;
     let mut st = old.clone();
     st.agent_name = Some(obj.agent_name().to_string());
+    // The scale subresource's selector (a HorizontalPodAutoscaler requires one).
+    st.selector = Some(obj.scale_selector());
     match result {
         Ok(applied) => {
             observe_into(&mut st, &applied.agent);
