@@ -14,6 +14,10 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "==> cargo deny check licenses bans sources (deny.toml; no advisory database, no network)"
+command -v cargo-deny > /dev/null || cargo install --locked cargo-deny
+cargo deny --frozen check licenses bans sources
+
 echo "==> the README's first command, end to end (hack/demo.sh --exit)"
 hack/demo.sh --exit > target/demo-smoke.log 2>&1 || { cat target/demo-smoke.log; exit 1; }
 grep -q "condition met" target/demo-smoke.log
