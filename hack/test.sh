@@ -18,6 +18,12 @@ echo "==> cargo deny check licenses bans sources (deny.toml; no advisory databas
 command -v cargo-deny > /dev/null || cargo install --locked cargo-deny
 cargo deny --frozen check licenses bans sources
 
+echo "==> a Lua interpreter for the Argo CD health check (tests/argocd.rs runs deploy/argocd/health.lua)"
+if ! command -v lua5.1 > /dev/null; then
+  # Argo CD runs health checks in gopher-lua, a Lua 5.1.
+  if [ "$(id -u)" = 0 ]; then apt-get install -y lua5.1; else sudo apt-get install -y lua5.1; fi
+fi
+
 echo "==> the README's first command, end to end (hack/demo.sh --exit)"
 hack/demo.sh --exit > target/demo-smoke.log 2>&1 || { cat target/demo-smoke.log; exit 1; }
 grep -q "condition met" target/demo-smoke.log
