@@ -24,6 +24,9 @@ if ! command -v lua5.1 > /dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get install -y lua5.1; else sudo apt-get install -y lua5.1; fi
 fi
 
+echo "==> kstatus (tests/kstatus.rs runs sigs.k8s.io/cli-utils' kstatus, built from hack/kstatus/)"
+hack/kstatus/build.sh
+
 echo "==> the README's first command, end to end (hack/demo.sh --exit)"
 hack/demo.sh --exit > target/demo-smoke.log 2>&1 || { cat target/demo-smoke.log; exit 1; }
 grep -q "condition met" target/demo-smoke.log
