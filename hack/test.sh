@@ -14,6 +14,19 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "==> cargo deny check licenses bans sources (deny.toml; no advisory database, no network)"
+command -v cargo-deny > /dev/null || cargo install --locked cargo-deny
+cargo deny --frozen check licenses bans sources
+
+echo "==> a Lua interpreter for the Argo CD health check (tests/argocd.rs runs deploy/argocd/health.lua)"
+if ! command -v lua5.1 > /dev/null; then
+  # Argo CD runs health checks in gopher-lua, a Lua 5.1.
+  if [ "$(id -u)" = 0 ]; then apt-get install -y lua5.1; else sudo apt-get install -y lua5.1; fi
+fi
+
+echo "==> kstatus (tests/kstatus.rs runs sigs.k8s.io/cli-utils' kstatus, built from hack/kstatus/)"
+hack/kstatus/build.sh
+
 echo "==> the README's first command, end to end (hack/demo.sh --exit)"
 hack/demo.sh --exit > target/demo-smoke.log 2>&1 || { cat target/demo-smoke.log; exit 1; }
 grep -q "condition met" target/demo-smoke.log

@@ -2,7 +2,7 @@
 //! what they should (evaluated client-side; the end-to-end suite checks them on a real
 //! apiserver).
 
-use pipecat_operator::crd::{PipecatAgent, crd_yaml, is_valid_agent_name};
+use pipecat_operator::crd::{PipecatAgent, crd_yaml, is_valid_agent_name, reflow_description};
 
 fn agent(yaml: &str) -> PipecatAgent {
     serde_saphyr::from_str(yaml).expect("test manifest parses")
@@ -186,4 +186,84 @@ fn agent_name_rule_matches_the_api() {
     ] {
         assert!(!is_valid_agent_name(bad), "{bad}");
     }
+}
+
+/// Every `description` string of the CRD with its path.
+fn descriptions(value: &serde_json::Value, path: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match v.as_str() {
+                    Some(text) if key == "description" => out.push((path.to_string(), text.into())),
+                    _ => descriptions(v, &format!("{path}.{key}"), out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                descriptions(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A newline inside a paragraph that does not start a list item: the doc comments' wrapping.
+fn hard_breaks(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .flat_map(|paragraph| paragraph.split('\n').skip(1))
+        .filter(|line| {
+            let line = line.trim_start();
+            let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+            !(line.starts_with("- ")
+                || line.starts_with("* ")
+                || (digits > 0 && line[digits..].starts_with(". ")))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn descriptions_read_as_paragraphs_in_kubectl_explain() {
+    let crd: serde_json::Value = serde_saphyr::from_str(&crd_yaml()).unwrap();
+    let mut all = Vec::new();
+    descriptions(&crd, "", &mut all);
+    assert!(
+        all.len() > 20,
+        "the CRD documents its fields: {}",
+        all.len()
+    );
+    let wrapped: Vec<_> = all
+        .iter()
+        .filter(|(_, text)| !hard_breaks(text).is_empty())
+        .collect();
+    assert!(
+        wrapped.is_empty(),
+        "descriptions with a line break inside a paragraph: {wrapped:#?}"
+    );
+    // The doc comments do wrap: the reflow is what joins them (a multi-line doc comment).
+    let (_, adopt) = all
+        .iter()
+        .find(|(path, _)| path.ends_with(".spec.properties.adopt"))
+        .expect("spec.adopt is documented");
+    assert!(
+        adopt.starts_with("Take over an agent of this name that already exists in Pipecat Cloud (made with `pcc deploy`, the dashboard"),
+        "{adopt}"
+    );
+}
+
+#[test]
+fn reflow_keeps_paragraph_breaks_and_list_items() {
+    let doc = "First paragraph, wrapped\nat an arbitrary column\n  and indented.\n\nSecond paragraph:\n- one item,\n  wrapped\n- `two`\n1. numbered\n\n\nThird.";
+    assert_eq!(
+        reflow_description(doc),
+        "First paragraph, wrapped at an arbitrary column and indented.\n\nSecond paragraph:\n- one item, wrapped\n- `two`\n1. numbered\n\nThird."
+    );
+    // A line that merely starts with code is a continuation, not an item.
+    assert_eq!(
+        reflow_description("made with\n`pcc deploy`, or\n2024 ways."),
+        "made with `pcc deploy`, or 2024 ways."
+    );
+    let single = "One line only.";
+    assert_eq!(reflow_description(single), single);
 }

@@ -1,6 +1,8 @@
 //! One home for each default: the operator's flags hold them; the Helm chart's values.yaml
 //! repeats them for people to read, and this test fails the moment the two disagree.
 
+mod support;
+
 use std::time::Duration;
 
 use pipecat_operator::duration;
@@ -66,6 +68,52 @@ fn chart_values_repeat_the_operator_defaults() {
     assert_eq!(
         v["health"]["port"].as_u64(),
         Some(u64::from(flags.health_probe_bind_address.port()))
+    );
+    let l = &v["leaderElection"];
+    assert_eq!(dur(&l["leaseDuration"]), flags.leader.lease_duration);
+    assert_eq!(dur(&l["renewDeadline"]), flags.leader.renew_deadline);
+    assert_eq!(dur(&l["retryPeriod"]), flags.leader.retry_period);
+}
+
+#[test]
+fn chart_passes_the_lease_timings_to_the_operator() {
+    use support::helm::{Helm, container_args, one, parse_manifest};
+    let helm = Helm::offline();
+    let args = |extra: &[&str]| {
+        let manifest = helm.template("op", "ops", extra);
+        container_args(one(&parse_manifest(&manifest), "Deployment"))
+    };
+    let flags: RunArgs = pipecat_operator::flags::defaults();
+    // Leader election on: the values' timings, parsed back to the flags' defaults.
+    let on = args(&["--set", "replicaCount=2"]);
+    let value = |flag: &str| {
+        let prefix = format!("--{flag}=");
+        let arg = on
+            .iter()
+            .find_map(|a| a.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {on:?}"));
+        duration::parse(arg).expect("a valid duration")
+    };
+    assert_eq!(value("lease-duration"), flags.leader.lease_duration);
+    assert_eq!(value("renew-deadline"), flags.leader.renew_deadline);
+    assert_eq!(value("retry-period"), flags.leader.retry_period);
+    // Set through values.
+    let custom = args(&[
+        "--set",
+        "leaderElection.enabled=true,leaderElection.leaseDuration=40s,leaderElection.renewDeadline=30s,leaderElection.retryPeriod=5s",
+    ]);
+    for arg in [
+        "--lease-duration=40s",
+        "--renew-deadline=30s",
+        "--retry-period=5s",
+    ] {
+        assert!(custom.iter().any(|a| a == arg), "{arg} in {custom:?}");
+    }
+    // A single replica without leader election: no lease flags.
+    let off = args(&[]);
+    assert!(
+        !off.iter().any(|a| a.starts_with("--lease-duration")),
+        "{off:?}"
     );
 }
 

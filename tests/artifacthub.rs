@@ -1,0 +1,116 @@
+//! The chart's Artifact Hub annotations (Chart.yaml) agree with the project: the CRD they
+//! announce is the generated one, the example is `examples/voice-starter.yaml` and passes the
+//! CRD's CEL rules, the image is the operator's at the chart's appVersion, the license is the
+//! crate's; and `helm lint` accepts the chart.
+
+mod support;
+
+use pipecat_operator::crd::{self, PipecatAgent};
+use serde_json::Value;
+
+fn chart() -> Value {
+    let text =
+        std::fs::read_to_string(support::helm::chart_dir().join("Chart.yaml")).expect("Chart.yaml");
+    serde_saphyr::from_str(&text).expect("Chart.yaml parses")
+}
+
+/// An annotation holding YAML, parsed.
+fn annotation(chart: &Value, key: &str) -> Value {
+    let text = chart["annotations"][format!("artifacthub.io/{key}")]
+        .as_str()
+        .unwrap_or_else(|| panic!("annotation artifacthub.io/{key}"));
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("artifacthub.io/{key}: {e}"))
+}
+
+#[test]
+fn crds_annotation_names_the_generated_crd() {
+    let chart = chart();
+    let crd = serde_json::to_value(crd::crd()).unwrap();
+    let listed = annotation(&chart, "crds");
+    let listed = listed.as_array().expect("a list");
+    assert_eq!(listed.len(), 1, "one CRD: {listed:?}");
+    let version = crd["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["storage"] == true)
+        .unwrap();
+    assert_eq!(listed[0]["kind"], crd["spec"]["names"]["kind"]);
+    assert_eq!(listed[0]["name"], crd["metadata"]["name"]);
+    assert_eq!(listed[0]["version"], version["name"]);
+    assert_eq!(
+        listed[0]["description"],
+        version["schema"]["openAPIV3Schema"]["description"]
+    );
+}
+
+#[test]
+fn crds_example_is_the_repository_example() {
+    let chart = chart();
+    let examples = annotation(&chart, "crdsExamples");
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/voice-starter.yaml"
+    ))
+    .unwrap();
+    let example: Value = serde_saphyr::from_str(&file).unwrap();
+    assert_eq!(examples, Value::Array(vec![example.clone()]));
+    let agent: PipecatAgent = serde_json::from_value(example).expect("a PipecatAgent");
+    agent
+        .validate_cel()
+        .expect("the example passes the CRD's rules");
+}
+
+#[test]
+fn image_license_and_changes() {
+    let chart = chart();
+    let app_version = chart["appVersion"].as_str().unwrap();
+    let values: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(support::helm::chart_dir().join("values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let images = annotation(&chart, "images");
+    assert_eq!(
+        images[0]["image"],
+        format!(
+            "{}:{app_version}",
+            values["image"]["repository"].as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        chart["annotations"]["artifacthub.io/license"],
+        env!("CARGO_PKG_LICENSE")
+    );
+    assert_eq!(app_version, env!("CARGO_PKG_VERSION"));
+    let changes = annotation(&chart, "changes");
+    let kinds = [
+        "added",
+        "changed",
+        "deprecated",
+        "removed",
+        "fixed",
+        "security",
+    ];
+    for change in changes.as_array().expect("a list of changes") {
+        assert!(
+            kinds.contains(&change["kind"].as_str().unwrap_or_default()),
+            "{change}"
+        );
+        assert!(
+            change["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
+    }
+    for link in annotation(&chart, "links").as_array().expect("links") {
+        assert!(link["url"].as_str().unwrap().starts_with("https://"));
+    }
+}
+
+#[test]
+fn helm_lint_accepts_the_chart() {
+    let helm = support::helm::Helm::offline();
+    let chart = support::helm::chart_dir();
+    let out = helm.ok(&["lint", "--strict", chart.to_str().unwrap()]);
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+}
