@@ -119,10 +119,9 @@ async fn in_progress_while_rolling_out_current_when_ready_in_progress_after_a_ch
     assert_eq!(status, "Current", "the new spec Ready: {message}");
 }
 
-/// kstatus reports Failed only from a `Stalled=True` condition; the operator does not write
-/// one yet, so a crash-looping agent is InProgress to Flux until its timeout.
+/// kstatus reports Failed from a `Stalled=True` condition, which the operator sets on a failed
+/// deployment (so Flux stops waiting at once instead of at its timeout).
 #[tokio::test]
-#[ignore = "the operator does not set Stalled=True on a failed deployment yet (kstatus: InProgress)"]
 async fn failed_on_a_failed_deployment() {
     let env = env("kstatus-failed").await;
     env.apply(&agent_yaml("crashing", "example/voice:crash-1"));

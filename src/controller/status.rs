@@ -22,6 +22,10 @@ use crate::text::truncate;
 pub const READY: &str = "Ready";
 /// Condition type: the last reconcile with Pipecat Cloud succeeded.
 pub const SYNCED: &str = "Synced";
+/// Condition type (kstatus' "abnormal-true" convention): True while the agent cannot reach the
+/// spec until someone acts (a failed deployment, a spec Pipecat Cloud does not take, an error
+/// that waits for the user). Flux and kstatus report such a resource as Failed.
+pub const STALLED: &str = "Stalled";
 /// `Synced=False` reason: Pipecat Cloud does not take the spec (or the agent keeps being
 /// changed elsewhere); the operator stopped resending.
 pub const NOT_CONVERGING: &str = "NotConverging";
@@ -185,6 +189,26 @@ pub fn next_status(
             set_condition(&mut st.conditions, SYNCED, cond, generation, now);
         }
     }
+    let stalled = match result {
+        Ok(a) if a.readiness.failed => Some(a.readiness.condition.clone()),
+        Ok(a) => a
+            .stuck
+            .as_ref()
+            .map(|stuck| CondState::fail(NOT_CONVERGING, stuck.describe(&a.desired.name))),
+        Err(e) if e.needs_user_action() => Some(CondState::fail(e.reason(), e.to_string())),
+        Err(_) => None,
+    };
+    let stalled = match stalled {
+        Some(c) => CondState {
+            status: "True",
+            ..c
+        },
+        None => CondState::fail(
+            "NotStalled",
+            "nothing stops the agent from reaching the spec",
+        ),
+    };
+    set_condition(&mut st.conditions, STALLED, stalled, generation, now);
     st
 }
 
@@ -324,8 +348,18 @@ mod tests {
         assert_eq!(cond(&st, SYNCED).reason, "PipecatUnavailable");
         assert_eq!(st.applied_config_hash, ok.applied_config_hash);
 
+        assert_eq!(
+            cond(&st, STALLED).status,
+            "False",
+            "an outage is not a dead end"
+        );
         let user = Err(Error::CredentialsNotFound("secret ns/key not found".into()));
         let st = next_status(&obj, &ok, &user, &at(3));
+        let stalled = cond(&st, STALLED);
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "CredentialsNotFound")
+        );
         assert!(!st.ready);
         assert_eq!(cond(&st, READY).reason, "CredentialsNotFound");
         assert_eq!(cond(&st, READY).last_transition_time, at(3));
