@@ -12,6 +12,7 @@ pub mod controller;
 pub mod crd;
 pub mod duration;
 pub mod emulator;
+pub mod export;
 pub mod flags;
 pub mod jitter;
 pub mod leader;

@@ -1,7 +1,7 @@
 //! `pipecat-operator`: parses arguments and hands over to the library.
 
 use clap::{Parser, Subcommand};
-use pipecat_operator::{crd, operator};
+use pipecat_operator::{crd, export, operator};
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +20,9 @@ enum Command {
     Run(Box<operator::RunArgs>),
     /// Print the PipecatAgent CustomResourceDefinition (YAML).
     Crd,
+    /// Print PipecatAgent manifests that adopt the agents of a Pipecat Cloud account as they
+    /// are (the migration from `pcc deploy`: `pipecat-operator export | kubectl apply -f -`).
+    Export(Box<export::ExportArgs>),
 }
 
 #[tokio::main]
@@ -30,5 +33,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => operator::run(*args).await,
+        Command::Export(args) => {
+            let count = export::run(&args, &mut std::io::stdout().lock()).await?;
+            eprintln!("exported {count} agent(s)");
+            Ok(())
+        }
     }
 }

@@ -169,14 +169,21 @@ async fn take_over(
     adopt(ctx, key, desired, agent).await
 }
 
-/// Takes over an existing agent: the whole desired body is sent once (fields the answers do
-/// not report are never assumed to match).
+/// Takes over an existing agent: the whole desired body is sent once, unless every field is
+/// reported and already means the spec (fields the answers do not report are never assumed
+/// to match).
 async fn adopt(
     ctx: &Context,
     key: &ApiKey,
     desired: Desired,
     agent: Agent,
 ) -> Result<Applied, Error> {
+    let cmp = compare(&desired.config, &desired.omitted, &agent);
+    if cmp.differ.is_empty() && cmp.unknown.is_empty() && cmp.resets.is_empty() {
+        // Every field is reported and already means the spec (e.g. a manifest written by
+        // `pipecat-operator export`): nothing to send.
+        return Ok(kept(desired, agent, Outcome::Adopted, None, None));
+    }
     let request = UpdateAgentRequest {
         config: desired.config.clone(),
         resets: Resets(desired.omitted.clone()),
