@@ -114,3 +114,80 @@ fn helm_lint_accepts_the_chart() {
     let out = helm.ok(&["lint", "--strict", chart.to_str().unwrap()]);
     assert!(out.contains("0 chart(s) failed"), "{out}");
 }
+
+#[test]
+fn chart_and_app_versions_move_together() {
+    let chart = chart();
+    assert_eq!(
+        chart["version"].as_str(),
+        chart["appVersion"].as_str(),
+        "the chart's version and appVersion move together (hack/release.sh)"
+    );
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn the_release_step_moves_every_version() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let copy = tempfile::tempdir().unwrap();
+    let dir = copy.path();
+    std::fs::create_dir_all(dir.join("charts/pipecat-operator")).unwrap();
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "CHANGELOG.md",
+        "charts/pipecat-operator/Chart.yaml",
+    ] {
+        std::fs::copy(root.join(file), dir.join(file)).unwrap();
+    }
+    let out = std::process::Command::new(root.join("hack/release.sh"))
+        .args(["9.8.7", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let chart: Value = serde_saphyr::from_str(&read("charts/pipecat-operator/Chart.yaml")).unwrap();
+    assert_eq!(chart["version"], "9.8.7");
+    assert_eq!(chart["appVersion"], "9.8.7");
+    assert_eq!(
+        annotation(&chart, "images")[0]["image"],
+        "pipecat-operator:9.8.7"
+    );
+    let manifest: Value = toml_version(&read("Cargo.toml"));
+    assert_eq!(manifest, "9.8.7");
+    let lock = read("Cargo.lock");
+    assert!(
+        lock.contains("name = \"pipecat-operator\"\nversion = \"9.8.7\""),
+        "Cargo.lock's own entry moved"
+    );
+    let changelog = read("CHANGELOG.md");
+    let unreleased = changelog.find("## [Unreleased]").unwrap();
+    let released = changelog.find("## [9.8.7] - ").unwrap();
+    assert!(
+        unreleased < released,
+        "a new empty Unreleased section opens above the release"
+    );
+    // Only the package's version moved, not a dependency's.
+    assert_eq!(
+        read("Cargo.toml").matches("9.8.7").count(),
+        1,
+        "one version line changed in Cargo.toml"
+    );
+}
+
+/// The `[package]` version of a Cargo.toml (its first `version = "..."` line).
+fn toml_version(text: &str) -> Value {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("version = \""))
+        .expect("a version line");
+    Value::String(
+        line.trim_start_matches("version = \"")
+            .trim_end_matches('"')
+            .to_string(),
+    )
+}
