@@ -174,14 +174,21 @@ fn alerts_fire_when_they_should_and_only_then() {
 fn unit_tests_notice_a_changed_rule() {
     // The unit tests are sensitive to the rules: a longer `for` than they were written for, or
     // a selector that misses the operator's series, fails them.
-    for extra in [
-        ["--set", "metrics.prometheusRule.agentsNotReady.for=1h"],
-        ["--set", "metrics.prometheusRule.selector=job=\"elsewhere\""],
+    for (extra, failing) in [
+        (
+            ["--set", "metrics.prometheusRule.agentsNotReady.for=1h"],
+            "PipecatAgentsNotReady",
+        ),
+        (
+            ["--set", "metrics.prometheusRule.selector=job=\"elsewhere\""],
+            "PipecatOperatorDown",
+        ),
     ] {
         let out = promtool_test(&prometheus_rule(&extra));
         assert!(!out.status.success(), "{extra:?}: {}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains("FAILED"),
+            stderr.contains("FAILED") && stderr.contains(&format!("alertname: {failing},")),
             "{extra:?}: {}",
             describe(&out)
         );
