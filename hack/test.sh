@@ -27,6 +27,9 @@ fi
 echo "==> kstatus (tests/kstatus.rs runs sigs.k8s.io/cli-utils' kstatus, built from hack/kstatus/)"
 hack/kstatus/build.sh
 
+echo "==> promtool (tests/alerts.rs runs Prometheus's promtool on the chart's alerts, built from hack/promtool/)"
+hack/promtool/build.sh
+
 echo "==> the README's first command, end to end (hack/demo.sh --exit)"
 hack/demo.sh --exit > target/demo-smoke.log 2>&1 || { cat target/demo-smoke.log; exit 1; }
 grep -q "condition met" target/demo-smoke.log

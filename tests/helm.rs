@@ -461,8 +461,9 @@ fn every_flag_the_chart_passes_is_known_to_the_operator() {
 // ---------------------------------------------------------------------------------------------
 // Against the control plane
 
-/// A schema-less stand-in for the Prometheus Operator's ServiceMonitor CRD, so that the dry run
-/// can check the chart's ServiceMonitor reaches a known API.
+/// Schema-less stand-ins for the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs,
+/// so that the dry run can check the chart's ServiceMonitor and PrometheusRule reach a known API
+/// (tests/alerts.rs checks the rules themselves with promtool).
 const SERVICE_MONITOR_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -471,6 +472,21 @@ metadata:
 spec:
   group: monitoring.coreos.com
   names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: prometheusrules.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules, singular: prometheusrule}
   scope: Namespaced
   versions:
     - name: v1
@@ -491,6 +507,7 @@ fn rendered_manifests_pass_a_server_side_dry_run() {
         "--for=condition=Established",
         "--timeout=60s",
         "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
     ]);
     assert!(out.status.success(), "{}", describe_output(&out));
 
@@ -498,11 +515,20 @@ fn rendered_manifests_pass_a_server_side_dry_run() {
     let team_a = cp.namespace("helm-dry-run-a");
     let team_b = cp.namespace("helm-dry-run-b");
     let namespaces = format!("watch.namespaces={{{team_a},{team_b}}}");
+    // The dashboard's ConfigMap goes to the Grafana namespace; here, one that exists.
+    let dashboard_ns = format!("metrics.grafanaDashboard.namespace={team_a}");
     let full = full_values();
     let helm = Helm::offline();
     for extra in [
         vec![],
-        vec!["-f", full.to_str().unwrap(), "--set", namespaces.as_str()],
+        vec![
+            "-f",
+            full.to_str().unwrap(),
+            "--set",
+            namespaces.as_str(),
+            "--set",
+            dashboard_ns.as_str(),
+        ],
     ] {
         let manifest = helm.template(&release_for(&ns), &ns, &extra);
         let kinds: BTreeSet<String> = parse_manifest(&manifest)
@@ -527,6 +553,8 @@ fn rendered_manifests_pass_a_server_side_dry_run() {
         );
         if !extra.is_empty() {
             assert!(kinds.contains("ServiceMonitor"), "{kinds:?}");
+            assert!(kinds.contains("PrometheusRule"), "{kinds:?}");
+            assert!(kinds.contains("ConfigMap"), "{kinds:?}");
         }
     }
 }
