@@ -101,7 +101,9 @@ pub struct Metrics {
     rate_limit_waits: Counter,
     rate_limit_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     agents: Family<ReadyLabels, Gauge>,
+    agents_failed: Gauge,
     leader: Gauge,
+    operator_ready: Gauge,
     agent_config: AgentMetricsConfig,
     agent_sessions: Family<AgentLabels, Gauge>,
     agent_warm: Family<AgentLabels, Gauge>,
@@ -174,11 +176,23 @@ impl Metrics {
         );
         let agents = Family::<ReadyLabels, Gauge>::default();
         registry.register("agents", "PipecatAgents by Ready state", agents.clone());
+        let agents_failed = Gauge::default();
+        registry.register(
+            "agents_failed",
+            "PipecatAgents whose deployment failed (crash loop, image pull, deployment error)",
+            agents_failed.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
             "1 while this instance holds the leader lease (or runs without leader election)",
             leader.clone(),
+        );
+        let operator_ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while /readyz answers ready (a standby, or a leader whose watches have listed once)",
+            operator_ready.clone(),
         );
         let agent_sessions = Family::<AgentLabels, Gauge>::default();
         let agent_warm = Family::<AgentLabels, Gauge>::default();
@@ -216,7 +230,9 @@ impl Metrics {
             rate_limit_waits,
             rate_limit_wait_seconds,
             agents,
+            agents_failed,
             leader,
+            operator_ready,
             agent_config,
             agent_sessions,
             agent_warm,
@@ -392,6 +408,24 @@ impl Metrics {
     /// Leader status.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// An agent's deployment started (`true`) or stopped (`false`) being failed.
+    pub fn failed_changed(&self, before: bool, after: bool) {
+        match (before, after) {
+            (false, true) => {
+                self.agents_failed.inc();
+            }
+            (true, false) => {
+                self.agents_failed.dec();
+            }
+            _ => {}
+        }
+    }
+
+    /// What `/readyz` answers, as a gauge.
+    pub fn set_operator_ready(&self, ready: bool) {
+        self.operator_ready.set(i64::from(ready));
     }
 }
 

@@ -67,7 +67,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let health = Arc::new(Health::default());
     tokio::spawn(log_exit(
         "metrics",
-        server::serve_metrics(args.metrics_bind_address, metrics.clone()),
+        server::serve_metrics(args.metrics_bind_address, metrics.clone(), health.clone()),
     ));
     tokio::spawn(log_exit(
         "health",

@@ -48,10 +48,14 @@ impl Health {
 }
 
 /// Serves `/metrics` on `addr` until the process ends.
-pub async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
-        .with_state(metrics);
+        .with_state((metrics, health));
     serve(addr, app).await
 }
 
@@ -72,7 +76,11 @@ async fn serve(addr: SocketAddr, app: Router) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn metrics_handler(
+    State((metrics, health)): State<(Arc<Metrics>, Arc<Health>)>,
+) -> impl IntoResponse {
+    // `/readyz` as a gauge, read at scrape time (a scrape target stays up while not ready).
+    metrics.set_operator_ready(health.ready().0);
     (
         [(
             header::CONTENT_TYPE,

@@ -23,8 +23,10 @@ const RELEASE: &str = "op";
 const NAMESPACE: &str = "ops";
 
 /// Every alert of the chart.
-const ALERTS: [&str; 8] = [
+const ALERTS: [&str; 10] = [
     "PipecatAgentsNotReady",
+    "PipecatAgentDeploymentFailed",
+    "PipecatOperatorNotReady",
     "PipecatAgentSyncFailing",
     "PipecatCloudApiErrors",
     "PipecatCloudRateLimited",
@@ -132,7 +134,7 @@ fn rendered_rules_pass_promtool_check() {
         let out = promtool(&["check", "rules", "--lint-fatal", file.to_str().unwrap()]);
         assert!(out.status.success(), "{extra:?}: {}", describe(&out));
         assert!(
-            String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 8 rules found"),
+            String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 10 rules found"),
             "{}",
             describe(&out)
         );
@@ -211,6 +213,8 @@ fn rule_labels_durations_and_selector_follow_the_values() {
         "PipecatCloudApiErrors" => &v["apiErrors"],
         "PipecatCloudRateLimited" | "PipecatOperatorRateLimitSaturated" => &v["rateLimited"],
         "PipecatOperatorNoLeader" => &v["noLeader"],
+        "PipecatAgentDeploymentFailed" => &v["deploymentFailed"],
+        "PipecatOperatorNotReady" => &v["notReady"],
         "PipecatOperatorDown" | "PipecatOperatorAbsent" => &v["down"],
         other => panic!("unknown alert {other}"),
     };
@@ -260,6 +264,8 @@ fn exposed_metric_names() -> BTreeSet<String> {
     m.rate_limited(took);
     m.ready_changed(None, Some(false));
     m.set_leader(true);
+    m.failed_changed(false, true);
+    m.set_operator_ready(true);
     m.agent_observed(
         "ns",
         "a",

@@ -29,6 +29,7 @@ struct Entry {
     status: Option<PipecatAgentStatus>,
     unwritten: bool,
     ready: Option<bool>,
+    failed: bool,
     drift_corrections: u32,
     /// Per-agent gauges: `Some(true)` exported, `Some(false)` over the limit, `None` neither.
     gauges: Option<bool>,
@@ -58,6 +59,7 @@ impl Objects {
             if let Some(r) = entry.ready {
                 self.metrics.ready_changed(Some(r), None);
             }
+            self.metrics.failed_changed(entry.failed, false);
             self.forget_gauges(&ObjectRef::from_obj(obj), entry.gauges);
             *entry = Entry {
                 uid,
@@ -170,6 +172,12 @@ impl Objects {
         self.metrics.ready_changed(before, Some(ready));
     }
 
+    /// Records whether the agent's deployment failed (the `agents_failed` gauge).
+    pub fn set_failed(&self, obj: &PipecatAgent, failed: bool) {
+        let before = self.with(obj, |e| std::mem::replace(&mut e.failed, failed));
+        self.metrics.failed_changed(before, failed);
+    }
+
     /// Records the agent's status in its per-agent gauges (when `--agent-metrics` is on).
     pub fn set_gauges(&self, obj: &PipecatAgent, status: &PipecatAgentStatus) {
         if !self.metrics.agent_metrics_enabled() {
@@ -201,6 +209,7 @@ impl Objects {
             if let Some(r) = gone.ready {
                 self.metrics.ready_changed(Some(r), None);
             }
+            self.metrics.failed_changed(gone.failed, false);
             self.forget_gauges(obj, gone.gauges);
         }
     }
@@ -333,7 +342,15 @@ mod tests {
         let c = agent("other", "c", "u3");
         o.set_ready(&a, true);
         o.set_ready(&b, false);
+        o.set_failed(&b, true);
+        o.set_failed(&b, true);
         o.set_ready(&c, true);
+        assert!(
+            metrics
+                .encode()
+                .contains("pipecat_operator_agents_failed 1\n"),
+            "counted once"
+        );
         o.failed(&a);
         assert_eq!((gauge(&metrics, true), gauge(&metrics, false)), (2, 1));
         o.set_ready(&a, true);
@@ -355,6 +372,12 @@ mod tests {
         let listed: HashSet<_> = [ObjectRef::from_obj(&a)].into_iter().collect();
         o.retain_listed(Some("ns"), &listed);
         assert_eq!((gauge(&metrics, true), gauge(&metrics, false)), (1, 0));
+        assert!(
+            metrics
+                .encode()
+                .contains("pipecat_operator_agents_failed 0\n"),
+            "the failed agent that left is no longer counted"
+        );
         assert_eq!(o.len(), 1, "only c remains");
 
         // A re-created object under the same name does not inherit the old readiness.

@@ -23,6 +23,8 @@ struct Pass {
     outcome: Option<Outcome>,
     /// The agent's readiness (`None` once the resource is being deleted).
     ready: Option<bool>,
+    /// True when its deployment failed.
+    failed: bool,
 }
 
 /// Reconciles one resource (with metrics).
@@ -41,6 +43,7 @@ pub async fn reconcile(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> Result<Acti
             }
             if let Some(ready) = pass.ready {
                 ctx.objects.set_ready(&obj, ready);
+                ctx.objects.set_failed(&obj, pass.failed);
             }
         }
         Err(e) => ctx.metrics.reconcile_failed(e.reason(), took),
@@ -75,6 +78,7 @@ async fn release(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
         requeue: Action::await_change(),
         outcome,
         ready: None,
+        failed: false,
     })
 }
 
@@ -125,5 +129,6 @@ async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
         requeue: Action::requeue(delay),
         outcome: Some(applied.outcome),
         ready: Some(ready),
+        failed: applied.readiness.failed,
     })
 }
