@@ -330,6 +330,16 @@ mod tests {
         let r = readiness(&a, None);
         assert_eq!(r.condition.reason, "CrashLoopBackOff");
         assert!(r.condition.message.contains("4 restarts"));
+        // No restarts yet: none mentioned.
+        if let Some(h) = a.current_revision.as_mut().and_then(|r| r.health.as_mut()) {
+            h.restart_count = Some(0);
+        }
+        let r = readiness(&a, None);
+        assert!(
+            !r.condition.message.contains("restarts"),
+            "{}",
+            r.condition.message
+        );
         assert!(r.condition.message.contains("exited with code 1"));
     }
 
