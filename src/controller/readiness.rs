@@ -216,6 +216,34 @@ mod tests {
     }
 
     #[test]
+    fn a_reconciled_deployment_not_ready_yet_names_no_older_one() {
+        let r = readiness(&agent("d1", Some("d1"), false), None);
+        assert!(!r.ready && !r.failed);
+        assert_eq!(r.condition.reason, "Deploying");
+        assert!(
+            !r.condition.message.contains("still served"),
+            "{}",
+            r.condition.message
+        );
+    }
+
+    #[test]
+    fn a_healthy_state_that_is_not_ready_yet_is_no_failure() {
+        let mut a = agent("d2", Some("d1"), false);
+        a.current_revision = Some(Revision {
+            health: Some(RevisionHealth {
+                ready: Some(false),
+                state: Some("ContainerCreating".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let r = readiness(&a, None);
+        assert!(!r.ready && !r.failed, "{r:?}");
+        assert_eq!(r.condition.reason, "Deploying");
+    }
+
+    #[test]
     fn premature_ready_after_update_is_not_ready() {
         // `ready` still describes d1 while d2 rolls out: the GitHub Action's bug.
         let r = readiness(&agent("d2", Some("d1"), true), None);
