@@ -308,6 +308,12 @@ mod tests {
             (synced.status.as_str(), synced.reason.as_str()),
             ("True", "UpToDate")
         );
+        let stalled = cond(&st, STALLED);
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("False", "NotStalled")
+        );
+        assert!(!st.adopted);
 
         // The same pass again is the same status (no write), timestamps included.
         let again = next_status(&obj, &st, &result, &at(20));
@@ -415,6 +421,88 @@ mod tests {
         let st = next_status(&obj, &st, &Ok(pass), &at(2));
         assert_eq!(st.non_convergence, None);
         assert_eq!(cond(&st, SYNCED).status, "True");
+    }
+
+    #[test]
+    fn a_failed_deployment_is_stalled_with_its_reason() {
+        let obj = agent_obj(2);
+        let remote = Agent {
+            name: "bot".into(),
+            desired_deployment_id: Some("d2".into()),
+            reconciled_deployment_id: Some("d1".into()),
+            ready: Some(true),
+            errors: Some(vec![crate::cloud::types::DeploymentError {
+                code: Some("PCC_IMAGE_NOT_FOUND".into()),
+                message: Some("no such image".into()),
+            }]),
+            ..Default::default()
+        };
+        let st = next_status(
+            &obj,
+            &PipecatAgentStatus::default(),
+            &Ok(applied(&obj, remote)),
+            &at(1),
+        );
+        let stalled = cond(&st, STALLED);
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "ImageNotFound")
+        );
+        // Rolling out (not failed): not stalled.
+        let rolling = Agent {
+            name: "bot".into(),
+            desired_deployment_id: Some("d2".into()),
+            reconciled_deployment_id: Some("d1".into()),
+            ready: Some(true),
+            ..Default::default()
+        };
+        let st = next_status(&obj, &st, &Ok(applied(&obj, rolling)), &at(2));
+        assert_eq!(cond(&st, STALLED).status, "False");
+    }
+
+    #[test]
+    fn the_status_records_whether_the_agent_was_adopted() {
+        use crate::controller::outcome::Outcome;
+        let obj = agent_obj(1);
+        let remote = Agent {
+            name: "bot".into(),
+            ..Default::default()
+        };
+        let mut pass = applied(&obj, remote);
+        pass.outcome = Outcome::Adopted;
+        let st = next_status(
+            &obj,
+            &PipecatAgentStatus::default(),
+            &Ok(pass.clone()),
+            &at(1),
+        );
+        assert!(st.adopted);
+        pass.outcome = Outcome::Unchanged;
+        let st = next_status(&obj, &st, &Ok(pass.clone()), &at(2));
+        assert!(st.adopted, "kept on later passes");
+        pass.outcome = Outcome::Created;
+        let st = next_status(&obj, &st, &Ok(pass), &at(3));
+        assert!(!st.adopted, "a created agent was not adopted");
+    }
+
+    #[test]
+    fn a_failing_pass_without_a_ready_condition_yet_adds_one() {
+        let obj = agent_obj(1);
+        let mut old = PipecatAgentStatus::default();
+        set_condition(
+            &mut old.conditions,
+            SYNCED,
+            CondState::ok("UpToDate", "x"),
+            Some(1),
+            &at(1),
+        );
+        let transient = Err(Error::cloud(
+            "read",
+            "bot",
+            crate::cloud::Error::RateLimited { retry_after: None },
+        ));
+        let st = next_status(&obj, &old, &transient, &at(2));
+        assert_eq!(cond(&st, READY).reason, "RateLimited");
     }
 
     #[test]
