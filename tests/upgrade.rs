@@ -893,7 +893,7 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
 /// alone, at commit 75ae0a6:
 /// `cargo test --test upgrade -- --ignored --exact capture_v0_1_fixtures`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "writes tests/fixtures/v0.1/ from this checkout's operator: run it only at the 0.1 commit"]
+#[ignore = "writes tests/fixtures/v0.1/ from this checkout's operator: run it only at the 0.1 commit (75ae0a6), with `cargo test --test upgrade -- --ignored --exact capture_v0_1_fixtures` after removing the old fixtures (see tests/fixtures/v0.1/README.md)"]
 async fn capture_v0_1_fixtures() {
     assert!(
         !fixture_path("pipecatagents.yaml").exists(),
