@@ -235,12 +235,14 @@ impl Objects {
         }
     }
 
-    /// How many objects are remembered.
+    /// How many objects are remembered (tests).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.lock().expect("objects lock").len()
     }
 
-    /// True when no object is remembered.
+    /// True when no object is remembered (tests).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
