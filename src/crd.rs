@@ -11,6 +11,8 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod secret_set;
+
 /// API group of the custom resource.
 pub const GROUP: &str = "pipecat.daily.co";
 /// Finalizer that keeps a `PipecatAgent` until its remote agent is deleted (or orphaned).
