@@ -183,6 +183,25 @@ pub struct PipecatAgentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub redeploy_token: Option<String>,
+
+    /// What happens when a secret set this agent uses (`secretSet`, `imagePullSecretSet`) is
+    /// managed by a PipecatSecretSet and its values change: `Redeploy` (the default) rolls one
+    /// new deployment once the rotated set is ready again, so the agent runs with the new
+    /// values (running sessions finish on the old deployment); `Ignore` leaves the agent on
+    /// its current deployment (new values reach it at its next deployment). Either way, the
+    /// agent waits while such a set is not ready (`Synced=False`, reason `SecretSetNotReady`).
+    #[serde(default)]
+    pub secret_rotation: SecretRotation,
+}
+
+/// What a rotation of a managed secret set does to the agents using it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SecretRotation {
+    /// One forced redeploy per rotation, once the set is ready again.
+    #[default]
+    Redeploy,
+    /// No redeploy: the new values reach the agent at its next deployment.
+    Ignore,
 }
 
 /// The only node type Pipecat Cloud offers.
@@ -348,6 +367,16 @@ pub struct PipecatAgentStatus {
     /// Pipecat Cloud), so scale on External or Object metrics, not on Pods or Resource ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// For each secret set this agent uses that a PipecatSecretSet manages: the set's
+    /// `readyRevision` the agent's deployment has (a higher revision of the set means a
+    /// rotation not yet rolled out to the agent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_set_revisions: Vec<SecretSetRevision>,
+    /// A forced redeploy for a rotation, recorded right before it is sent: if the operator
+    /// stops before recording its result, the next pass sees whether the agent's deployment
+    /// moved on since (the redeploy happened) instead of sending it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_rotation: Option<PendingRotation>,
     /// `Ready`: the current spec's deployment is live. `Synced`: the last reconcile with Pipecat
     /// Cloud succeeded. Reasons are CamelCase words; messages say what to do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -361,6 +390,28 @@ pub struct RequestedDeployment {
     /// Its id.
     pub id: String,
     /// The deployment it replaces (an answer that still names this one describes the past).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+/// A secret set and one of its revisions (`PipecatSecretSet` `status.readyRevision`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSetRevision {
+    /// The Pipecat Cloud secret set name.
+    pub name: String,
+    /// The set's revision.
+    pub revision: i64,
+}
+
+/// A forced redeploy sent (or about to be sent) for secret set rotations.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRotation {
+    /// The revisions the redeploy brings to the agent.
+    #[serde(default)]
+    pub revisions: Vec<SecretSetRevision>,
+    /// The agent's deployment before the redeploy (a later one means it happened).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
 }

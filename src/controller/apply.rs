@@ -8,11 +8,13 @@ use super::observe::{self, last_applied, merge_sparse};
 use super::outcome::Outcome;
 use super::plan::{self, Plan, Stuck, UpdateReason};
 use super::readiness::{Readiness, readiness};
-use super::{Context, Error, credentials, finalizer, ownership, secret_finalizer};
+use super::rotation::{self, ManagedSet};
+use super::{Context, Error, credentials, finalizer, ownership, secret_finalizer, status, watch};
 use crate::cloud::types::{Agent, Resets, UpdateAgentRequest, defaults};
 use crate::cloud::{self, ApiKey};
 use crate::crd::{
-    DeletionPolicy, FINALIZER, PipecatAgent, PipecatAgentStatus, RequestedDeployment,
+    DeletionPolicy, FINALIZER, PendingRotation, PipecatAgent, PipecatAgentStatus,
+    RequestedDeployment, SecretSetRevision,
 };
 
 /// A successful sync with Pipecat Cloud.
@@ -30,6 +32,9 @@ pub struct Applied {
     pub readiness: Readiness,
     /// Set when Pipecat Cloud does not take the spec.
     pub stuck: Option<Stuck>,
+    /// The managed secret sets' revisions the agent's deployment now has
+    /// (`status.secretSetRevisions`).
+    pub secret_sets: Vec<SecretSetRevision>,
 }
 
 impl Applied {
@@ -48,7 +53,14 @@ impl Applied {
             requested,
             readiness,
             stuck,
+            secret_sets: Vec::new(),
         }
+    }
+
+    /// The same result, recording these secret set revisions.
+    pub fn with_secret_sets(mut self, revisions: Vec<SecretSetRevision>) -> Self {
+        self.secret_sets = revisions;
+        self
     }
 }
 
@@ -58,11 +70,16 @@ impl Applied {
 /// Ownership: the operator touches only an agent this resource created (its status records an
 /// apply, or the create marker names it) or was told to adopt (`spec.adopt`). Any other agent
 /// of the same name is left alone: `AgentExists`, no finalizer, nothing deleted.
+///
+/// Secret sets: while a set the agent uses is managed by a PipecatSecretSet that is not ready,
+/// nothing is sent (`SecretSetNotReady`); a rotation of such a set is sent as one forced
+/// redeploy, announced in the status first (see [`rotation`]).
 pub async fn sync(
     obj: &PipecatAgent,
     ctx: &Context,
     status: &PipecatAgentStatus,
 ) -> Result<Applied, Error> {
+    let sets = managed_sets(obj, ctx).await?;
     let loc = credentials::locate(obj, &ctx.config.default_credentials);
     let key = ctx.keys.resolve(&ctx.kube, &loc).await?;
     if let Some(owner) = ownership::owner(ctx, obj, &loc, &key).await? {
@@ -70,7 +87,6 @@ pub async fn sync(
     }
     let desired = plan::desired(obj);
     let last = last_applied(status, &desired.name, ctx.objects.drift_corrections(obj));
-    let requested = status.requested_deployment.clone();
     let marked_before = ctx.objects.marked_creating(obj, &desired.name);
 
     let Some(observed) = observe::remote_agent(ctx, &key, &desired.name).await? else {
@@ -80,7 +96,7 @@ pub async fn sync(
         // The finalizer and the create marker, in one write, before the call.
         prepare(ctx, obj, &loc, Some(&desired.name)).await?;
         return match ctx.cloud.create_agent(&key, &req).await {
-            Ok(agent) => Ok(created(desired, agent)),
+            Ok(agent) => Ok(created(desired, agent).with_secret_sets(rotation::current(&sets))),
             Err(cloud::Error::AlreadyExists { .. }) => {
                 // It appeared since the read: ours only if an earlier pass sent a create whose
                 // answer was lost.
@@ -98,9 +114,13 @@ pub async fn sync(
                     })?;
                 if marked_before {
                     let step = plan::plan(&desired, Some(&agent), &last);
-                    carry_out(ctx, &key, desired, agent, step, Outcome::Unchanged, None).await
+                    carry_out(ctx, &key, desired, agent, step, Outcome::Unchanged, None)
+                        .await
+                        .map(|a| a.with_secret_sets(rotation::current(&sets)))
                 } else {
-                    take_over(obj, ctx, &key, &loc, desired, agent).await
+                    take_over(obj, ctx, &key, &loc, desired, agent)
+                        .await
+                        .map(|a| a.with_secret_sets(rotation::current(&sets)))
                 }
             }
             Err(source) => Err(Error::cloud("create", &desired.name, source)),
@@ -108,20 +128,70 @@ pub async fn sync(
     };
     if last.config_hash.is_some() || marked_before {
         prepare(ctx, obj, &loc, None).await?;
-        let step = plan::plan(&desired, Some(&observed), &last);
-        carry_out(
+        let step = rotation::step(
+            plan::plan(&desired, Some(&observed), &last),
+            &desired,
+            status,
+            &sets,
+            &observed,
+            last.config_hash.is_none(),
+            obj.spec.secret_rotation,
+        );
+        if let Some(pending) = step.announce {
+            announce(ctx, obj, status, pending).await?;
+        }
+        let applied = carry_out(
             ctx,
             &key,
             desired,
             observed,
-            step,
+            step.plan,
             Outcome::Unchanged,
-            requested,
+            step.requested,
         )
-        .await
+        .await?;
+        Ok(applied.with_secret_sets(step.record))
     } else {
-        take_over(obj, ctx, &key, &loc, desired, observed).await
+        take_over(obj, ctx, &key, &loc, desired, observed)
+            .await
+            .map(|a| a.with_secret_sets(rotation::current(&sets)))
     }
+}
+
+/// The managed secret sets the agent uses, all ready; otherwise the agent waits
+/// (`SecretSetNotReady`). A pass right after a start waits for the first list of
+/// PipecatSecretSets, so that a managed set is never taken for an unmanaged one.
+async fn managed_sets(obj: &PipecatAgent, ctx: &Context) -> Result<Vec<ManagedSet>, Error> {
+    if !ctx.sets.wait_synced(watch::SET_LIST_TIMEOUT).await {
+        return Err(Error::SecretSetNotReady {
+            message: "the operator has not listed the PipecatSecretSets yet; the agent waits"
+                .into(),
+            failed: false,
+        });
+    }
+    let sets = ctx.sets.used_by(obj);
+    match rotation::wait_for(obj.agent_name(), &sets) {
+        Some(wait) => Err(Error::SecretSetNotReady {
+            message: wait.message,
+            failed: wait.failed,
+        }),
+        None => Ok(sets),
+    }
+}
+
+/// Records a rotation's redeploy in the status before it is sent (see [`rotation`]).
+async fn announce(
+    ctx: &Context,
+    obj: &PipecatAgent,
+    current: &PipecatAgentStatus,
+    pending: PendingRotation,
+) -> Result<(), Error> {
+    let mut st = current.clone();
+    st.pending_rotation = Some(pending);
+    ctx.objects.status_pending(obj, &st);
+    status::write(&ctx.kube, obj, &st).await?;
+    ctx.objects.status_written(obj, &st);
+    Ok(())
 }
 
 /// The finalizer (with the create marker when a create follows), and, under

@@ -30,6 +30,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A secret set the agent uses is managed by a PipecatSecretSet that is not ready: the
+    /// agent waits for it (no create or update is sent).
+    #[error("{message}")]
+    SecretSetNotReady {
+        /// Which set, and what it waits for.
+        message: String,
+        /// The set failed (waits for a person, not for time).
+        failed: bool,
+    },
     /// The resource asks for something that cannot be done until it changes.
     #[error("{message}")]
     InvalidSpec {
@@ -59,6 +68,7 @@ impl Error {
                 ErrorKind::Config => "ClientMisconfigured",
             },
             Error::Kube { .. } => "KubernetesError",
+            Error::SecretSetNotReady { .. } => "SecretSetNotReady",
             Error::InvalidSpec { reason, .. } => reason,
         }
     }
@@ -78,6 +88,7 @@ impl Error {
             Error::CredentialsNotFound(_) | Error::InvalidSpec { .. } => true,
             Error::Cloud { source, .. } => !source.kind().is_retryable(),
             Error::Kube { .. } => false,
+            Error::SecretSetNotReady { failed, .. } => *failed,
         }
     }
 }

@@ -205,6 +205,7 @@ mod tests {
             desired: plan::desired(&obj()),
             requested: None,
             stuck: None,
+            secret_sets: Vec::new(),
         })
     }
 

@@ -7,7 +7,9 @@
 //! [`reconcile`] runs a pass and returns its [`outcome`]; [`backoff`] decides when to come
 //! back; [`objects`] is all the per-object memory; [`watch`] turns the cluster's changes
 //! into passes; [`ownership`] settles two resources naming one agent; [`secret_finalizer`]
-//! keeps a credentials Secret until the agents it must delete are gone.
+//! keeps a credentials Secret until the agents it must delete are gone; [`set_index`] knows
+//! which PipecatSecretSets manage the sets agents use, and [`rotation`] (pure) makes agents
+//! wait for them and redeploys an agent once per rotation.
 
 pub mod apply;
 pub mod backoff;
@@ -27,7 +29,9 @@ pub mod plan;
 mod properties;
 pub mod readiness;
 pub mod reconcile;
+pub mod rotation;
 pub mod secret_finalizer;
+pub mod set_index;
 pub mod status;
 pub mod watch;
 
@@ -128,6 +132,8 @@ pub struct Context {
     pub keys: credentials::KeyCache,
     /// Credentials Secrets known to carry the in-use finalizer.
     pub marked: secret_finalizer::Marked,
+    /// The PipecatSecretSets managing the sets agents use.
+    pub sets: set_index::SetIndex,
 }
 
 impl Context {
@@ -144,7 +150,9 @@ impl Context {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> Self {
+        let config = config.normalized();
         Context {
+            sets: set_index::SetIndex::new(config.namespaces.len().max(1)),
             events: events::Publisher::new(kube.clone()),
             objects: objects::Objects::new(metrics.clone()),
             metrics,
@@ -154,7 +162,7 @@ impl Context {
             marked: secret_finalizer::Marked::default(),
             kube,
             cloud,
-            config: config.normalized(),
+            config,
         }
     }
 
@@ -163,5 +171,6 @@ impl Context {
     pub fn forget(&self, obj: &PipecatAgent) {
         self.objects.forget(&ObjectRef::from_obj(obj));
         self.names.remove(obj);
+        self.sets.remove_agent(&ObjectRef::from_obj(obj));
     }
 }

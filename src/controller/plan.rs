@@ -53,6 +53,9 @@ pub enum UpdateReason {
     Redeploy,
     /// Taking over an existing agent (`spec.adopt`): the whole spec is sent once.
     Adopt,
+    /// Managed secret sets were rotated (`<set> revision <n>` each): forcing a new deployment
+    /// so the agent gets the new values.
+    SecretRotation(Vec<String>),
 }
 
 impl UpdateReason {
@@ -69,6 +72,10 @@ impl UpdateReason {
             UpdateReason::Adopt => {
                 "taking over the existing agent (spec.adopt): sending the whole spec".into()
             }
+            UpdateReason::SecretRotation(sets) => format!(
+                "secret set rotated ({}): forcing a new deployment with the new values",
+                sets.join(", ")
+            ),
         }
     }
 }

@@ -84,8 +84,10 @@ async fn release(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
 
 /// Create, update or observe, then report.
 async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
+    let result = apply::sync(obj, ctx, &ctx.objects.status(obj)).await;
+    // The latest status, including a rotation's redeploy announced during the pass: a failed
+    // pass keeps the announcement (the next one checks whether the redeploy happened).
     let old = ctx.objects.status(obj);
-    let result = apply::sync(obj, ctx, &old).await;
     let new = status::next_status(obj, &old, &result, &Time(jiff::Timestamp::now()));
     if new != old || ctx.objects.unwritten(obj) {
         // Remembered before the write: should it fail, the next pass still knows what was

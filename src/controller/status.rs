@@ -142,6 +142,9 @@ pub fn next_status(
             st.applied_config_hash = Some(applied.desired.hash.clone());
             st.applied_redeploy_token = applied.desired.redeploy_token.clone();
             st.requested_deployment = applied.requested.clone();
+            st.secret_set_revisions = applied.secret_sets.clone();
+            // Sent and answered, or found to have happened: no redeploy is pending any more.
+            st.pending_rotation = None;
             match applied.outcome {
                 Outcome::Adopted => st.adopted = true,
                 Outcome::Created => st.adopted = false,
@@ -262,6 +265,7 @@ mod tests {
             desired: crate::controller::plan::desired(obj),
             requested: None,
             stuck: None,
+            secret_sets: Vec::new(),
         }
     }
 

@@ -1,11 +1,13 @@
 //! Watching: the cluster's changes become reconcile passes. One controller per scope (all
-//! namespaces, or each namespace of `--namespace`), fed by three streams: the resources (spec
-//! changes and deletions), their credentials Secrets, and name claims released by a deleted
-//! owner.
+//! namespaces, or each namespace of `--namespace`), fed by four streams: the resources (spec
+//! changes and deletions), their credentials Secrets, the PipecatSecretSets managing the sets
+//! they use (a set that becomes ready or rotates wakes its agents), and name claims released
+//! by a deleted owner.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -14,10 +16,11 @@ use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Context, backoff, credentials, reconcile, secret_finalizer};
 use crate::crd::PipecatAgent;
+use crate::crd::secret_set::{PipecatSecretSet, agent_uses_set};
 
 fn agents_api(client: &kube::Client, namespace: Option<&str>) -> Api<PipecatAgent> {
     match namespace {
@@ -88,10 +91,13 @@ fn controller_for(
         .predicate_filter(predicates::generation, Default::default());
     let secrets = secret_changes(ctx.clone(), namespace.as_deref());
     let mapper = agents_using_secret(ctx.clone(), reader.clone());
+    let sets = set_changes(ctx.clone(), namespace.clone());
+    let set_mapper = agents_using_set(ctx.clone(), reader.clone());
     let released = released_claims(&ctx, namespace);
     let concurrency = ctx.config.concurrency;
     Controller::for_stream(agents, reader)
         .watches_stream(secrets, mapper)
+        .watches_stream(sets, set_mapper)
         .reconcile_on(released)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
@@ -119,10 +125,14 @@ fn agent_events(
         // managedFields is nearly half of each cached object and never read here.
         .modify(|a: &mut PipecatAgent| a.managed_fields_mut().clear())
         .inspect(move |event| match event {
-            Ok(watcher::Event::Apply(a)) => ctx.names.upsert(a),
+            Ok(watcher::Event::Apply(a)) => {
+                ctx.names.upsert(a);
+                ctx.sets.upsert_agent(a);
+            }
             Ok(watcher::Event::Init) => listed.clear(),
             Ok(watcher::Event::InitApply(a)) => {
                 ctx.names.upsert(a);
+                ctx.sets.upsert_agent(a);
                 listed.insert(ObjectRef::from_obj(a));
             }
             Ok(watcher::Event::Delete(a)) => ctx.forget(a),
@@ -203,6 +213,89 @@ fn agents_using_secret(
             .collect()
     }
 }
+
+/// PipecatSecretSets whose state as agents see it changed (name, region, account, readiness,
+/// ready revision), or that were deleted. The index is kept from every event; the initial
+/// list is not a change (every agent is reconciled at start anyway), and completes the scope's
+/// part of the index (agent passes wait for it, so that a restart never takes a managed set
+/// for an unmanaged one). Sets that cannot be listed at all (their CRD is not installed, or
+/// the operator may not read them) count as none.
+fn set_changes(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+) -> impl Stream<Item = Result<PipecatSecretSet, watcher::Error>> + Send + 'static {
+    let api: Api<PipecatSecretSet> = match namespace.as_deref() {
+        Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
+        None => Api::all(ctx.kube.clone()),
+    };
+    let mut synced = false;
+    let mut listed = HashSet::new();
+    watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|s: &mut PipecatSecretSet| s.managed_fields_mut().clear())
+        .filter_map(move |event| {
+            let out = match event {
+                Ok(watcher::Event::Apply(s)) => ctx.sets.upsert_set(&s).then_some(Ok(s)),
+                Ok(watcher::Event::Delete(s)) => {
+                    ctx.sets.remove_set(&s);
+                    Some(Ok(s))
+                }
+                Ok(watcher::Event::Init) => {
+                    listed.clear();
+                    None
+                }
+                Ok(watcher::Event::InitApply(s)) => {
+                    listed.insert(ObjectRef::from_obj(&s));
+                    // A re-list after a watch gap: a change made meanwhile still wakes agents.
+                    (ctx.sets.upsert_set(&s) && synced).then_some(Ok(s))
+                }
+                Ok(watcher::Event::InitDone) => {
+                    ctx.sets.listed(namespace.as_deref(), &listed);
+                    listed.clear();
+                    if !std::mem::replace(&mut synced, true) {
+                        ctx.sets.scope_synced();
+                    }
+                    None
+                }
+                Err(e) => {
+                    if !synced && unavailable(&e) {
+                        synced = true;
+                        warn!(error = %e, "cannot list PipecatSecretSets: agents treat every secret set as unmanaged (install the PipecatSecretSet CRD and the operator's RBAC for it)");
+                        ctx.sets.scope_synced();
+                    }
+                    Some(Err(e))
+                }
+            };
+            futures::future::ready(out)
+        })
+}
+
+/// A set list that cannot succeed by waiting: the CRD is missing (404) or the operator may not
+/// read the kind (403).
+fn unavailable(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404 || s.code == 403)
+}
+
+/// The agents that use a set (looked up in the index, then checked with the one rule of
+/// [`agent_uses_set`] against the agent cache).
+fn agents_using_set(
+    ctx: Arc<Context>,
+    store: Store<PipecatAgent>,
+) -> impl Fn(PipecatSecretSet) -> Vec<ObjectRef<PipecatAgent>> + Send + Sync + 'static {
+    move |set| {
+        ctx.sets
+            .agents_naming(&set)
+            .into_iter()
+            .filter(|r| match store.get(r) {
+                Some(a) => agent_uses_set(&a, &set),
+                None => false,
+            })
+            .collect()
+    }
+}
+
+/// How long a pass waits for the first list of PipecatSecretSets before it reports waiting.
+pub const SET_LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Claimants of a name whose owner went away, re-queued at once.
 fn released_claims(
