@@ -4,7 +4,8 @@
 //! their default). Random sequences of spec edits and removals must converge with a bounded
 //! number of updates per edit; `Ready` must never be true while the deployment the operator
 //! asked for is not rolled out and ready; `Synced` must never be true while the model's
-//! configuration means something else than the spec.
+//! configuration means something else than the spec. Secret set rotations mixed with spec
+//! edits, kills and failed calls must reach the agent with one forced redeploy each, never two.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
@@ -15,9 +16,10 @@ use super::compare::canonical_image;
 use super::observe::last_applied;
 use super::outcome::Outcome;
 use super::plan::{self, Plan, UpdateReason};
+use super::rotation::{self, ManagedSet, SetState};
 use super::status::{SYNCED, next_status};
 use crate::cloud::types::Agent;
-use crate::crd::{PipecatAgent, PipecatAgentSpec, PipecatAgentStatus};
+use crate::crd::{PipecatAgent, PipecatAgentSpec, PipecatAgentStatus, SecretRotation};
 
 /// Passes a deployment takes to roll out.
 const ROLL_OUT: u32 = 2;
@@ -71,6 +73,12 @@ struct Server {
     deployments: Vec<(u32, u32)>,
     now: u32,
     updates: u32,
+    /// Ready revisions of the two managed sets (`env-a`, `pull-a`) now.
+    values: (i64, i64),
+    /// The revisions each deployment got, in deployment order.
+    deployed: Vec<(i64, i64)>,
+    /// Updates that asked for `forceRedeploy`.
+    forced: u32,
 }
 
 impl Server {
@@ -81,6 +89,9 @@ impl Server {
             deployments: Vec::new(),
             now: 0,
             updates: 0,
+            values: (1, 1),
+            deployed: Vec::new(),
+            forced: 0,
         }
     }
 
@@ -131,6 +142,7 @@ impl Server {
     fn deploy(&mut self) {
         let id = self.deployments.len() as u32 + 1;
         self.deployments.push((id, self.now));
+        self.deployed.push(self.values);
     }
 
     fn create(&mut self, body: &Value) -> Agent {
@@ -141,6 +153,9 @@ impl Server {
 
     fn update(&mut self, body: &Value) -> Agent {
         self.updates += 1;
+        if body["forceRedeploy"] == true {
+            self.forced += 1;
+        }
         let changed = self.apply(body);
         if changed || body["forceRedeploy"] == true {
             self.deploy();
@@ -430,5 +445,219 @@ proptest! {
     #[test]
     fn edits_converge_against_a_rewriting_server(specs in prop::collection::vec(spec_strategy(), 1..6)) {
         run(Profile::Rewriting, specs)?;
+    }
+}
+
+/// What happens around one pass of the rotation model.
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    /// The env set (0) or the pull set (1) is rotated and ready again.
+    Rotate(usize),
+    /// The spec's image changes.
+    Edit,
+    /// A pass that completes.
+    Pass,
+    /// A pass whose update reaches Pipecat Cloud, then the operator is killed before it
+    /// records the result (the announcement is in the stored status).
+    KilledAfterCall,
+    /// A pass whose update reaches Pipecat Cloud but whose answer is lost (an error in
+    /// process; the next pass runs in the same process).
+    LostAnswer,
+    /// A pass whose update fails before reaching Pipecat Cloud.
+    FailedCall,
+}
+
+fn event_strategy() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (0usize..2).prop_map(Event::Rotate),
+        Just(Event::Edit),
+        Just(Event::Pass),
+        Just(Event::Pass),
+        Just(Event::KilledAfterCall),
+        Just(Event::LostAnswer),
+        Just(Event::FailedCall),
+    ]
+}
+
+fn rotating_spec(image: &str, policy: SecretRotation) -> PipecatAgentSpec {
+    let mut spec: PipecatAgentSpec = serde_json::from_value(json!({
+        "image": image, "secretSet": "env-a", "imagePullSecretSet": "pull-a"
+    }))
+    .unwrap();
+    spec.secret_rotation = policy;
+    spec
+}
+
+/// One pass with both sets managed and ready (the apply step's order: plan, rotations folded
+/// in, announcement stored, update sent, status recorded), ending as `event` says.
+fn rotation_pass(
+    server: &mut Server,
+    obj: &PipecatAgent,
+    st: &PipecatAgentStatus,
+    event: Event,
+) -> PipecatAgentStatus {
+    let now = Time(jiff::Timestamp::from_second(i64::from(server.now)).unwrap());
+    let sets = [
+        ManagedSet {
+            name: "env-a".into(),
+            resource: "ns/env-a".into(),
+            state: SetState::Ready(server.values.0),
+        },
+        ManagedSet {
+            name: "pull-a".into(),
+            resource: "ns/pull-a".into(),
+            state: SetState::Ready(server.values.1),
+        },
+    ];
+    let desired = plan::desired(obj);
+    let last = last_applied(st, &desired.name, 0);
+    if server.deployments.is_empty() {
+        let Plan::Create(req) = plan::plan(&desired, None, &last) else {
+            panic!("a create")
+        };
+        let answer = server.create(&serde_json::to_value(&req).unwrap());
+        let applied = apply::created(desired, answer).with_secret_sets(rotation::current(&sets));
+        return next_status(obj, st, &Ok(applied), &now);
+    }
+    let observed = server.answer(None);
+    let step = rotation::step(
+        plan::plan(&desired, Some(&observed), &last),
+        &desired,
+        st,
+        &sets,
+        &observed,
+        last.config_hash.is_none(),
+        obj.spec.secret_rotation,
+    );
+    // The announcement is written before the call.
+    let mut stored = st.clone();
+    if let Some(p) = &step.announce {
+        stored.pending_rotation = Some(p.clone());
+    }
+    let lost = || {
+        Err(crate::controller::Error::cloud(
+            "update",
+            "bot",
+            crate::cloud::Error::Transient {
+                status: Some(503),
+                message: "unavailable".into(),
+                retry_after: None,
+            },
+        ))
+    };
+    let applied = match step.plan {
+        Plan::Update { request, reason } => {
+            if let Event::FailedCall = event {
+                return next_status(obj, &stored, &lost(), &now);
+            }
+            let answer = server.update(&serde_json::to_value(&request).unwrap());
+            match event {
+                Event::KilledAfterCall => return stored,
+                Event::LostAnswer => return next_status(obj, &stored, &lost(), &now),
+                _ => {}
+            }
+            apply::updated(
+                desired,
+                &observed,
+                answer,
+                request.force_redeploy,
+                reason,
+                step.requested,
+            )
+        }
+        Plan::Nothing => apply::kept(desired, observed, Outcome::Unchanged, step.requested, None),
+        other => panic!("unexpected plan {other:?}"),
+    };
+    next_status(
+        obj,
+        &stored,
+        &Ok(applied.with_secret_sets(step.record)),
+        &now,
+    )
+}
+
+/// Rotations, spec edits, kills and failed calls in any order: a forced redeploy is only ever
+/// sent for a rotation not yet sent (never twice for one, across kills and lost answers),
+/// at most one per rotation, none under `Ignore`; once calm, the agent's newest deployment
+/// has the newest values (`Redeploy`) and nothing more is sent.
+fn run_rotations(events: Vec<Event>, policy: SecretRotation) -> Result<(), TestCaseError> {
+    let mut server = Server::new(Profile::Full);
+    let images = ["acme/bot:1", "acme/bot:2"];
+    let (mut image, mut generation) = (0, 1);
+    let mut obj = resource(&rotating_spec(images[image], policy), generation);
+    let mut st = rotation_pass(
+        &mut server,
+        &obj,
+        &PipecatAgentStatus::default(),
+        Event::Pass,
+    );
+    let (mut rotations, mut since_forced) = (0u32, 0u32);
+    for event in events {
+        match event {
+            Event::Rotate(i) => {
+                if i == 0 {
+                    server.values.0 += 1;
+                } else {
+                    server.values.1 += 1;
+                }
+                rotations += 1;
+                since_forced += 1;
+            }
+            Event::Edit => {
+                image = 1 - image;
+                generation += 1;
+                obj = resource(&rotating_spec(images[image], policy), generation);
+            }
+            _ => {
+                let forced = server.forced;
+                st = rotation_pass(&mut server, &obj, &st, event);
+                if server.forced > forced {
+                    prop_assert!(
+                        since_forced > 0,
+                        "a second forced redeploy for the same rotation ({event:?}): {st:?}"
+                    );
+                    since_forced = 0;
+                }
+            }
+        }
+        server.now += 1;
+    }
+    prop_assert!(
+        server.forced <= rotations,
+        "{} forced redeploys for {rotations} rotations",
+        server.forced
+    );
+    if policy == SecretRotation::Ignore {
+        prop_assert_eq!(server.forced, 0);
+    }
+    for _ in 0..3 {
+        st = rotation_pass(&mut server, &obj, &st, Event::Pass);
+        server.now += 1;
+    }
+    let updates = server.updates;
+    let again = rotation_pass(&mut server, &obj, &st, Event::Pass);
+    prop_assert_eq!(server.updates, updates, "an update once calm: {:?}", again);
+    prop_assert_eq!(again.pending_rotation, None);
+    if policy == SecretRotation::Redeploy {
+        prop_assert_eq!(
+            server.deployed.last().copied(),
+            Some(server.values),
+            "the agent's newest deployment lacks the newest values"
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn each_rotation_is_redeployed_once_across_kills(events in prop::collection::vec(event_strategy(), 0..12)) {
+        run_rotations(events, SecretRotation::Redeploy)?;
+    }
+
+    #[test]
+    fn ignored_rotations_are_never_redeployed(events in prop::collection::vec(event_strategy(), 0..12)) {
+        run_rotations(events, SecretRotation::Ignore)?;
     }
 }

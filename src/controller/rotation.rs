@@ -265,8 +265,10 @@ pub fn step(
     );
     let plan = force(plan, desired, &decision.due);
     let announce = (!decision.due.is_empty() && matches!(plan, Plan::Update { .. })).then(|| {
+        // Every current revision, not only the due ones: the new deployment gets them all,
+        // and an announcement replaces an earlier one that may not be recorded yet.
         PendingRotation {
-            revisions: decision.due.clone(),
+            revisions: decision.record.clone(),
             replaces: deployment.map(str::to_string),
         }
     });

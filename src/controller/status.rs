@@ -524,6 +524,78 @@ mod tests {
     }
 
     #[test]
+    fn waiting_for_a_secret_set_is_reported_and_a_rotation_is_recorded() {
+        use crate::crd::{PendingRotation, SecretSetRevision};
+        let obj = agent_obj(1);
+        let pending = Err(Error::SecretSetNotReady {
+            message: "agent bot waits for secret set env (PipecatSecretSet ns/env): it is provisioning (pending)".into(),
+            failed: false,
+        });
+        // A new agent: not Ready, not Synced, not stalled (a matter of time).
+        let st = next_status(&obj, &PipecatAgentStatus::default(), &pending, &at(1));
+        for t in [READY, SYNCED] {
+            let c = cond(&st, t);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "SecretSetNotReady"),
+                "{t}"
+            );
+            assert!(c.message.contains("secret set env"), "{}", c.message);
+        }
+        assert_eq!(cond(&st, STALLED).status, "False");
+
+        // A running agent whose set is rotating keeps serving: still Ready, not Synced.
+        let remote = Agent {
+            name: "bot".into(),
+            desired_deployment_id: Some("d1".into()),
+            reconciled_deployment_id: Some("d1".into()),
+            ready: Some(true),
+            ..Default::default()
+        };
+        let mut pass = applied(&obj, remote);
+        pass.secret_sets = vec![SecretSetRevision {
+            name: "env".into(),
+            revision: 1,
+        }];
+        let mut running = next_status(
+            &obj,
+            &PipecatAgentStatus::default(),
+            &Ok(pass.clone()),
+            &at(1),
+        );
+        assert_eq!(running.secret_set_revisions, pass.secret_sets);
+        running.pending_rotation = Some(PendingRotation {
+            revisions: vec![SecretSetRevision {
+                name: "env".into(),
+                revision: 2,
+            }],
+            replaces: Some("d1".into()),
+        });
+        let st = next_status(&obj, &running, &pending, &at(2));
+        assert!(st.ready);
+        assert_eq!(cond(&st, READY).status, "True");
+        assert_eq!(cond(&st, SYNCED).reason, "SecretSetNotReady");
+        assert_eq!(
+            st.pending_rotation, running.pending_rotation,
+            "a failed pass keeps an announced redeploy"
+        );
+        // A failed set needs a person: not Ready, Stalled.
+        let failed = Err(Error::SecretSetNotReady {
+            message: "failed".into(),
+            failed: true,
+        });
+        let st = next_status(&obj, &running, &failed, &at(3));
+        assert!(!st.ready);
+        assert_eq!(cond(&st, READY).reason, "SecretSetNotReady");
+        assert_eq!(cond(&st, STALLED).status, "True");
+        // A successful pass records the revisions and clears the announcement.
+        pass.secret_sets[0].revision = 2;
+        let st = next_status(&obj, &running, &Ok(pass), &at(4));
+        assert_eq!(st.secret_set_revisions[0].revision, 2);
+        assert_eq!(st.pending_rotation, None);
+    }
+
+    #[test]
     fn transition_time_only_moves_on_flips() {
         let t1 = Time(jiff::Timestamp::from_second(1_000).unwrap());
         let t2 = Time(jiff::Timestamp::from_second(2_000).unwrap());

@@ -387,3 +387,53 @@ fn a_step_announces_the_redeploy_with_the_deployment_it_replaces() {
     );
     assert_eq!(s.announce, None);
 }
+
+#[test]
+fn a_new_announcement_keeps_the_revisions_of_an_unrecorded_one() {
+    // env was redeployed (announced, d1 -> d2) and the operator killed; then pull rotates.
+    let d = desired();
+    let status = PipecatAgentStatus {
+        secret_set_revisions: vec![rev("env", 1), rev("pull", 1)],
+        pending_rotation: Some(PendingRotation {
+            revisions: vec![rev("env", 2), rev("pull", 1)],
+            replaces: Some("d1".into()),
+        }),
+        ..Default::default()
+    };
+    let on_d2 = Agent {
+        name: "bot".into(),
+        desired_deployment_id: Some("d2".into()),
+        ..Default::default()
+    };
+    let sets = [ready("env", 2), ready("pull", 2)];
+    let s = step(
+        Plan::Nothing,
+        &d,
+        &status,
+        &sets,
+        &on_d2,
+        false,
+        SecretRotation::Redeploy,
+    );
+    let announced = s.announce.expect("pull is due");
+    assert_eq!(announced.revisions, [rev("env", 2), rev("pull", 2)]);
+    // Killed again after that redeploy (d3): nothing is due any more.
+    let status = PipecatAgentStatus {
+        pending_rotation: Some(announced),
+        ..status
+    };
+    let on_d3 = Agent {
+        desired_deployment_id: Some("d3".into()),
+        ..on_d2
+    };
+    let s = step(
+        Plan::Nothing,
+        &d,
+        &status,
+        &sets,
+        &on_d3,
+        false,
+        SecretRotation::Redeploy,
+    );
+    assert_eq!(s.plan, Plan::Nothing);
+}
