@@ -5,6 +5,11 @@
 //! neither the key nor the wrong key (raw or base64) may appear in the operator's log, the
 //! namespace's events, the PipecatAgents (`-o json`, `describe`), or `/metrics`; and the echoed
 //! error texts must show `[redacted]` where the key was.
+//!
+//! The values of a Kubernetes Secret feeding a PipecatSecretSet never leak either (issue 14):
+//! an env set and an image-pull set whose PUTs fail with error bodies that echo the values
+//! (an env value, a registry password, its base64 `auth`), then a rotated value; none of them
+//! (raw or base64) may appear in the same places, nor in the PipecatSecretSets.
 
 mod support;
 
@@ -13,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, ensure};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use pipecat_operator::crd::secret_set::PipecatSecretSet;
 use pipecat_operator::emulator::{Fault, FaultBody};
 use serde_json::{Value, json};
 use support::controlplane::base64;
@@ -26,6 +32,18 @@ const SUITE: &str = "reliability_secrets";
 const TEST: &str = "the_api_key_never_leaks";
 /// A wrong key, as recognisable as the right one (it must not leak either).
 const WRONG_KEY: &str = "pk_test_WRONG_KEY_d41c8e";
+/// A value of the Secret behind the env set.
+const SET_VALUE: &str = "sk_live_SETVALUE_9b2e71f0";
+/// The same key's value after a rotation.
+const ROTATED_VALUE: &str = "sk_live_ROTATED_4c8d05aa";
+/// The registry password of the image-pull set's dockerconfigjson.
+const REGISTRY_PASSWORD: &str = "ghp_REGISTRYPASS_51ab3f77";
+/// Every secret set value, with what it is.
+const SET_VALUES: [(&str, &str); 3] = [
+    ("the env set value", SET_VALUE),
+    ("the rotated env set value", ROTATED_VALUE),
+    ("the registry password", REGISTRY_PASSWORD),
+];
 
 async fn put_secret(env: &Env, name: &str, data: Value) -> anyhow::Result<()> {
     let secrets: kube::Api<Secret> = kube::Api::namespaced(env.cp.client(), &env.ns);
@@ -125,6 +143,61 @@ const PARTIAL: usize = API_KEY.len() - 4;
 fn mask(text: &str) -> String {
     text.replace(&API_KEY[..PARTIAL], "<KEY...>")
         .replace(&WRONG_KEY[..PARTIAL.min(WRONG_KEY.len())], "<WRONG KEY...>")
+}
+
+/// The registry login `bot:<REGISTRY_PASSWORD>` as a dockerconfigjson `auth` (base64).
+fn registry_auth() -> String {
+    base64(format!("bot:{REGISTRY_PASSWORD}").as_bytes())
+}
+
+/// Fails when `text` holds a secret set value (raw or base64) or the registry `auth`.
+fn no_value_in(place: &str, text: &str) -> anyhow::Result<()> {
+    ensure!(!text.is_empty(), "{place} is empty: nothing was checked");
+    for (what, value) in SET_VALUES {
+        ensure!(!text.contains(value), "{what} in {place}");
+        ensure!(
+            !text.contains(&base64(value.as_bytes())),
+            "{what} (base64) in {place}"
+        );
+    }
+    ensure!(
+        !text.contains(&registry_auth()),
+        "the registry auth in {place}"
+    );
+    Ok(())
+}
+
+fn secret_sets(env: &Env) -> kube::Api<PipecatSecretSet> {
+    kube::Api::namespaced(env.cp.client(), &env.ns)
+}
+
+/// Waits until the PipecatSecretSet's `Synced` condition is False with a message holding
+/// `[redacted]`; returns that message.
+async fn wait_set_redacted(env: &Env, name: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(set) = secret_sets(env).get_opt(name).await?
+            && let Some(c) = set.condition("Synced")
+            && c.status == "False"
+            && c.message.contains("[redacted]")
+        {
+            no_value_in(
+                &format!("PipecatSecretSet {name} at Synced=False {}", c.reason),
+                &serde_json::to_string(&set)?,
+            )?;
+            return Ok(format!("{}: {}", c.reason, c.message));
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "PipecatSecretSet {name} never showed an error with [redacted]: {:?}",
+            secret_sets(env)
+                .get_opt(name)
+                .await?
+                .and_then(|s| s.status)
+                .map(|s| s.conditions)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -373,6 +446,86 @@ async fn the_api_key_never_leaks() {
         .await,
     );
 
+    results.push(
+        run_case(
+            meta(
+                "secret set values echoed in error bodies, then rotated",
+                "HTTP 400 `{\"error\": \"invalid secretValue <VALUE> ...\"}` on PUT /v1/secrets/leak-env and HTTP 500 echoing the registry password and its base64 auth on PUT /v1/secrets/leak-registry, until cleared; then a value rotated",
+                "both PipecatSecretSets Synced=False with [redacted]; the agent waits (SecretSetNotReady) without any value; Ready once cleared; the rotated value leaks nowhere either",
+            ),
+            async {
+                put_secret(env, "leak-values", json!({"OPENAI_API_KEY": SET_VALUE})).await?;
+                let docker = json!({"auths": {"ghcr.io": {"username": "bot",
+                    "password": REGISTRY_PASSWORD, "auth": registry_auth()}}});
+                env.apply(
+                    &json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "leak-registry-login"},
+                        "type": "kubernetes.io/dockerconfigjson",
+                        "stringData": {".dockerconfigjson": docker.to_string()}})
+                    .to_string(),
+                );
+                let env_body = json!({"error": format!(
+                    "invalid secretValue {SET_VALUE} for secretKey OPENAI_API_KEY"),
+                    "code": "GENERIC_BAD_REQUEST"}).to_string();
+                let pull_body = json!({"error": format!(
+                    "registry rejected bot:{REGISTRY_PASSWORD} (auth {})", registry_auth()),
+                    "code": "500"}).to_string();
+                for (path, body, status) in [
+                    ("/v1/secrets/leak-env", env_body, 400),
+                    ("/v1/secrets/leak-registry", pull_body, 500),
+                ] {
+                    env.admin
+                        .inject_fault(
+                            Fault::body(path, FaultBody::Custom(body))
+                                .with_status(status)
+                                .with_method("PUT")
+                                .with_count(1_000_000),
+                        )
+                        .await?;
+                }
+                let docs = [
+                    json!({"apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatSecretSet",
+                        "metadata": {"name": "leak-env"},
+                        "spec": {"secretRef": {"name": "leak-values"}}}),
+                    json!({"apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatSecretSet",
+                        "metadata": {"name": "leak-registry"},
+                        "spec": {"type": "ImagePull", "secretRef": {"name": "leak-registry-login"}}}),
+                    json!({"apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatAgent",
+                        "metadata": {"name": "s-set"},
+                        "spec": {"image": "acme/bot:1", "secretSet": "leak-env",
+                            "imagePullSecretSet": "leak-registry"}}),
+                ];
+                for d in docs {
+                    env.apply(&d.to_string());
+                }
+                let env_error = wait_set_redacted(env, "leak-env").await?;
+                let pull_error = wait_set_redacted(env, "leak-registry").await?;
+                let waiting = wait_agent(env, "s-set", Duration::from_secs(30), "SecretSetNotReady", |a| {
+                    a.condition("Synced").is_some_and(|c| c.reason == "SecretSetNotReady")
+                })
+                .await?;
+                no_value_in("s-set while it waits", &serde_json::to_string(&waiting)?)?;
+                let events = env.kubectl(&["get", "events", "-o", "json"]);
+                no_value_in("the events while the PUTs fail", &String::from_utf8_lossy(&events.stdout))?;
+                env.admin.clear_faults().await?;
+                wait_agent(env, "s-set", Duration::from_secs(60), "Ready", support::operator::is_ready).await?;
+                put_secret(env, "leak-values", json!({"OPENAI_API_KEY": ROTATED_VALUE})).await?;
+                wait_agent(env, "s-set", Duration::from_secs(60), "the rotation recorded", |a| {
+                    a.status.as_ref().is_some_and(|s| {
+                        s.secret_set_revisions.iter().any(|r| r.name == "leak-env" && r.revision == 2)
+                    }) && support::operator::is_ready(a)
+                })
+                .await?;
+                Ok(format!(
+                    "leak-env Synced=False {}; leak-registry Synced=False {}; s-set waited, then Ready and redeployed for the rotation",
+                    tail(&env_error, 80),
+                    tail(&pull_error, 80)
+                ))
+            },
+        )
+        .await,
+    );
+
     // Let the last events land, then look everywhere.
     tokio::time::sleep(Duration::from_secs(2)).await;
     results.push(
@@ -380,7 +533,7 @@ async fn the_api_key_never_leaks() {
             meta(
                 "no credential anywhere",
                 "all of the above, at RUST_LOG=debug",
-                "neither key (raw, base64, or all but its last 4 characters) in the log, events, PipecatAgents (-o json, describe), /metrics",
+                "neither key (raw, base64, or all but its last 4 characters) nor any secret set value (raw, base64) in the log, events, PipecatAgents and PipecatSecretSets (-o json, describe), /metrics",
             ),
             async {
                 let kubectl = |args: &[&str]| -> anyhow::Result<String> {
@@ -398,6 +551,8 @@ async fn the_api_key_never_leaks() {
                     ("events", kubectl(&["get", "events", "-o", "json"])?),
                     ("PipecatAgents", kubectl(&["get", "pipecatagents", "-o", "json"])?),
                     ("describe", kubectl(&["describe", "pipecatagents"])?),
+                    ("PipecatSecretSets", kubectl(&["get", "pipecatsecretsets", "-o", "json"])?),
+                    ("describe pipecatsecretsets", kubectl(&["describe", "pipecatsecretsets"])?),
                     ("/metrics", op.get(op.metrics_port, "/metrics").await.1),
                     ("/readyz", op.get(op.health_port, "/readyz").await.1),
                 ];
@@ -407,6 +562,13 @@ async fn the_api_key_never_leaks() {
                     ("the wrong key", WRONG_KEY.to_string()),
                     ("the key in base64", base64(API_KEY.as_bytes())),
                     ("the wrong key in base64", base64(WRONG_KEY.as_bytes())),
+                    ("the env set value", SET_VALUE.to_string()),
+                    ("the env set value in base64", base64(SET_VALUE.as_bytes())),
+                    ("the rotated env set value", ROTATED_VALUE.to_string()),
+                    ("the rotated env set value in base64", base64(ROTATED_VALUE.as_bytes())),
+                    ("the registry password", REGISTRY_PASSWORD.to_string()),
+                    ("the registry password in base64", base64(REGISTRY_PASSWORD.as_bytes())),
+                    ("the registry auth", registry_auth()),
                 ];
                 let mut leaks = Vec::new();
                 for (place, text) in &places {
