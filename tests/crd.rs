@@ -267,3 +267,48 @@ fn reflow_keeps_paragraph_breaks_and_list_items() {
     let single = "One line only.";
     assert_eq!(reflow_description(single), single);
 }
+
+#[test]
+fn secret_sets_example_is_valid_and_its_agent_uses_both_sets() {
+    use pipecat_operator::crd::secret_set::{PipecatSecretSet, agent_uses_set};
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/secret-sets.yaml"
+    ))
+    .unwrap();
+    let (mut agents, mut sets, mut secrets) = (Vec::new(), Vec::new(), Vec::new());
+    for doc in file.split("\n---\n") {
+        let kind: serde_json::Value = serde_saphyr::from_str(doc).expect("a YAML document");
+        match kind["kind"].as_str() {
+            Some("PipecatAgent") => agents.push(agent(doc)),
+            Some("PipecatSecretSet") => {
+                let set: PipecatSecretSet =
+                    serde_saphyr::from_str(doc).expect("a PipecatSecretSet");
+                assert!(set.validate_cel().is_ok(), "{:?}", set.validate_cel());
+                sets.push(set);
+            }
+            Some("Secret") => secrets.push(
+                serde_saphyr::from_str::<k8s_openapi::api::core::v1::Secret>(doc)
+                    .expect("a Secret"),
+            ),
+            other => panic!("unexpected document {other:?}"),
+        }
+    }
+    assert_eq!((agents.len(), sets.len(), secrets.len()), (1, 2, 2));
+    let a = &agents[0];
+    assert_eq!(errors(a), "");
+    for set in &sets {
+        assert!(
+            agent_uses_set(a, set),
+            "the agent does not use {:?}",
+            set.metadata.name
+        );
+        let secret = &set.spec.secret_ref.name;
+        assert!(
+            secrets
+                .iter()
+                .any(|s| s.metadata.name.as_ref() == Some(secret)),
+            "no Secret {secret} in the example"
+        );
+    }
+}
