@@ -76,6 +76,10 @@ pub enum PutSecretSetRequest {
         /// Region (create only).
         #[serde(skip_serializing_if = "Option::is_none")]
         region: Option<String>,
+        /// Not sent: the username, password and any other form of the credentials, removed
+        /// from the answer's texts like the value itself.
+        #[serde(skip)]
+        parts: Vec<SecretValue>,
     },
 }
 
@@ -86,7 +90,14 @@ impl PutSecretSetRequest {
             PutSecretSetRequest::Env { secrets, .. } => {
                 secrets.iter().map(|e| e.secret_value.expose()).collect()
             }
-            PutSecretSetRequest::ImagePull { secret_value, .. } => vec![secret_value.expose()],
+            PutSecretSetRequest::ImagePull {
+                secret_value,
+                parts,
+                ..
+            } => std::iter::once(secret_value)
+                .chain(parts)
+                .map(SecretValue::expose)
+                .collect(),
         }
     }
 }
@@ -285,7 +296,9 @@ mod tests {
             host: "ghcr.io".into(),
             secret_value: SecretValue::new("dXNlcjpwYXNz"),
             region: Some("eu-central".into()),
+            parts: vec![SecretValue::new("pass")],
         };
+        assert_eq!(pull.values(), ["dXNlcjpwYXNz", "pass"]);
         assert_eq!(
             serde_json::to_value(&pull).unwrap(),
             json!({"isImagePullSecret": true, "host": "ghcr.io", "secretValue": "dXNlcjpwYXNz", "region": "eu-central"})
