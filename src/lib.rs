@@ -18,6 +18,7 @@ pub mod jitter;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
+pub mod secret_sets;
 pub mod server;
 pub mod telemetry;
 pub mod text;

@@ -14,6 +14,7 @@ use crate::controller::{self, Context};
 use crate::duration;
 use crate::leader;
 use crate::metrics::{AgentMetricsConfig, Metrics};
+use crate::secret_sets;
 use crate::server::{self, Health};
 use crate::telemetry;
 
@@ -79,6 +80,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cloud = cloud::Client::new(args.api)?
         .with_rate_limiter(limiter)
         .with_observer(metrics.clone());
+    let sets = Arc::new(secret_sets::Context::new(
+        kube.clone(),
+        cloud.clone(),
+        args.controller.clone(),
+        args.leader.leader_election_namespace.clone(),
+    ));
     let ctx = Arc::new(Context::with_telemetry(
         kube.clone(),
         cloud,
@@ -99,7 +106,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     metrics.set_leader(true);
 
-    let controller = controller::run(ctx, terminated.wait());
+    // Both controllers, under the same leadership and shutdown.
+    let agents = controller::run(ctx, terminated.wait());
+    let secret_sets = secret_sets::run(sets, terminated.wait());
+    let controller = async move {
+        futures::future::try_join(agents, secret_sets)
+            .await
+            .map(drop)
+    };
     let stop = match &mut leadership {
         Some(l) => {
             supervise(

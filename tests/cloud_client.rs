@@ -338,3 +338,104 @@ async fn transport_faults_are_classified() {
         "bot-five"
     );
 }
+
+#[tokio::test]
+async fn secret_set_endpoints_round_trip_and_never_quote_a_value() {
+    use pipecat_operator::cloud::secret_sets::{PutSecretSetRequest, SecretEntry, SecretValue};
+    const VALUE: &str = "sk-live-ROTATED-VALUE-0042";
+    let (emu, client, key) = setup().await;
+    let admin = emu.admin();
+    let env = |value: &str| PutSecretSetRequest::Env {
+        secrets: vec![
+            SecretEntry {
+                secret_key: "OPENAI_API_KEY".into(),
+                secret_value: SecretValue::new(value),
+            },
+            SecretEntry {
+                secret_key: "DEEPGRAM_API_KEY".into(),
+                secret_value: SecretValue::new("dg-other-value"),
+            },
+        ],
+        region: None,
+    };
+    let put = client
+        .put_secret_set(&key, "agent-keys", &env(VALUE))
+        .await
+        .unwrap();
+    assert_eq!(put.name, "agent-keys");
+    admin
+        .wait_secret_set_ready(KEY, "agent-keys", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let detail = client.get_secret_set(&key, "agent-keys").await.unwrap();
+    assert_eq!(detail.keys, ["DEEPGRAM_API_KEY", "OPENAI_API_KEY"]);
+    assert_eq!(
+        detail.summary.and_then(|s| s.status).as_deref(),
+        Some("ready")
+    );
+    let listed = client.list_secret_sets(&key).await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.name == "agent-keys" && s.kind.as_deref() == Some("secret")),
+        "{listed:?}"
+    );
+    client
+        .delete_secret(&key, "agent-keys", "DEEPGRAM_API_KEY")
+        .await
+        .unwrap();
+    admin
+        .wait_secret_set_ready(KEY, "agent-keys", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .get_secret_set(&key, "agent-keys")
+            .await
+            .unwrap()
+            .keys,
+        ["OPENAI_API_KEY"]
+    );
+    let missing = client
+        .delete_secret(&key, "agent-keys", "DEEPGRAM_API_KEY")
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind().as_str(), "NotFound");
+
+    // A server that echoes the body (as sent, or JSON-escaped inside a message) never brings
+    // a value into the error.
+    let path = "/v1/secrets/agent-keys";
+    for body in [
+        format!(r#"{{"error": "invalid secretValue {VALUE}"}}"#),
+        format!(r#"{{"error": "rejected body {{\"secretValue\": \"{VALUE}\"}}"}}"#),
+        format!("<html>{}{VALUE}</html>", "x".repeat(110)),
+    ] {
+        admin
+            .inject_fault(Fault::body(path, FaultBody::Custom(body)).with_status(400))
+            .await
+            .unwrap();
+        let e = client
+            .put_secret_set(&key, "agent-keys", &env(VALUE))
+            .await
+            .unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("ROTATED"), "a value leaked: {text}");
+        assert_no_key(&e);
+    }
+    // The same echo on a 2xx that is not JSON (malformed) does not leak either.
+    admin
+        .inject_fault(Fault::body(path, FaultBody::Custom(format!("ok {VALUE}"))).with_status(202))
+        .await
+        .unwrap();
+    if let Err(e) = client.put_secret_set(&key, "agent-keys", &env(VALUE)).await {
+        assert!(!format!("{e} {e:?}").contains("ROTATED"), "{e}");
+    }
+
+    admin
+        .wait_secret_set_ready(KEY, "agent-keys", Duration::from_secs(5))
+        .await
+        .unwrap();
+    client.delete_secret_set(&key, "agent-keys").await.unwrap();
+    let gone = client.get_secret_set(&key, "agent-keys").await.unwrap_err();
+    assert_eq!(gone.kind().as_str(), "NotFound");
+}

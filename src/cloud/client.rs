@@ -91,6 +91,16 @@ pub enum Operation {
     UpdateAgent,
     /// `DELETE /agents/{name}`
     DeleteAgent,
+    /// `GET /secrets`
+    ListSecretSets,
+    /// `GET /secrets/{set}`
+    GetSecretSet,
+    /// `PUT /secrets/{set}`
+    PutSecretSet,
+    /// `DELETE /secrets/{set}`
+    DeleteSecretSet,
+    /// `DELETE /secrets/{set}/{key}`
+    DeleteSecret,
 }
 
 impl Operation {
@@ -102,6 +112,11 @@ impl Operation {
             Operation::CreateAgent => "create_agent",
             Operation::UpdateAgent => "update_agent",
             Operation::DeleteAgent => "delete_agent",
+            Operation::ListSecretSets => "list_secret_sets",
+            Operation::GetSecretSet => "get_secret_set",
+            Operation::PutSecretSet => "put_secret_set",
+            Operation::DeleteSecretSet => "delete_secret_set",
+            Operation::DeleteSecret => "delete_secret",
         }
     }
 }
@@ -243,6 +258,20 @@ impl Client {
         key: &ApiKey,
         body: Option<&B>,
     ) -> Result<T, Error> {
+        self.call_redacting(op, method, path, &Redactor::key(key), body)
+            .await
+    }
+
+    /// [`Client::call`] for requests that carry secret values: `redactor` removes them (and the
+    /// key) from any text of the answer before it can become part of an error.
+    pub(super) async fn call_redacting<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        method: Method,
+        path: &str,
+        redactor: &Redactor<'_>,
+        body: Option<&B>,
+    ) -> Result<T, Error> {
         if let Some(limiter) = &self.limiter {
             let waited = limiter.acquire().await;
             if let (Some(observer), true) = (&self.observer, waited > Duration::ZERO) {
@@ -250,8 +279,8 @@ impl Client {
             }
         }
         let started = std::time::Instant::now();
-        let result = self.send(method, path, key, body).await;
-        let result = result.map_err(|e| redact_error(e, key));
+        let result = self.send(method, path, redactor, body).await;
+        let result = result.map_err(|e| redact_error(e, redactor));
         if let Some(limiter) = &self.limiter {
             limiter.on_response(match &result {
                 Err(Error::RateLimited { retry_after }) => Some(*retry_after),
@@ -272,13 +301,13 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        key: &ApiKey,
+        redactor: &Redactor<'_>,
         body: Option<&B>,
     ) -> Result<(u16, T), Error> {
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(key.expose())
+            .bearer_auth(redactor.key.expose())
             .header(header::ACCEPT, "application/json");
         if let Some(body) = body {
             req = req.json(body);
@@ -292,8 +321,8 @@ impl Client {
             .and_then(parse_retry_after);
         let bytes = read_capped(resp, MAX_RESPONSE_BYTES).await?;
         // Any text quoted from a body is redacted first, then cut: a cut must never leave a
-        // partial key behind.
-        let redacted = || key.redact(String::from_utf8_lossy(&bytes).into_owned());
+        // partial key (or value) behind.
+        let redacted = || redactor.redact(String::from_utf8_lossy(&bytes).into_owned());
         if status.is_success() {
             let value = if bytes.is_empty() {
                 serde_json::from_slice(b"null")
@@ -306,7 +335,7 @@ impl Client {
                     message: format!(
                         "HTTP {} body is not the expected JSON ({}); body starts with {:?}",
                         status.as_u16(),
-                        truncate(key.redact(e.to_string()), 200),
+                        truncate(redactor.redact(e.to_string()), 200),
                         snippet(redacted().as_bytes())
                     ),
                 });
@@ -416,12 +445,74 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// Longest text quoted from a remote answer in an error (it reaches logs, events, conditions).
 pub const MAX_ERROR_TEXT: usize = 300;
 
-/// Redacts the key from every message of `e`, then bounds its length.
-fn redact_error(mut e: Error, key: &ApiKey) -> Error {
+/// Redacts the key (and any secret value) from every message of `e`, then bounds its length.
+fn redact_error(mut e: Error, redactor: &Redactor<'_>) -> Error {
     for text in e.texts_mut() {
-        *text = truncate(key.redact(std::mem::take(text)), MAX_ERROR_TEXT);
+        *text = truncate(redactor.redact(std::mem::take(text)), MAX_ERROR_TEXT);
     }
     e
+}
+
+/// Shortest secret value replaced where it occurs in a remote text; a shorter one cannot be
+/// told apart from ordinary words, so a text containing it is withheld whole.
+const MIN_REPLACED_VALUE: usize = 4;
+
+/// What the texts of an answer must not carry: the API key, and the secret values a request
+/// sent (as sent, and as a JSON string would escape them).
+pub(super) struct Redactor<'a> {
+    key: &'a ApiKey,
+    values: Vec<String>,
+}
+
+impl<'a> Redactor<'a> {
+    /// Only the key.
+    pub(super) fn key(key: &'a ApiKey) -> Self {
+        Redactor {
+            key,
+            values: Vec::new(),
+        }
+    }
+
+    /// The key and these values.
+    pub(super) fn with_values<'v>(
+        key: &'a ApiKey,
+        values: impl IntoIterator<Item = &'v str>,
+    ) -> Self {
+        let mut all: Vec<String> = Vec::new();
+        // A JSON string escapes quotes and backslashes; a body quoting a JSON request inside
+        // a message escapes them twice.
+        fn escape(v: &str) -> String {
+            let quoted = serde_json::to_string(v).unwrap_or_default();
+            quoted[1..quoted.len().saturating_sub(1).max(1)].to_string()
+        }
+        for v in values.into_iter().filter(|v| !v.is_empty()) {
+            let once = escape(v);
+            let twice = escape(&once);
+            all.extend([v.to_string(), once, twice]);
+        }
+        // Longest first: a value that contains another is replaced whole.
+        all.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        all.dedup();
+        Redactor { key, values: all }
+    }
+
+    /// `text` without the key or any value.
+    pub(super) fn redact(&self, text: String) -> String {
+        let mut text = self.key.redact(text);
+        for v in &self.values {
+            if v.len() >= MIN_REPLACED_VALUE && text.contains(v.as_str()) {
+                text = text.replace(v.as_str(), "[redacted]");
+            }
+        }
+        if self
+            .values
+            .iter()
+            .any(|v| v.len() < MIN_REPLACED_VALUE && text.contains(v.as_str()))
+        {
+            return "[withheld: the text may quote a secret value]".to_string();
+        }
+        text
+    }
 }
 
 /// Parses `Retry-After` in seconds (HTTP dates are rare for APIs and ignored).
@@ -436,7 +527,7 @@ fn snippet(body: &[u8]) -> String {
 }
 
 /// Percent-encodes a path segment (agent names are `[a-z0-9-]`, but be safe).
-fn encode(segment: &str) -> String {
+pub(super) fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -7,6 +7,7 @@
 mod client;
 mod error;
 mod ratelimit;
+pub mod secret_sets;
 pub mod types;
 
 pub use client::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Observer, Operation, classify};

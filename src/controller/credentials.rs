@@ -12,7 +12,7 @@ use kube::Api;
 
 use super::Error;
 use crate::cloud::ApiKey;
-use crate::crd::{DEFAULT_SECRET_KEY, PipecatAgent};
+use crate::crd::{Credentials, DEFAULT_SECRET_KEY, PipecatAgent};
 
 /// Where a key is read from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -56,8 +56,22 @@ impl Default for DefaultCredentials {
 /// The Secret a resource's key comes from. An explicit reference is always in the resource's
 /// own namespace (the schema has no namespace field to leave it).
 pub fn locate(agent: &PipecatAgent, default: &DefaultCredentials) -> SecretLocation {
-    let own_ns = agent.metadata.namespace.clone().unwrap_or_default();
-    match agent.spec.credentials.as_ref() {
+    locate_in(
+        agent.metadata.namespace.as_deref(),
+        agent.spec.credentials.as_ref(),
+        default,
+    )
+}
+
+/// [`locate`] for any resource of `namespace` with these `credentials` (a `PipecatSecretSet`
+/// has the same credentials model as a `PipecatAgent`).
+pub fn locate_in(
+    namespace: Option<&str>,
+    credentials: Option<&Credentials>,
+    default: &DefaultCredentials,
+) -> SecretLocation {
+    let own_ns = namespace.unwrap_or_default().to_string();
+    match credentials {
         Some(c) => SecretLocation {
             namespace: own_ns,
             name: c.secret_ref.name.clone(),

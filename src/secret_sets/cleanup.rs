@@ -1,0 +1,124 @@
+//! Deletion of a `PipecatSecretSet`: held while any `PipecatAgent` uses the set
+//! ([`agent_uses_set`]; the status and an event name them), then `deletionPolicy: Delete`
+//! deletes the remote set (404 is done) and `Orphan` leaves it; then the finalizer goes. Only
+//! a set this resource created or adopted (`status.setName`) is ever deleted. A bad Secret
+//! never blocks deletion: only the set name and the API key are needed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ListParams;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use tracing::info;
+
+use super::apply::api_key;
+use super::{Context, Error, finalizer, status};
+use crate::cloud::ErrorKind;
+use crate::controller::status::{CondState, SYNCED, set_condition};
+use crate::crd::DeletionPolicy;
+use crate::crd::PipecatAgent;
+use crate::crd::secret_set::{PipecatSecretSet, agent_uses_set};
+use crate::jitter::jitter;
+
+/// Reason of `Synced=False` while agents hold the deletion.
+pub const IN_USE: &str = "InUse";
+
+/// The agents (`namespace/name`, sorted) that use the set, in the watched namespaces.
+pub async fn users(obj: &PipecatSecretSet, ctx: &Context) -> Result<Vec<String>, Error> {
+    let scopes: Vec<Option<&str>> = if ctx.config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.config
+            .namespaces
+            .iter()
+            .map(|n| Some(n.as_str()))
+            .collect()
+    };
+    let mut users = Vec::new();
+    for scope in scopes {
+        let api: Api<PipecatAgent> = match scope {
+            Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
+            None => Api::all(ctx.kube.clone()),
+        };
+        let agents = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| Error::Kube {
+                action: "list the PipecatAgents that may use the set",
+                source,
+            })?;
+        users.extend(
+            agents
+                .items
+                .iter()
+                .filter(|a| agent_uses_set(a, obj))
+                .map(|a| format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any())),
+        );
+    }
+    users.sort();
+    users.dedup();
+    Ok(users)
+}
+
+/// Runs the deletion of a resource.
+pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Error> {
+    if !finalizer::present(obj) {
+        ctx.objects.forget(&ObjectRef::from_obj(obj));
+        return Ok(Requeue::await_change());
+    }
+    let set = obj.managed_set_name().to_string();
+    let users = users(obj, ctx).await?;
+    if !users.is_empty() {
+        let old = ctx.objects.status(obj);
+        let mut new = old.clone();
+        let message = format!(
+            "deletion waits: secret set {set} is still used by PipecatAgent {}; delete those agents or point their secretSet/imagePullSecretSet elsewhere",
+            users.join(", ")
+        );
+        set_condition(
+            &mut new.conditions,
+            SYNCED,
+            CondState::fail(IN_USE, message.clone()),
+            obj.metadata.generation,
+            &Time(jiff::Timestamp::now()),
+        );
+        if new != old || ctx.objects.unwritten(obj) {
+            ctx.objects.status_pending(obj, &new);
+            status::write(&ctx.kube, obj, &new).await?;
+            ctx.objects.status_written(obj, &new);
+            ctx.publish(
+                obj,
+                status::Note {
+                    warning: true,
+                    reason: "DeletionBlocked".into(),
+                    message,
+                },
+            );
+            info!(set = %set, namespace = obj.namespace().unwrap_or_default(), agents = %users.join(","), "deletion held: agents use the set");
+        }
+        // The agents' watch brings it back as soon as one changes; this is the safety net.
+        return Ok(Requeue::requeue(jitter(ctx.config.resync_interval, 0.1)));
+    }
+    let managed = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.set_name.as_ref())
+        .is_some()
+        || ctx.objects.status(obj).set_name.is_some();
+    let decision = match obj.spec.deletion_policy {
+        DeletionPolicy::Delete if managed => {
+            let key = api_key(obj, ctx).await?;
+            match ctx.cloud.delete_secret_set(&key, &set).await {
+                Ok(()) => "deleted",
+                Err(e) if e.kind() == ErrorKind::NotFound => "deleted",
+                Err(e) => return Err(Error::cloud("delete", &set, e)),
+            }
+        }
+        DeletionPolicy::Delete => "left (not created or adopted by this resource)",
+        DeletionPolicy::Orphan => "orphaned",
+    };
+    finalizer::remove(&ctx.kube, obj).await?;
+    info!(set = %set, namespace = obj.namespace().unwrap_or_default(), decision, "released the secret set");
+    ctx.objects.forget(&ObjectRef::from_obj(obj));
+    Ok(Requeue::await_change())
+}

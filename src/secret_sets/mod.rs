@@ -1,0 +1,105 @@
+//! The secret set controller: keeps each `PipecatSecretSet`'s remote set equal to its
+//! Kubernetes Secret. The same layout as the agent controller ([`crate::controller`]), whose
+//! credentials resolution, condition helpers and Pipecat Cloud client it shares:
+//! [`apply`] (credentials, the Secret -> [`desired`] values and their [`digest`], the remote
+//! set, [`plan`] (pure), the call) -> [`status`] (pure `next_status`, events) in
+//! [`reconcile`]; [`cleanup`] on deletion, held while agents use the set, with the
+//! [`finalizer`]; [`objects`] is all the per-object memory; [`watch`] turns changes of the
+//! resources, their Secrets and the agents into passes.
+
+pub mod apply;
+pub mod cleanup;
+pub mod desired;
+pub mod digest;
+mod error;
+pub mod finalizer;
+pub mod objects;
+pub mod plan;
+pub mod reconcile;
+pub mod status;
+pub mod watch;
+
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::sync::OnceCell;
+use tracing::warn;
+
+pub use error::Error;
+pub use watch::run;
+
+use crate::cloud;
+use crate::controller::{self, MANAGER, credentials};
+use crate::crd::secret_set::PipecatSecretSet;
+use crate::text::truncate;
+
+/// Shared state of all secret set reconciles.
+pub struct Context {
+    /// Kubernetes client.
+    pub kube: kube::Client,
+    /// Pipecat Cloud client.
+    pub cloud: cloud::Client,
+    /// The agent controller's settings (scopes, default credentials, intervals, backoff).
+    pub config: controller::Config,
+    /// The operator's own namespace (where the digest key lives).
+    pub namespace: String,
+    /// Per-object memory.
+    pub objects: objects::Objects,
+    /// API keys already read.
+    pub keys: credentials::KeyCache,
+    digest_key: OnceCell<digest::DigestKey>,
+    recorder: Recorder,
+}
+
+impl Context {
+    /// Builds the context.
+    pub fn new(
+        kube: kube::Client,
+        cloud: cloud::Client,
+        config: controller::Config,
+        namespace: String,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(kube.clone(), reporter),
+            kube,
+            cloud,
+            config: config.normalized(),
+            namespace,
+            objects: objects::Objects::default(),
+            keys: credentials::KeyCache::default(),
+            digest_key: OnceCell::new(),
+        }
+    }
+
+    /// The digest key, read or created once per process.
+    pub async fn digest_key(&self) -> Result<&digest::DigestKey, Error> {
+        self.digest_key
+            .get_or_try_init(|| digest::load_or_create(&self.kube, &self.namespace))
+            .await
+    }
+
+    /// Publishes an event about `obj` in the background.
+    pub fn publish(&self, obj: &PipecatSecretSet, note: status::Note) {
+        let recorder = self.recorder.clone();
+        let reference = obj.object_ref(&());
+        let ev = Event {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            action: note.reason.clone(),
+            reason: note.reason,
+            note: Some(truncate(note.message, controller::status::MAX_MESSAGE)),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                warn!(error = %e, "failed to publish event");
+            }
+        });
+    }
+}

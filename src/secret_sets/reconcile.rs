@@ -1,0 +1,102 @@
+//! One pass, the controller runtime's entry point: a resource being deleted goes to
+//! [`cleanup`](super::cleanup); any other goes through [`apply::sync`] then status and events.
+//! When to come back: a poll while Pipecat Cloud provisions, a jittered resync once settled,
+//! exponential backoff with jitter per object after errors (Retry-After is a floor).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::runtime::controller::Action as Requeue;
+use tracing::{debug, warn};
+
+use super::apply::{self, Action};
+use super::plan::RemoteStatus;
+use super::{Context, Error, cleanup, status};
+use crate::controller::{self, backoff::poll_delay};
+use crate::crd::secret_set::PipecatSecretSet;
+use crate::jitter::jitter;
+
+/// Reconciles one resource.
+pub async fn reconcile(obj: Arc<PipecatSecretSet>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    if obj.metadata.deletion_timestamp.is_some() {
+        cleanup::release(&obj, &ctx).await
+    } else {
+        converge(&obj, &ctx).await
+    }
+}
+
+async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Error> {
+    let old = ctx.objects.status(obj);
+    let result = apply::sync(obj, ctx, &old).await;
+    // The claim written before a first PUT is part of the status this pass starts from.
+    let base = if result.is_ok() {
+        ctx.objects.status(obj)
+    } else {
+        old.clone()
+    };
+    let new = status::next_status(obj, &base, &result, &Time(jiff::Timestamp::now()));
+    if new != base || ctx.objects.unwritten(obj) {
+        ctx.objects.status_pending(obj, &new);
+        status::write(&ctx.kube, obj, &new).await?;
+        ctx.objects.status_written(obj, &new);
+    }
+    for note in status::notes(&old, &new, &result) {
+        ctx.publish(obj, note);
+    }
+    let synced = result?;
+    let settled = synced.action == Action::Nothing
+        && synced
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.status != RemoteStatus::Pending);
+    let polls = ctx.objects.succeeded(obj, settled);
+    let delay = if settled {
+        jitter(ctx.config.resync_interval, 0.1)
+    } else {
+        jitter(
+            poll_delay(
+                ctx.config.poll_interval,
+                ctx.config.max_poll_interval,
+                polls,
+            ),
+            0.1,
+        )
+    };
+    debug!(set = %synced.set, namespace = obj.namespace().unwrap_or_default(), action = ?synced.action, next_in_ms = delay.as_millis() as u64, "reconciled secret set");
+    Ok(Requeue::requeue(delay))
+}
+
+/// Exponential backoff: base * 2^(failures-1), capped, with +-20% jitter; errors that wait
+/// for the user start at the slow end; a server's Retry-After is a floor.
+pub fn error_delay(cfg: &controller::Config, failures: u32, err: &Error) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    let mut delay = cfg
+        .backoff_base
+        .saturating_mul(1u32 << exp)
+        .min(cfg.backoff_cap);
+    if err.needs_user_action() {
+        delay = delay.max(cfg.backoff_base * 5).min(cfg.backoff_cap);
+    }
+    let delay = jitter(delay, 0.2);
+    match err.retry_after() {
+        Some(ra) => delay.max(ra),
+        None => delay,
+    }
+}
+
+/// The controller runtime's error hook.
+pub fn error_policy(obj: Arc<PipecatSecretSet>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    let failures = ctx.objects.failed(&obj);
+    let delay = error_delay(&ctx.config, failures, err);
+    warn!(
+        set = %obj.set_name(),
+        namespace = obj.namespace().unwrap_or_default(),
+        reason = err.reason(),
+        error = %err,
+        retry_in_ms = delay.as_millis() as u64,
+        "secret set reconcile failed"
+    );
+    Requeue::requeue(delay)
+}

@@ -1,0 +1,460 @@
+//! The status after a pass ([`next_status`], pure and deterministic: an unchanged set costs no
+//! write), its server-side-apply write, and the events a person should read ([`notes`]).
+//!
+//! `revision` goes up by one each time a `PUT` sends values whose digest differs from
+//! `valuesDigest`; `readyRevision` follows it once Pipecat Cloud reports the set ready holding
+//! exactly the Secret's keys, with no change of ours pending.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::Error;
+use super::apply::{Action, Synced};
+use super::plan::RemoteStatus;
+use crate::controller::MANAGER;
+use crate::controller::status::{CondState, READY, SYNCED, set_condition};
+use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
+
+/// The status after a pass.
+pub fn next_status(
+    obj: &PipecatSecretSet,
+    old: &PipecatSecretSetStatus,
+    result: &Result<Synced, Error>,
+    now: &Time,
+) -> PipecatSecretSetStatus {
+    let generation = obj.metadata.generation;
+    let mut st = old.clone();
+    st.observed_generation = generation;
+    let synced = match result {
+        Err(e) => {
+            let cond = CondState::fail(e.reason(), e.to_string());
+            // A passing failure of Pipecat Cloud does not make a ready set unusable.
+            let transient =
+                matches!(e, Error::Cloud { source, .. } if source.kind().is_retryable());
+            if !transient || !st.conditions.iter().any(|c| c.type_ == READY) {
+                set_condition(&mut st.conditions, READY, cond.clone(), generation, now);
+            }
+            set_condition(&mut st.conditions, SYNCED, cond, generation, now);
+            return st;
+        }
+        Ok(s) => s,
+    };
+    let set = &synced.set;
+    if synced.managed {
+        st.set_name = Some(set.clone());
+        st.region = Some(synced.region.clone());
+    }
+    if let Some(remote) = &synced.remote {
+        st.keys = remote.keys.clone();
+        st.remote_status = Some(remote.status.as_str().into());
+        st.error_message = match remote.status {
+            RemoteStatus::Failed => remote.error_message.clone(),
+            _ => None,
+        };
+    } else if synced.managed {
+        st.keys.clear();
+        st.remote_status = None;
+        st.error_message = None;
+    }
+    let mut in_flight = true;
+    let synced_message = match &synced.action {
+        Action::Put {
+            created, adopted, ..
+        } => {
+            if st.values_digest.as_deref() != Some(synced.digest.as_str()) {
+                st.revision = Some(st.revision.unwrap_or(0) + 1);
+                st.values_digest = Some(synced.digest.clone());
+            }
+            st.remote_status = Some(RemoteStatus::Pending.as_str().into());
+            st.error_message = None;
+            let what = if *created {
+                "created"
+            } else if *adopted {
+                "adopted"
+            } else {
+                "updated"
+            };
+            format!(
+                "{what} secret set {set} from Secret {} ({} values, revision {})",
+                obj.spec.secret_ref.name,
+                synced.count,
+                st.revision.unwrap_or(0)
+            )
+        }
+        Action::DeletedKey(key) => {
+            st.keys.retain(|k| k != key);
+            st.remote_status = Some(RemoteStatus::Pending.as_str().into());
+            format!(
+                "removed key {key} from secret set {set}: it left Secret {}",
+                obj.spec.secret_ref.name
+            )
+        }
+        Action::Waited => format!("Pipecat Cloud is provisioning secret set {set}"),
+        Action::Nothing => {
+            in_flight = false;
+            format!(
+                "secret set {set} holds the values of Secret {}",
+                obj.spec.secret_ref.name
+            )
+        }
+    };
+    set_condition(
+        &mut st.conditions,
+        SYNCED,
+        CondState::ok("Synced", synced_message),
+        generation,
+        now,
+    );
+    let remote_status = synced.remote.as_ref().map(|r| &r.status);
+    let ready = if in_flight {
+        CondState::fail(
+            "Provisioning",
+            format!("Pipecat Cloud is provisioning secret set {set}; agents using it wait"),
+        )
+    } else if remote_status == Some(&RemoteStatus::Failed) {
+        CondState::fail(
+            "ProvisioningFailed",
+            format!(
+                "Pipecat Cloud could not provision secret set {set}: {}. Fix the values in Secret {}: the change is sent at once",
+                st.error_message.as_deref().unwrap_or("no reason given"),
+                obj.spec.secret_ref.name
+            ),
+        )
+    } else if remote_status == Some(&RemoteStatus::Ready)
+        && st.values_digest.as_deref() == Some(synced.digest.as_str())
+    {
+        st.ready_revision = st.revision;
+        CondState::ok(
+            "Ready",
+            format!(
+                "secret set {set} is ready with {} (revision {})",
+                match st.keys.len() {
+                    0 => "registry credentials".to_string(),
+                    1 => "1 key".to_string(),
+                    n => format!("{n} keys"),
+                },
+                st.revision.unwrap_or(0)
+            ),
+        )
+    } else {
+        CondState::fail(
+            "Provisioning",
+            format!("Pipecat Cloud is provisioning secret set {set}; agents using it wait"),
+        )
+    };
+    set_condition(&mut st.conditions, READY, ready, generation, now);
+    st
+}
+
+/// Writes the status with server-side apply (the operator owns every status field).
+pub async fn write(
+    kube: &kube::Client,
+    obj: &PipecatSecretSet,
+    st: &PipecatSecretSetStatus,
+) -> Result<(), Error> {
+    let api: Api<PipecatSecretSet> =
+        Api::namespaced(kube.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": PipecatSecretSet::api_version(&()),
+        "kind": PipecatSecretSet::kind(&()),
+        "status": st,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Kube {
+        action: "write the PipecatSecretSet status",
+        source,
+    })?;
+    Ok(())
+}
+
+/// An event to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+}
+
+/// The events of a pass (pure): remote changes, and condition changes worth a line in
+/// `kubectl describe` (a new failure reason, becoming ready).
+pub fn notes(
+    old: &PipecatSecretSetStatus,
+    new: &PipecatSecretSetStatus,
+    result: &Result<Synced, Error>,
+) -> Vec<Note> {
+    let cond = |st: &PipecatSecretSetStatus, t: &str| {
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let mut notes = Vec::new();
+    if let Ok(s) = result {
+        match &s.action {
+            Action::Put {
+                created, adopted, ..
+            } => notes.push(Note {
+                warning: false,
+                reason: if *created {
+                    "Created"
+                } else if *adopted {
+                    "Adopted"
+                } else {
+                    "ValuesSent"
+                }
+                .into(),
+                message: cond(new, SYNCED).map(|c| c.2).unwrap_or_default(),
+            }),
+            Action::DeletedKey(_) => notes.push(Note {
+                warning: false,
+                reason: "KeyRemoved".into(),
+                message: cond(new, SYNCED).map(|c| c.2).unwrap_or_default(),
+            }),
+            _ => {}
+        }
+    }
+    let (old_ready, new_ready) = (cond(old, READY), cond(new, READY));
+    if let Some((status, reason, message)) = &new_ready
+        && old_ready.as_ref().map(|c| (&c.0, &c.1)) != Some((status, reason))
+    {
+        if status == "True" {
+            notes.push(Note {
+                warning: false,
+                reason: "Ready".into(),
+                message: message.clone(),
+            });
+        } else if reason == "ProvisioningFailed" {
+            notes.push(Note {
+                warning: true,
+                reason: reason.clone(),
+                message: message.clone(),
+            });
+        }
+    }
+    if let Err(e) = result
+        && cond(old, SYNCED).map(|c| c.1).as_deref() != Some(e.reason())
+    {
+        notes.push(Note {
+            warning: true,
+            reason: e.reason().into(),
+            message: e.to_string(),
+        });
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret_sets::plan::Remote;
+
+    fn obj() -> PipecatSecretSet {
+        let mut o: PipecatSecretSet = serde_json::from_value(json!({
+            "apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatSecretSet",
+            "metadata": {"name": "keys", "namespace": "ns", "generation": 1},
+            "spec": {"secretRef": {"name": "values"}}
+        }))
+        .unwrap();
+        o.metadata.generation = Some(1);
+        o
+    }
+
+    fn now() -> Time {
+        Time(jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    fn remote(status: RemoteStatus, keys: &[&str]) -> Remote {
+        Remote {
+            kind: Some("secret".into()),
+            region: Some("us-west".into()),
+            status,
+            error_message: None,
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    fn synced(remote: Option<Remote>, action: Action, digest: &str) -> Result<Synced, Error> {
+        Ok(Synced {
+            set: "keys".into(),
+            region: "us-west".into(),
+            managed: true,
+            remote,
+            action,
+            digest: digest.into(),
+            count: 2,
+        })
+    }
+
+    fn put() -> Action {
+        Action::Put {
+            created: false,
+            adopted: false,
+        }
+    }
+
+    fn ready(st: &PipecatSecretSetStatus) -> (String, String) {
+        let c = st.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        (c.status.clone(), c.reason.clone())
+    }
+
+    #[test]
+    fn revisions_count_value_changes_and_ready_revision_follows_readiness() {
+        let o = obj();
+        let created = Action::Put {
+            created: true,
+            adopted: false,
+        };
+        let s1 = next_status(
+            &o,
+            &Default::default(),
+            &synced(None, created, "d1"),
+            &now(),
+        );
+        assert_eq!((s1.revision, s1.ready_revision), (Some(1), None));
+        assert_eq!(s1.values_digest.as_deref(), Some("d1"));
+        assert_eq!(s1.set_name.as_deref(), Some("keys"));
+        assert_eq!(ready(&s1).1, "Provisioning");
+        // Pending, then ready.
+        let s2 = next_status(
+            &o,
+            &s1,
+            &synced(
+                Some(remote(RemoteStatus::Pending, &["A", "B"])),
+                Action::Waited,
+                "d1",
+            ),
+            &now(),
+        );
+        assert_eq!(s2.ready_revision, None);
+        let s3 = next_status(
+            &o,
+            &s2,
+            &synced(
+                Some(remote(RemoteStatus::Ready, &["A", "B"])),
+                Action::Nothing,
+                "d1",
+            ),
+            &now(),
+        );
+        assert_eq!((s3.revision, s3.ready_revision), (Some(1), Some(1)));
+        assert_eq!(ready(&s3), ("True".into(), "Ready".into()));
+        assert_eq!(s3.keys, ["A", "B"]);
+        // Steady state: the same status (no write).
+        let s4 = next_status(
+            &o,
+            &s3,
+            &synced(
+                Some(remote(RemoteStatus::Ready, &["A", "B"])),
+                Action::Nothing,
+                "d1",
+            ),
+            &now(),
+        );
+        assert_eq!(s4, s3);
+        // A rotation: revision 2, readyRevision stays 1 until ready again.
+        let s5 = next_status(
+            &o,
+            &s4,
+            &synced(Some(remote(RemoteStatus::Ready, &["A", "B"])), put(), "d2"),
+            &now(),
+        );
+        assert_eq!((s5.revision, s5.ready_revision), (Some(2), Some(1)));
+        assert_eq!(ready(&s5).1, "Provisioning");
+        let s6 = next_status(
+            &o,
+            &s5,
+            &synced(
+                Some(remote(RemoteStatus::Ready, &["A", "B"])),
+                Action::Nothing,
+                "d2",
+            ),
+            &now(),
+        );
+        assert_eq!((s6.revision, s6.ready_revision), (Some(2), Some(2)));
+        // The same values sent again (a lost key) do not bump the revision.
+        let s7 = next_status(
+            &o,
+            &s6,
+            &synced(Some(remote(RemoteStatus::Ready, &["A"])), put(), "d2"),
+            &now(),
+        );
+        assert_eq!(s7.revision, Some(2));
+    }
+
+    #[test]
+    fn a_failed_set_says_why_and_is_not_ready() {
+        let o = obj();
+        let mut r = remote(RemoteStatus::Failed, &[]);
+        r.error_message = Some("registry rejected the credentials".into());
+        let old = PipecatSecretSetStatus {
+            values_digest: Some("d1".into()),
+            revision: Some(1),
+            ..Default::default()
+        };
+        let st = next_status(&o, &old, &synced(Some(r), Action::Nothing, "d1"), &now());
+        assert_eq!(ready(&st), ("False".into(), "ProvisioningFailed".into()));
+        let msg = &st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .unwrap()
+            .message;
+        assert!(msg.contains("registry rejected the credentials"), "{msg}");
+        assert_eq!(
+            st.error_message.as_deref(),
+            Some("registry rejected the credentials")
+        );
+        assert_eq!(st.ready_revision, None);
+        let n = notes(&old, &st, &synced(None, Action::Nothing, "d1"));
+        assert!(
+            n.iter()
+                .any(|n| n.warning && n.reason == "ProvisioningFailed"),
+            "{n:?}"
+        );
+    }
+
+    #[test]
+    fn a_passing_pipecat_failure_leaves_ready_alone() {
+        let o = obj();
+        let sent = PipecatSecretSetStatus {
+            values_digest: Some("d1".into()),
+            revision: Some(1),
+            ..Default::default()
+        };
+        let ok = next_status(
+            &o,
+            &sent,
+            &synced(
+                Some(remote(RemoteStatus::Ready, &["A"])),
+                Action::Nothing,
+                "d1",
+            ),
+            &now(),
+        );
+        assert_eq!(ready(&ok), ("True".into(), "Ready".into()));
+        let transient = Err(Error::cloud(
+            "read",
+            "keys",
+            crate::cloud::Error::Transient {
+                status: Some(503),
+                message: "down".into(),
+                retry_after: None,
+            },
+        ));
+        let st = next_status(&o, &ok, &transient, &now());
+        assert_eq!(ready(&st).0, ready(&ok).0);
+        let invalid = Err(Error::invalid("InvalidKeyName", "rename it"));
+        let st = next_status(&o, &ok, &invalid, &now());
+        assert_eq!(ready(&st), ("False".into(), "InvalidKeyName".into()));
+    }
+}
