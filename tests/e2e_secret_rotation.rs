@@ -31,7 +31,7 @@ const PULL_SET: &str = "bot-registry";
 const AGENTS: [&str; 3] = ["rot-a", "rot-b", "rot-c"];
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn manifests() -> String {
+fn manifests() -> Vec<String> {
     let docker = json!({"auths": {"ghcr.io": {"username": "bot", "password": "registry-v1",
         "auth": "Ym90OnJlZ2lzdHJ5LXYx"}}});
     let docs = [
@@ -57,10 +57,7 @@ fn manifests() -> String {
             json!({"imagePullSecretSet": PULL_SET, "secretRotation": "Ignore"}),
         ),
     ];
-    docs.iter()
-        .map(|d| serde_json::to_string(d).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n---\n")
+    docs.iter().map(|d| d.to_string()).collect()
 }
 
 fn agent(name: &str, sets: Value) -> Value {
@@ -202,7 +199,9 @@ async fn secret_sets_gate_agents_and_each_rotation_redeploys_them_once() {
         .expect("config");
 
     // 1. Applied together: the agents wait for their sets, then become Ready.
-    env.apply(&manifests());
+    for doc in manifests() {
+        env.apply(&doc);
+    }
     for name in AGENTS {
         let a = env
             .wait_for(name, TIMEOUT, "Synced=False SecretSetNotReady", |a| {
