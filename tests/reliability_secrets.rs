@@ -171,15 +171,16 @@ fn secret_sets(env: &Env) -> kube::Api<PipecatSecretSet> {
     kube::Api::namespaced(env.cp.client(), &env.ns)
 }
 
-/// Waits until the PipecatSecretSet's `Synced` condition is False with a message holding
-/// `[redacted]`; returns that message.
+/// Waits until the PipecatSecretSet's `Synced` condition is False with a message showing that
+/// the echoed text was cut out (`[redacted]` where a value was, or the whole body `[withheld]`);
+/// returns that message.
 async fn wait_set_redacted(env: &Env, name: &str) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(set) = secret_sets(env).get_opt(name).await?
             && let Some(c) = set.condition("Synced")
             && c.status == "False"
-            && c.message.contains("[redacted]")
+            && (c.message.contains("[redacted]") || c.message.contains("[withheld"))
         {
             no_value_in(
                 &format!("PipecatSecretSet {name} at Synced=False {}", c.reason),
@@ -189,7 +190,7 @@ async fn wait_set_redacted(env: &Env, name: &str) -> anyhow::Result<String> {
         }
         ensure!(
             Instant::now() < deadline,
-            "PipecatSecretSet {name} never showed an error with [redacted]: {:?}",
+            "PipecatSecretSet {name} never showed an error with the echo cut out: {:?}",
             secret_sets(env)
                 .get_opt(name)
                 .await?
@@ -451,7 +452,7 @@ async fn the_api_key_never_leaks() {
             meta(
                 "secret set values echoed in error bodies, then rotated",
                 "HTTP 400 `{\"error\": \"invalid secretValue <VALUE> ...\"}` on PUT /v1/secrets/leak-env and HTTP 500 echoing the registry password and its base64 auth on PUT /v1/secrets/leak-registry, until cleared; then a value rotated",
-                "both PipecatSecretSets Synced=False with [redacted]; the agent waits (SecretSetNotReady) without any value; Ready once cleared; the rotated value leaks nowhere either",
+                "both PipecatSecretSets Synced=False with the echo [redacted] or [withheld]; the agent waits (SecretSetNotReady) without any value; Ready once cleared; the rotated value leaks nowhere either",
             ),
             async {
                 put_secret(env, "leak-values", json!({"OPENAI_API_KEY": SET_VALUE})).await?;
