@@ -1,5 +1,7 @@
 //! The one-command demo (`hack/demo.sh`): a real kube-apiserver + etcd on loopback, the Pipecat
-//! Cloud emulator and the operator, with `examples/voice-starter.yaml` applied and Ready.
+//! Cloud emulator and the operator, with `examples/secret-sets.yaml` applied: the voice-starter
+//! agent, whose secrets come from Kubernetes Secrets through two PipecatSecretSets, waits for
+//! them, becomes Ready, and is redeployed once when a key is rotated.
 //! No cloud account and no Docker needed. Runs until Ctrl-C (or exits at once with `--exit`).
 
 use std::process::Command;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use pipecat_operator::cloud;
 use pipecat_operator::controller::{self, Context};
 use pipecat_operator::emulator;
+use pipecat_operator::secret_sets;
 use testkit::controlplane::{ControlPlane, client_from_kubeconfig, describe_output};
 
 const DEMO_KEY: &str = "pk_demo_local_emulator_key";
@@ -41,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
         kubeconfig.display()
     );
 
-    step("installing the PipecatAgent CRD (crds/)");
+    step("installing the PipecatAgent and PipecatSecretSet CRDs (crds/)");
     cp.apply_crds();
 
     step("starting the Pipecat Cloud emulator");
@@ -49,22 +52,13 @@ async fn main() -> anyhow::Result<()> {
         api_keys: vec![DEMO_KEY.to_string()],
         ready_delay: Duration::from_secs(2),
         reconcile_delay: Duration::from_secs(3),
+        // A secret set provisions for a few seconds after each change, as in Pipecat Cloud.
+        secret_ready_delay: Duration::from_secs(3),
         ..Default::default()
     })
     .await?;
-    let admin = emu.admin();
-    admin
-        .create_secret_set(
-            DEMO_KEY,
-            "voice-starter-secrets",
-            &[("OPENAI_API_KEY", "sk-demo")],
-        )
-        .await?;
-    admin
-        .create_image_pull_secret_set(DEMO_KEY, "dockerhub-credentials", "docker.io", "user:token")
-        .await?;
     println!(
-        "    API {}  (secret sets voice-starter-secrets and dockerhub-credentials created)",
+        "    API {}  (no secret sets: they come from Kubernetes Secrets)",
         emu.base_url()
     );
 
@@ -99,29 +93,67 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(log))
         .init();
-    let ctx = Arc::new(Context::new(
-        client_from_kubeconfig(&kubeconfig),
-        cloud::Client::new(cloud::ClientConfig {
-            base_url: emu.base_url(),
-            timeout: Duration::from_secs(10),
-        })?,
-        controller::Config {
-            poll_interval: Duration::from_secs(1),
-            max_poll_interval: Duration::from_secs(5),
-            resync_interval: Duration::from_secs(15),
-            ..Default::default()
-        },
+    let kube = client_from_kubeconfig(&kubeconfig);
+    let api = cloud::Client::new(cloud::ClientConfig {
+        base_url: emu.base_url(),
+        timeout: Duration::from_secs(10),
+    })?;
+    let config = controller::Config {
+        poll_interval: Duration::from_secs(1),
+        max_poll_interval: Duration::from_secs(5),
+        resync_interval: Duration::from_secs(15),
+        ..Default::default()
+    };
+    // The operator's own namespace (its secret set digest key) is `default` here.
+    let sets = Arc::new(secret_sets::Context::new(
+        kube.clone(),
+        api.clone(),
+        config.clone(),
+        "default".into(),
     ));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(controller::run(ctx, async move {
-        let _ = stop_rx.await;
-    }));
+    let ctx = Arc::new(Context::new(kube, api, config));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let operator = tokio::spawn(futures::future::try_join(
+        controller::run(ctx, stopped(stop_rx.clone())),
+        secret_sets::run(sets, stopped(stop_rx)),
+    ));
 
-    step("kubectl apply -f examples/voice-starter.yaml");
-    let example = format!("{root}/examples/voice-starter.yaml");
+    step("kubectl apply -f examples/secret-sets.yaml   (2 Secrets, 2 PipecatSecretSets, the agent)");
+    let example = format!("{root}/examples/secret-sets.yaml");
     let out = kubectl(&kubeconfig, &["apply", "-f", &example]);
     print!("{}", String::from_utf8_lossy(&out.stdout));
     anyhow::ensure!(out.status.success(), "{}", describe_output(&out));
+
+    step("the agent waits while its secret sets provision");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "pca",
+                "voice-starter",
+                "-n",
+                "bots",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Synced\")].reason}",
+            ],
+        );
+        if String::from_utf8_lossy(&out.stdout) == "SecretSetNotReady" || Instant::now() > deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    print!(
+        "{}",
+        String::from_utf8_lossy(
+            &kubectl(&kubeconfig, &["get", "pcss,pca", "-n", "bots"]).stdout
+        )
+    );
 
     step("kubectl wait --for=condition=Ready pipecatagent/voice-starter -n bots");
     let out = kubectl(
@@ -138,11 +170,65 @@ async fn main() -> anyhow::Result<()> {
     print!("{}", String::from_utf8_lossy(&out.stdout));
     anyhow::ensure!(out.status.success(), "{}", describe_output(&out));
 
-    step("kubectl get pipecatagents -A");
+    step("kubectl get pipecat -A   (the category: secret sets and agents)");
     print!(
         "{}",
-        String::from_utf8_lossy(&kubectl(&kubeconfig, &["get", "pipecatagents", "-A"]).stdout)
+        String::from_utf8_lossy(&kubectl(&kubeconfig, &["get", "pipecat", "-A"]).stdout)
     );
+
+    step("rotating a key: kubectl -n bots patch secret voice-starter-env ...");
+    for args in [
+        vec![
+            "-n",
+            "bots",
+            "patch",
+            "secret",
+            "voice-starter-env",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"stringData":{"OPENAI_API_KEY":"sk-rotated"}}"#,
+        ],
+        vec![
+            "-n",
+            "bots",
+            "wait",
+            "pca/voice-starter",
+            "--for=jsonpath={.status.secretSetRevisions[?(@.name==\"voice-starter-secrets\")].revision}=2",
+            "--timeout=60s",
+        ],
+        vec![
+            "-n",
+            "bots",
+            "wait",
+            "pca/voice-starter",
+            "--for=condition=Ready",
+            "--timeout=60s",
+        ],
+    ] {
+        let out = kubectl(&kubeconfig, &args);
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        anyhow::ensure!(
+            out.status.success(),
+            "kubectl {}: {}",
+            args.join(" "),
+            describe_output(&out)
+        );
+    }
+    let out = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "bots",
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=voice-starter,reason=Updated",
+            "-o",
+            "custom-columns=REASON:.reason,MESSAGE:.message",
+        ],
+    );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
 
     step("status of bots/voice-starter");
     let out = kubectl(
@@ -171,6 +257,9 @@ async fn main() -> anyhow::Result<()> {
   kubectl get pca -A -w                                   # watch the agents
   kubectl -n bots patch pca voice-starter --type merge -p '{{\"spec\":{{\"image\":\"your-dockername/voice-starter:0.2\"}}}}'
   kubectl -n bots describe pca voice-starter              # conditions and events
+  kubectl -n bots patch secret voice-starter-env --type merge -p '{{\"stringData\":{{\"OPENAI_API_KEY\":\"sk-again\"}}}}\'
+  kubectl -n bots get pcss -o wide                         # the set's Revision goes up, then Ready
+  kubectl -n bots get events --field-selector involvedObject.name=voice-starter,reason=Updated   # one redeploy
   curl -s -H 'Authorization: Bearer {key}' {api}/agents/voice-starter   # the emulated Pipecat Cloud
   curl -s -X PATCH -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
        -d '{{\"image\":\"someone/else:latest\"}}' {root_url}/_emulator/agents/voice-starter   # drift: the operator reverts it
@@ -185,7 +274,7 @@ Stop with Ctrl-C: everything (apiserver, etcd, emulator, operator) is torn down.
         tokio::signal::ctrl_c().await?;
     }
     println!("\nstopping");
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
     emu.shutdown().await;
     drop(cp);
