@@ -67,6 +67,8 @@ pub fn ready_status(name: &str) -> PipecatAgentStatus {
         }),
         non_convergence: None,
         selector: Some(format!("{}={name}", pipecat_operator::crd::AGENT_LABEL)),
+        secret_set_revisions: Vec::new(),
+        pending_rotation: None,
         conditions: vec![
             condition(
                 "Ready",
