@@ -121,7 +121,9 @@ async fn main() -> anyhow::Result<()> {
         secret_sets::run(sets, stopped(stop_rx)),
     ));
 
-    step("kubectl apply -f examples/secret-sets.yaml   (2 Secrets, 2 PipecatSecretSets, the agent)");
+    step(
+        "kubectl apply -f examples/secret-sets.yaml   (2 Secrets, 2 PipecatSecretSets, the agent)",
+    );
     let example = format!("{root}/examples/secret-sets.yaml");
     let out = kubectl(&kubeconfig, &["apply", "-f", &example]);
     print!("{}", String::from_utf8_lossy(&out.stdout));
@@ -150,9 +152,7 @@ async fn main() -> anyhow::Result<()> {
     }
     print!(
         "{}",
-        String::from_utf8_lossy(
-            &kubectl(&kubeconfig, &["get", "pcss,pca", "-n", "bots"]).stdout
-        )
+        String::from_utf8_lossy(&kubectl(&kubeconfig, &["get", "pcss,pca", "-n", "bots"]).stdout)
     );
 
     step("kubectl wait --for=condition=Ready pipecatagent/voice-starter -n bots");
