@@ -171,6 +171,22 @@ impl SetIndex {
         }
     }
 
+    /// After a complete list of the agents of `namespace` (`None`: all): forgets the agents of
+    /// that scope it no longer holds (deleted while the watch was down).
+    pub fn retain_agents(&self, namespace: Option<&str>, listed: &HashSet<AgentRef>) {
+        let gone: Vec<AgentRef> = self
+            .lock()
+            .agent_names
+            .keys()
+            .filter(|r| namespace.is_none() || r.namespace.as_deref() == namespace)
+            .filter(|r| !listed.contains(*r))
+            .cloned()
+            .collect();
+        for r in gone {
+            self.remove_agent(&r);
+        }
+    }
+
     /// The agents whose spec names the set `set` manages (candidates: whether each really
     /// uses it is [`agent_uses_set`]'s to say).
     pub fn agents_naming(&self, set: &PipecatSecretSet) -> Vec<AgentRef> {
@@ -312,6 +328,9 @@ mod tests {
         assert_eq!(index.agents_naming(&set("env", None)).len(), 1);
         index.remove_agent(&ObjectRef::from_obj(&b));
         assert!(index.agents_naming(&set("env", None)).is_empty());
+        // A re-list without `a`: forgotten too.
+        index.retain_agents(Some("ns"), &HashSet::new());
+        assert!(index.agents_naming(&set("pull", None)).is_empty());
 
         index.remove_set(&set("env", None));
         assert!(index.used_by(&b).is_empty());

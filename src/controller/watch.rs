@@ -138,6 +138,7 @@ fn agent_events(
             Ok(watcher::Event::Delete(a)) => ctx.forget(a),
             Ok(watcher::Event::InitDone) => {
                 ctx.objects.retain_listed(namespace.as_deref(), &listed);
+                ctx.sets.retain_agents(namespace.as_deref(), &listed);
                 listed.clear();
                 if !synced {
                     synced = true;
