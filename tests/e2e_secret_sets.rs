@@ -298,7 +298,11 @@ async fn a_dockerconfigjson_secret_becomes_an_image_pull_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_provisioning_is_reported_with_pipecats_error() {
-    let env = Env::start("pcss-fail", options()).await;
+    // In the seed profile `GET /secrets/{set}` lists field names only, as the CLI reads it:
+    // the state and the error come from `GET /secrets`.
+    let mut opts = options();
+    opts.emulator.profile = emulator::Profile::Seed;
+    let env = Env::start("pcss-fail", opts).await;
     env.apply(&opaque("failing-set-values", &[("A", "value-a")]));
     env.apply(&secret_set("failing-set", ""));
     let s = wait_set(&env, "failing-set", "ProvisioningFailed", |s| {
