@@ -125,6 +125,14 @@ fn secret_set(name: &str, extra: &str) -> String {
     )
 }
 
+/// Status writes the operator logged so far.
+fn status_writes(env: &Env) -> usize {
+    env.operator
+        .log()
+        .matches("secret set status written")
+        .count()
+}
+
 /// Waits until the emulator has served `n` more `GET /secrets/{set}` (resync passes).
 async fn resyncs(env: &Env, n: u64) {
     let start = env.calls("get_secret_set").await;
@@ -170,9 +178,16 @@ async fn an_env_set_follows_its_secret_with_one_put_per_change() {
         "the cleanup finalizer is set"
     );
 
-    // Steady state: several resyncs, no PUT, no write to the resource.
+    // Steady state: several resyncs, no PUT, no write to the resource (counted from the
+    // operator's log: a write of an unchanged status would not change the resourceVersion).
     let version = s.metadata.resource_version.clone();
+    let writes = status_writes(&env);
     resyncs(&env, 4).await;
+    assert_eq!(
+        status_writes(&env),
+        writes,
+        "no status write in steady state"
+    );
     assert_eq!(
         env.calls("put_secret_set").await,
         1,
