@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use pipecat_operator::crd::PipecatAgent;
+use pipecat_operator::crd::secret_set::PipecatSecretSet;
 use pipecat_operator::emulator;
 use serde_json::{Value, json};
 use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
@@ -1071,6 +1072,52 @@ async fn operator_does_its_job_with_the_charts_service_account_alone() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(remote("voice-starter").await.is_none(), "remote agent left");
+
+    // A secret set from a Secret of the watched namespace: the chart's RBAC covers the kind
+    // and the digest key, which the operator creates in its own (release) namespace.
+    apply(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: bot-values}\nstringData: {OPENAI_API_KEY: sk-helm}\n"
+            .to_string(),
+    );
+    apply(
+        "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatSecretSet\nmetadata: {name: bot-keys}\nspec: {secretRef: {name: bot-values}}\n"
+            .to_string(),
+    );
+    let sets: Api<PipecatSecretSet> = Api::namespaced(cp.client(), &team);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = sets.get("bot-keys").await.expect("get");
+        if s.condition("Ready").is_some_and(|c| c.status == "True") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && operator.running(),
+            "the secret set never became Ready: {:?}\n{}",
+            s.status,
+            operator.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let keys: Api<Secret> = Api::namespaced(cp.client(), &ns);
+    assert!(
+        keys.get_opt("pipecat-operator-digest-key")
+            .await
+            .expect("get")
+            .is_some(),
+        "the digest key lives in the release namespace"
+    );
+    sets.delete("bot-keys", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sets.get_opt("bot-keys").await.expect("get").is_some() {
+        assert!(
+            Instant::now() < deadline && operator.running(),
+            "the secret set was never deleted:\n{}",
+            operator.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Everything it did, it was allowed to do (including leader election and events).
     let log = operator.log();
