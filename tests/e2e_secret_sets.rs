@@ -292,6 +292,18 @@ async fn a_dockerconfigjson_secret_becomes_an_image_pull_set() {
     assert_eq!(r["host"], "ghcr.io");
     assert_eq!(env.calls("put_secret_set").await, 1);
 
+    // A restarted operator reads the same digest key: the values are not sent again.
+    let mut env = env;
+    env.operator.restart();
+    resyncs(&env, 3).await;
+    assert_eq!(
+        env.calls("put_secret_set").await,
+        1,
+        "no PUT after a restart"
+    );
+    let s = sets(&env).get("registry").await.unwrap();
+    assert_eq!(s.status.as_ref().unwrap().revision, Some(1));
+
     // An Opaque Secret for an image-pull set says what to do, and sends nothing.
     env.apply(&opaque("plain-values", &[("A", "b")]));
     env.apply(
