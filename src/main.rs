@@ -18,18 +18,32 @@ struct Cli {
 enum Command {
     /// Run the controller.
     Run(Box<operator::RunArgs>),
-    /// Print the PipecatAgent CustomResourceDefinition (YAML).
-    Crd,
+    /// Print the CustomResourceDefinitions (YAML): both, or the one named.
+    Crd {
+        /// Only this CRD (by plural): `pipecatagents` or `pipecatsecretsets`.
+        #[arg(value_enum)]
+        name: Option<CrdName>,
+    },
     /// Print PipecatAgent manifests that adopt the agents of a Pipecat Cloud account as they
     /// are (the migration from `pcc deploy`: `pipecat-operator export | kubectl apply -f -`).
     Export(Box<export::ExportArgs>),
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CrdName {
+    Pipecatagents,
+    Pipecatsecretsets,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => {
-            print!("{}", crd::crd_yaml());
+        Command::Crd { name } => {
+            match name {
+                Some(CrdName::Pipecatagents) => print!("{}", crd::crd_yaml()),
+                Some(CrdName::Pipecatsecretsets) => print!("{}", crd::secret_set::crd_yaml()),
+                None => print!("{}---\n{}", crd::crd_yaml(), crd::secret_set::crd_yaml()),
+            }
             Ok(())
         }
         Command::Run(args) => operator::run(*args).await,

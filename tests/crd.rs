@@ -312,3 +312,147 @@ fn secret_sets_example_is_valid_and_its_agent_uses_both_sets() {
         );
     }
 }
+
+mod secret_set {
+    use pipecat_operator::crd::secret_set::{PipecatSecretSet, crd_yaml};
+
+    fn set(spec: &str) -> PipecatSecretSet {
+        set_named("agent-keys", spec)
+    }
+
+    fn set_named(name: &str, spec: &str) -> PipecatSecretSet {
+        serde_saphyr::from_str(&format!(
+            "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatSecretSet\nmetadata: {{name: {name}, namespace: bots}}\nspec: {spec}\n"
+        ))
+        .expect("test manifest parses")
+    }
+
+    fn errors(s: &PipecatSecretSet) -> String {
+        match s.validate_cel() {
+            Ok(()) => String::new(),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    const FILE: &str = "crds/pipecatsecretsets.pipecat.daily.co.yaml";
+
+    #[test]
+    fn committed_crd_and_the_charts_copy_match_the_generated_one() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for path in [
+            root.join(FILE),
+            root.join("charts/pipecat-operator").join(FILE),
+        ] {
+            let committed = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{} is missing ({e})", path.display()));
+            assert!(
+                committed == crd_yaml(),
+                "{} is stale: run `cargo run -- crd pipecatsecretsets > {FILE}` and copy it to charts/pipecat-operator/crds/",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn names_columns_and_status() {
+        let crd: serde_json::Value = serde_saphyr::from_str(&crd_yaml()).unwrap();
+        let spec = &crd["spec"];
+        assert_eq!(spec["group"], "pipecat.daily.co");
+        assert_eq!(spec["scope"], "Namespaced");
+        assert_eq!(spec["names"]["kind"], "PipecatSecretSet");
+        assert_eq!(spec["names"]["plural"], "pipecatsecretsets");
+        assert_eq!(spec["names"]["shortNames"][0], "pcss");
+        assert_eq!(spec["names"]["categories"][0], "pipecat");
+        let version = &spec["versions"][0];
+        assert_eq!(version["name"], "v1alpha1");
+        assert!(version["subresources"]["status"].is_object());
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        for want in ["Set", "Type", "Ready", "Reason", "Keys", "Age"] {
+            assert!(
+                columns.contains(&want),
+                "missing column {want}: {columns:?}"
+            );
+        }
+        let props = &version["schema"]["openAPIV3Schema"]["properties"];
+        assert_eq!(props["spec"]["properties"]["type"]["default"], "Env");
+        assert_eq!(
+            props["spec"]["properties"]["deletionPolicy"]["default"],
+            "Delete"
+        );
+        let status = &props["status"]["properties"];
+        for field in [
+            "observedGeneration",
+            "conditions",
+            "setName",
+            "region",
+            "remoteStatus",
+            "keys",
+            "valuesDigest",
+            "revision",
+            "readyRevision",
+            "errorMessage",
+        ] {
+            assert!(status[field].is_object(), "status.{field} is missing");
+        }
+    }
+
+    #[test]
+    fn cel_rules_say_what_to_fix() {
+        assert_eq!(errors(&set("{secretRef: {name: values}}")), "");
+        assert_eq!(
+            errors(&set(
+                "{secretRef: {name: values}, keys: [{key: a, as: A}, {key: b}]}"
+            )),
+            ""
+        );
+        let e = errors(&set(
+            "{secretRef: {name: values}, type: ImagePull, keys: [{key: a}]}",
+        ));
+        assert!(e.contains("spec.keys applies to env sets only"), "{e}");
+        let e = errors(&set("{secretRef: {name: values}, host: ghcr.io}"));
+        assert!(
+            e.contains("spec.host applies to image-pull sets only"),
+            "{e}"
+        );
+        assert_eq!(
+            errors(&set(
+                "{secretRef: {name: values}, type: ImagePull, host: ghcr.io}"
+            )),
+            ""
+        );
+        let e = errors(&set(
+            "{secretRef: {name: values}, keys: [{key: a, as: X}, {key: b, as: X}]}",
+        ));
+        assert!(e.contains("give each a distinct `as`"), "{e}");
+        let e = errors(&set_named("ab", "{secretRef: {name: values}}"));
+        assert!(e.contains("set spec.setName to a valid name"), "{e}");
+        assert_eq!(
+            errors(&set_named(
+                "ab",
+                "{secretRef: {name: values}, setName: abc}"
+            )),
+            ""
+        );
+    }
+
+    #[test]
+    fn set_name_type_and_region_are_immutable() {
+        let old = set("{secretRef: {name: values}, region: us-west}");
+        let renamed = set("{secretRef: {name: values}, region: us-west, setName: other-set}");
+        let e = format!("{:?}", renamed.validate_cel_update(&old).unwrap_err());
+        assert!(e.contains("spec.setName is immutable"), "{e}");
+        let retyped = set("{secretRef: {name: values}, region: us-west, type: ImagePull}");
+        let e = format!("{:?}", retyped.validate_cel_update(&old).unwrap_err());
+        assert!(e.contains("spec.type is immutable"), "{e}");
+        let moved = set("{secretRef: {name: values}, region: eu-central}");
+        let e = format!("{:?}", moved.validate_cel_update(&old).unwrap_err());
+        assert!(e.contains("spec.region is immutable"), "{e}");
+        let rotated = set("{secretRef: {name: other-values}, region: us-west}");
+        assert!(rotated.validate_cel_update(&old).is_ok());
+    }
+}

@@ -1463,3 +1463,79 @@ async fn binary_prints_the_listening_line_and_stops_on_sigterm() {
     };
     assert!(status.success(), "graceful exit: {status}");
 }
+
+#[tokio::test]
+async fn secret_set_failures_profiles_and_journal() {
+    let handle = start_with(|_| {}).await;
+    let api = Api::new(&handle, KEY);
+    let admin = handle.admin();
+    // Failed provisioning, switched on at runtime through the admin API.
+    admin
+        .set_config(ConfigUpdate {
+            secret_fail_pattern: Some(Some("broken-*".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let body = json!({"secrets": [{"secretKey": "API_KEY", "secretValue": "v-1"}]});
+    let (status, _) = api
+        .call(Method::PUT, "/secrets/broken-set", Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let e = admin
+        .wait_secret_set_ready(KEY, "broken-set", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("emulated failure"), "{e}");
+    let (_, set) = api.get("/secrets/broken-set").await;
+    assert_eq!(set["status"], "failed");
+    assert!(!set.to_string().contains("v-1"), "no value in {set}");
+    // Cleared: the next change provisions.
+    admin
+        .set_config(ConfigUpdate {
+            secret_fail_pattern: Some(None),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    api.call(Method::PUT, "/secrets/broken-set", Some(body))
+        .await;
+    admin
+        .wait_secret_set_ready(KEY, "broken-set", Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    // The seed profile answers GET /secrets/{set} as the CLI reads it: field names only.
+    admin
+        .set_config(ConfigUpdate {
+            profile: Some(emulator::Profile::Seed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (status, bare) = api.get("/secrets/broken-set").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bare, json!([{"fieldName": "API_KEY"}]));
+    let (_, list) = api.get("/secrets").await;
+    assert_eq!(
+        list["sets"][0]["status"], "ready",
+        "the state is in the list"
+    );
+
+    // The journal names the set of each secret set request, and filters by it.
+    let entries = admin
+        .journal(&emulator::JournalFilter {
+            secret_set: Some("broken-set".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!entries.is_empty());
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.secret_set.as_deref() == Some("broken-set"))
+    );
+    assert!(entries.iter().any(|e| e.operation == "put_secret_set"));
+    handle.shutdown().await;
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use pipecat_operator::crd::PipecatAgent;
+use pipecat_operator::crd::secret_set::PipecatSecretSet;
 use pipecat_operator::emulator;
 use serde_json::{Value, json};
 use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
@@ -31,9 +32,25 @@ fn agent_rules() -> Value {
          "verbs": ["get", "patch", "update"]},
         {"apiGroups": ["pipecat.daily.co"], "resources": ["pipecatagents/finalizers"],
          "verbs": ["update"]},
+        {"apiGroups": ["pipecat.daily.co"], "resources": ["pipecatsecretsets"],
+         "verbs": ["get", "list", "watch", "patch", "update"]},
+        {"apiGroups": ["pipecat.daily.co"], "resources": ["pipecatsecretsets/status"],
+         "verbs": ["get", "patch", "update"]},
+        {"apiGroups": ["pipecat.daily.co"], "resources": ["pipecatsecretsets/finalizers"],
+         "verbs": ["update"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ])
+}
+
+/// The digest key of PipecatSecretSet values: create the one Secret in the release namespace,
+/// then read only it.
+fn digest_key_rules() -> Value {
+    json!([
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"],
+         "resourceNames": ["pipecat-operator-digest-key"], "verbs": ["get"]},
     ])
 }
 
@@ -183,11 +200,18 @@ fn default_install_is_hardened_and_cluster_wide() {
                 "",
                 "pipecat-system-op-pipecat-operator"
             ),
+            ("Role", "pipecat-system", "op-pipecat-operator-digest-key"),
+            (
+                "RoleBinding",
+                "pipecat-system",
+                "op-pipecat-operator-digest-key"
+            ),
             ("Service", "pipecat-system", "op-pipecat-operator-metrics"),
             ("Deployment", "pipecat-system", "op-pipecat-operator"),
         ])
     );
     assert_eq!(one(&objects, "ClusterRole")["rules"], agent_rules());
+    assert_eq!(one(&objects, "Role")["rules"], digest_key_rules());
     let binding = one(&objects, "ClusterRoleBinding");
     assert_eq!(
         binding["subjects"],
@@ -282,7 +306,10 @@ fn replicas_turn_leader_election_on_with_a_lease_role_in_the_release_namespace()
         args.contains(&"--leader-election-id=op-pipecat-operator".to_string()),
         "{args:?}"
     );
-    let roles = of_kind(&objects, "Role");
+    let roles: Vec<&Value> = of_kind(&objects, "Role")
+        .into_iter()
+        .filter(|r| r["metadata"]["name"] != "op-pipecat-operator-digest-key")
+        .collect();
     assert_eq!(roles.len(), 1);
     assert_eq!(
         roles[0]["metadata"]["name"],
@@ -290,15 +317,19 @@ fn replicas_turn_leader_election_on_with_a_lease_role_in_the_release_namespace()
     );
     assert_eq!(roles[0]["metadata"]["namespace"], "pipecat-system");
     assert_eq!(roles[0]["rules"], lease_rules("op-pipecat-operator"));
-    let binding = one(&objects, "RoleBinding");
-    assert_eq!(
-        binding["roleRef"]["name"],
-        "op-pipecat-operator-leader-election"
+    assert!(
+        of_kind(&objects, "RoleBinding")
+            .iter()
+            .any(|b| b["roleRef"]["name"] == "op-pipecat-operator-leader-election")
     );
 
     // One replica and no leader election: no Lease permissions at all.
     let single = parse_manifest(&Helm::offline().template("op", "pipecat-system", &[]));
-    assert!(of_kind(&single, "Role").is_empty());
+    assert!(
+        of_kind(&single, "Role")
+            .iter()
+            .all(|r| r["rules"] == digest_key_rules())
+    );
 }
 
 #[test]
@@ -330,13 +361,16 @@ fn namespace_list_renders_one_role_per_namespace_and_no_cluster_role() {
         ("team-a", "pipecat-system-op-pipecat-operator"),
         ("team-b", "pipecat-system-op-pipecat-operator"),
         ("pipecat-system", "op-pipecat-operator-credentials"),
+        ("pipecat-system", "op-pipecat-operator-digest-key"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(roles, expected);
     for role in of_kind(&objects, "Role") {
-        if role["metadata"]["namespace"] == "pipecat-system" {
+        if role["metadata"]["name"] == "op-pipecat-operator-digest-key" {
+            assert_eq!(role["rules"], digest_key_rules());
+        } else if role["metadata"]["namespace"] == "pipecat-system" {
             // Only the release's own credentials Secret, not every Secret of its namespace.
             assert_eq!(
                 role["rules"],
@@ -348,7 +382,7 @@ fn namespace_list_renders_one_role_per_namespace_and_no_cluster_role() {
             assert_eq!(role["rules"], agent_rules());
         }
     }
-    assert_eq!(of_kind(&objects, "RoleBinding").len(), 3);
+    assert_eq!(of_kind(&objects, "RoleBinding").len(), 4);
     for binding in of_kind(&objects, "RoleBinding") {
         assert_eq!(
             binding["subjects"],
@@ -384,7 +418,11 @@ fn namespace_list_renders_one_role_per_namespace_and_no_cluster_role() {
             "credentials.existingSecret=org-key",
         ],
     ));
-    assert_eq!(of_kind(&objects, "Role").len(), 1);
+    assert_eq!(
+        of_kind(&objects, "Role").len(),
+        2,
+        "the watched namespace's and the digest key's"
+    );
     assert!(of_kind(&objects, "Secret").is_empty());
 }
 
@@ -423,11 +461,20 @@ fn no_rendering_grants_more_than_the_reviewed_verbs() {
                     .map(|r| r.as_str().unwrap())
                     .collect();
                 let verbs = &rule["verbs"];
-                if resources.contains(&"secrets") {
+                let digest_key = role["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("-digest-key");
+                if resources.contains(&"secrets") && !digest_key {
                     // patch: only for the in-use finalizer; never create, update or delete.
                     assert_eq!(verbs, &json!(["get", "list", "watch", "patch"]), "{text}");
                 }
-                if verbs.as_array().unwrap().iter().any(|v| v == "create") {
+                if digest_key {
+                    // Create (and then read) the one digest key Secret, in the release
+                    // namespace only.
+                    assert_eq!(role["rules"], digest_key_rules(), "{text}");
+                    assert_eq!(role["kind"], "Role", "{text}");
+                } else if verbs.as_array().unwrap().iter().any(|v| v == "create") {
                     assert!(
                         resources == ["events"] || resources == ["leases"],
                         "create only events and leases: {text}"
@@ -591,6 +638,8 @@ fn install_and_upgrade_create_exactly_the_expected_objects() {
             ("Secret", &ns, &secret_name),
             ("ClusterRole", "", &scoped),
             ("ClusterRoleBinding", "", &scoped),
+            ("Role", &ns, &format!("{fullname}-digest-key")),
+            ("RoleBinding", &ns, &format!("{fullname}-digest-key")),
             ("Service", &ns, &format!("{fullname}-metrics")),
             ("Deployment", &ns, &fullname),
         ])
@@ -643,6 +692,8 @@ fn install_and_upgrade_create_exactly_the_expected_objects() {
             ("RoleBinding", &ns, &credentials),
             ("Role", &ns, &election),
             ("RoleBinding", &ns, &election),
+            ("Role", &ns, &format!("{fullname}-digest-key")),
+            ("RoleBinding", &ns, &format!("{fullname}-digest-key")),
             ("Service", &ns, &format!("{fullname}-metrics")),
             ("Deployment", &ns, &fullname),
         ])
@@ -683,6 +734,17 @@ fn cluster_wide_install_grants_exactly_what_the_operator_needs() {
         ("patch", "pipecatagents --subresource=status", other_ns),
         ("update", "pipecatagents --subresource=status", other_ns),
         ("update", "pipecatagents --subresource=finalizers", other_ns),
+        ("list", "pipecatsecretsets", Scope::All),
+        ("watch", "pipecatsecretsets", Scope::All),
+        ("patch", "pipecatsecretsets", other_ns),
+        ("patch", "pipecatsecretsets --subresource=status", other_ns),
+        (
+            "update",
+            "pipecatsecretsets --subresource=finalizers",
+            other_ns,
+        ),
+        ("create", "secrets", own_ns),
+        ("get", "secrets/pipecat-operator-digest-key", own_ns),
         ("list", "secrets", Scope::All),
         ("watch", "secrets", Scope::All),
         ("get", "secrets", other_ns),
@@ -701,6 +763,8 @@ fn cluster_wide_install_grants_exactly_what_the_operator_needs() {
         ("delete", "pipecatagents", other_ns),
         ("deletecollection", "pipecatagents", other_ns),
         ("create", "secrets", other_ns),
+        ("create", "pipecatsecretsets", other_ns),
+        ("delete", "pipecatsecretsets", other_ns),
         ("update", "secrets", other_ns),
         ("delete", "secrets", other_ns),
         ("create", "deployments", own_ns),
@@ -755,6 +819,11 @@ fn namespaced_install_grants_nothing_outside_its_namespaces() {
         ("patch", "pipecatagents", team),
         ("patch", "pipecatagents --subresource=status", team),
         ("update", "pipecatagents --subresource=finalizers", team),
+        ("list", "pipecatsecretsets", team),
+        ("patch", "pipecatsecretsets --subresource=status", team),
+        ("update", "pipecatsecretsets --subresource=finalizers", team),
+        ("create", "secrets", own_ns),
+        ("get", "secrets/pipecat-operator-digest-key", own_ns),
         ("list", "secrets", team),
         ("watch", "secrets", team),
         ("get", "secrets", team),
@@ -776,6 +845,9 @@ fn namespaced_install_grants_nothing_outside_its_namespaces() {
         ("list", "pipecatagents", Scope::All),
         ("list", "pipecatagents", out_ns),
         ("patch", "pipecatagents --subresource=status", out_ns),
+        ("list", "pipecatsecretsets", out_ns),
+        ("create", "secrets", out_ns),
+        ("create", "secrets", team),
         ("create", "events", out_ns),
         ("list", "secrets", own_ns),
         ("get", "secrets/other-secret", own_ns),
@@ -1000,6 +1072,52 @@ async fn operator_does_its_job_with_the_charts_service_account_alone() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(remote("voice-starter").await.is_none(), "remote agent left");
+
+    // A secret set from a Secret of the watched namespace: the chart's RBAC covers the kind
+    // and the digest key, which the operator creates in its own (release) namespace.
+    apply(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: bot-values}\nstringData: {OPENAI_API_KEY: sk-helm}\n"
+            .to_string(),
+    );
+    apply(
+        "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatSecretSet\nmetadata: {name: bot-keys}\nspec: {secretRef: {name: bot-values}}\n"
+            .to_string(),
+    );
+    let sets: Api<PipecatSecretSet> = Api::namespaced(cp.client(), &team);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = sets.get("bot-keys").await.expect("get");
+        if s.condition("Ready").is_some_and(|c| c.status == "True") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && operator.running(),
+            "the secret set never became Ready: {:?}\n{}",
+            s.status,
+            operator.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let keys: Api<Secret> = Api::namespaced(cp.client(), &ns);
+    assert!(
+        keys.get_opt("pipecat-operator-digest-key")
+            .await
+            .expect("get")
+            .is_some(),
+        "the digest key lives in the release namespace"
+    );
+    sets.delete("bot-keys", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sets.get_opt("bot-keys").await.expect("get").is_some() {
+        assert!(
+            Instant::now() < deadline && operator.running(),
+            "the secret set was never deleted:\n{}",
+            operator.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Everything it did, it was allowed to do (including leader election and events).
     let log = operator.log();

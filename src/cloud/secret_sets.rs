@@ -180,6 +180,13 @@ impl SecretSetDetail {
     }
 }
 
+/// `text` (e.g. a set's `errorMessage`) without any of `values`: each is replaced as written
+/// and JSON-escaped, and a text holding a value too short to replace safely is withheld whole.
+pub fn redact_values<'v>(text: String, values: impl IntoIterator<Item = &'v str>) -> String {
+    let no_key = ApiKey::new("");
+    Redactor::with_values(&no_key, values).redact(text)
+}
+
 impl Client {
     /// `GET /secrets`.
     pub async fn list_secret_sets(&self, key: &ApiKey) -> Result<Vec<SecretSetSummary>, Error> {

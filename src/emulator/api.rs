@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::body::{AgentPatch, BodyKind, SecretSetBody, parse_object, valid_set_name};
 use super::error::{ApiError, json_response};
 use super::views::SessionView;
-use super::{Shared, bearer};
+use super::{Profile, Shared, bearer};
 
 /// The caller's organization, from `Authorization: Bearer <private key>`.
 pub struct Caller {
@@ -232,7 +232,15 @@ async fn get_secret_set(
     caller: Caller,
     Path(set): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = shared.with_org(&caller.org, |org, _, now| org.get_secret_set(&set, now))?;
+    let (view, profile) = shared.with_org(&caller.org, |org, settings, now| {
+        (org.get_secret_set(&set, now), settings.profile)
+    });
+    let view = view?;
+    // The seed profile answers as the CLI reads it: the field names only (no status; that is
+    // in `GET /secrets`).
+    if profile == Profile::Seed {
+        return Ok(json(StatusCode::OK, &view.secrets));
+    }
     Ok(json(StatusCode::OK, &view))
 }
 

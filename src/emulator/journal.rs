@@ -75,6 +75,16 @@ pub fn classify(method: &Method, path: &str) -> (Operation, Option<String>) {
     }
 }
 
+/// The secret set a `/v1/secrets/{set}[/{key}]` path names.
+pub fn secret_set_of(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/v1").unwrap_or(path);
+    let mut segments = rest.trim_end_matches('/').split('/').skip(1);
+    match (segments.next(), segments.next()) {
+        (Some("secrets"), Some(set)) if !set.is_empty() => Some(set.to_owned()),
+        _ => None,
+    }
+}
+
 /// One recorded request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -102,6 +112,9 @@ pub struct JournalEntry {
     /// An agent update that asked for `forceRedeploy: true` (and was answered).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_redeploy: bool,
+    /// Secret set named in the path, if any (`/secrets/{set}`, `/secrets/{set}/{key}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_set: Option<String>,
 }
 
 /// Filters of `GET /_emulator/journal`.
@@ -117,6 +130,9 @@ pub struct JournalFilter {
     /// Only requests about this agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// Only requests about this secret set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_set: Option<String>,
     /// At most this many entries (the oldest matching first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
@@ -199,6 +215,12 @@ impl Journal {
                     .as_ref()
                     .is_none_or(|a| e.agent.as_ref() == Some(a))
             })
+            .filter(|e| {
+                filter
+                    .secret_set
+                    .as_ref()
+                    .is_none_or(|s| e.secret_set.as_ref() == Some(s))
+            })
             .take(filter.limit.unwrap_or(usize::MAX))
             .cloned()
             .collect()
@@ -264,6 +286,17 @@ mod tests {
     }
 
     #[test]
+    fn secret_set_paths_name_their_set() {
+        assert_eq!(secret_set_of("/v1/secrets/keys").as_deref(), Some("keys"));
+        assert_eq!(
+            secret_set_of("/v1/secrets/keys/API_KEY").as_deref(),
+            Some("keys")
+        );
+        assert_eq!(secret_set_of("/v1/secrets"), None);
+        assert_eq!(secret_set_of("/v1/agents/bot"), None);
+    }
+
+    #[test]
     fn ring_buffer_and_counts() {
         let mut j = Journal::new(2);
         for (i, status) in [Some(200), Some(404), None].into_iter().enumerate() {
@@ -279,6 +312,7 @@ mod tests {
                     agent: Some("bot".into()),
                     fault: None,
                     force_redeploy: false,
+                    secret_set: None,
                 },
             );
         }

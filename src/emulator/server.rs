@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 use super::error::{code_for_status, error_json};
 use super::faults::{Action, Fault, FaultBody};
-use super::journal::{JournalEntry, Operation, classify};
+use super::journal::{JournalEntry, Operation, classify, secret_set_of};
 use super::state::format_ts;
 use super::{Shared, admin, api, lock};
 
@@ -125,6 +125,7 @@ async fn dispatch(
     let path = path.to_owned();
     let arrived = format_ts(jiff::Timestamp::now());
     let (operation, agent) = classify(&method, &path);
+    let set = secret_set_of(&path);
     let fault = take_fault(&shared, &method, &path);
     // Recorded when the answer is ready, or on drop when the client gave up first (its entry
     // then has no status, like a dropped connection).
@@ -141,6 +142,7 @@ async fn dispatch(
             agent,
             fault: fault.as_ref().map(|f| f.kind().to_owned()),
             force_redeploy: false,
+            secret_set: set,
         }),
     };
 

@@ -135,7 +135,11 @@ pub async fn sync(
         super::desired::DesiredValues::Env(v) => v.len(),
         super::desired::DesiredValues::ImagePull { .. } => 1,
     };
-    let remote = observe(ctx, &key, &set).await?;
+    let mut remote = observe(ctx, &key, &set).await?;
+    // Pipecat's own words go to the status: never with a value in them.
+    if let Some(r) = remote.as_mut() {
+        r.error_message = r.error_message.take().map(|m| values.redact(m));
+    }
     let managed = old.set_name.is_some();
     let wanted = Wanted {
         set: &set,

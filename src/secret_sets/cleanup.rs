@@ -7,7 +7,6 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
@@ -62,8 +61,7 @@ pub async fn users(obj: &PipecatSecretSet, ctx: &Context) -> Result<Vec<String>,
 
 /// Runs the deletion of a resource.
 pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Error> {
-    if !finalizer::present(obj) {
-        ctx.objects.forget(&ObjectRef::from_obj(obj));
+    if !finalizer::present(obj) || ctx.objects.is_released(obj) {
         return Ok(Requeue::await_change());
     }
     let set = obj.managed_set_name().to_string();
@@ -119,6 +117,6 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, E
     };
     finalizer::remove(&ctx.kube, obj).await?;
     info!(set = %set, namespace = obj.namespace().unwrap_or_default(), decision, "released the secret set");
-    ctx.objects.forget(&ObjectRef::from_obj(obj));
+    ctx.objects.released(obj);
     Ok(Requeue::await_change())
 }

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 
 use super::Error;
-use crate::cloud::secret_sets::{PutSecretSetRequest, SecretEntry, SecretValue};
+use crate::cloud::secret_sets::{PutSecretSetRequest, SecretEntry, SecretValue, redact_values};
 use crate::crd::secret_set::{PipecatSecretSetSpec, SecretSetType};
 
 /// The Secret type of registry credentials.
@@ -46,6 +46,20 @@ impl DesiredValues {
             DesiredValues::Env(values) => values.keys().cloned().collect(),
             DesiredValues::ImagePull { .. } => Vec::new(),
         }
+    }
+
+    /// `text` from Pipecat Cloud (a failed set's `errorMessage`) without any of these values.
+    pub fn redact(&self, text: String) -> String {
+        let all: Vec<&str> = match self {
+            DesiredValues::Env(values) => values.values().map(SecretValue::expose).collect(),
+            DesiredValues::ImagePull {
+                credentials, parts, ..
+            } => std::iter::once(credentials)
+                .chain(parts)
+                .map(SecretValue::expose)
+                .collect(),
+        };
+        redact_values(text, all)
     }
 
     /// The body of the `PUT` that makes the set hold these values.
@@ -422,6 +436,25 @@ mod tests {
                 &docker(json!({"ghcr.io": {"auth": "bm8tY29sb24="}}))
             )),
             "InvalidDockerConfig"
+        );
+    }
+
+    #[test]
+    fn pipecats_messages_are_stripped_of_the_values() {
+        let s = secret("Opaque", &[("OPENAI_API_KEY", "sk-live-VALUE-9")]);
+        let values = desired_values(&spec(json!({"secretRef": {"name": "v"}})), &s).unwrap();
+        assert_eq!(
+            values.redact("key sk-live-VALUE-9 was rejected".into()),
+            "key [redacted] was rejected"
+        );
+        let pull = spec(json!({"secretRef": {"name": "reg"}, "type": "ImagePull"}));
+        let s = docker(json!({"ghcr.io": {"username": "bot", "password": "gh-PASSWORD-7"}}));
+        let values = desired_values(&pull, &s).unwrap();
+        let encoded = STANDARD.encode("bot:gh-PASSWORD-7");
+        let text = values.redact(format!("login failed for gh-PASSWORD-7 ({encoded})"));
+        assert!(
+            !text.contains("PASSWORD") && !text.contains(&encoded),
+            "{text}"
         );
     }
 

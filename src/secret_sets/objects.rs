@@ -3,7 +3,7 @@
 //! last wrote until the watch cache shows it (a pass that starts from a stale copy must not
 //! send the same values again, nor count their revision twice).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use kube::ResourceExt;
@@ -19,6 +19,7 @@ struct Entry {
     finalizer: bool,
     status: Option<PipecatSecretSetStatus>,
     unwritten: bool,
+    released: bool,
 }
 
 /// The per-object state of the secret set controller.
@@ -107,8 +108,32 @@ impl Objects {
         })
     }
 
+    /// Records that the object's cleanup finished (its finalizer is gone): a pass that starts
+    /// from a cached copy still showing the finalizer must not clean up twice. Forgotten
+    /// with the object when the watch sees it deleted.
+    pub fn released(&self, obj: &PipecatSecretSet) {
+        self.with(obj, |e| e.released = true);
+    }
+
+    /// True when the object's cleanup already finished.
+    pub fn is_released(&self, obj: &PipecatSecretSet) -> bool {
+        self.with(obj, |e| e.released)
+    }
+
     /// Forgets an object that left.
     pub fn forget(&self, obj: &ObjectRef<PipecatSecretSet>) {
         self.entries.lock().expect("objects lock").remove(obj);
+    }
+
+    /// After a complete (re-)list of `namespace` (`None`: all): forgets the objects of that
+    /// scope the list no longer holds (deleted while the watch was down).
+    pub fn retain_listed(
+        &self,
+        namespace: Option<&str>,
+        listed: &HashSet<ObjectRef<PipecatSecretSet>>,
+    ) {
+        self.entries.lock().expect("objects lock").retain(|r, _| {
+            !(namespace.is_none() || r.namespace.as_deref() == namespace) || listed.contains(r)
+        });
     }
 }

@@ -41,6 +41,7 @@ async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Erro
         ctx.objects.status_pending(obj, &new);
         status::write(&ctx.kube, obj, &new).await?;
         ctx.objects.status_written(obj, &new);
+        debug!(set = %obj.set_name(), namespace = obj.namespace().unwrap_or_default(), "secret set status written");
     }
     for note in status::notes(&old, &new, &result) {
         ctx.publish(obj, note);

@@ -381,6 +381,19 @@ mod tests {
             &now(),
         );
         assert_eq!((s6.revision, s6.ready_revision), (Some(2), Some(2)));
+        // Ready only counts for the values last sent.
+        let stale = next_status(
+            &o,
+            &s6,
+            &synced(
+                Some(remote(RemoteStatus::Ready, &["A", "B"])),
+                Action::Nothing,
+                "d3",
+            ),
+            &now(),
+        );
+        assert_eq!(ready(&stale).0, "False");
+        assert_eq!(stale.ready_revision, Some(2));
         // The same values sent again (a lost key) do not bump the revision.
         let s7 = next_status(
             &o,

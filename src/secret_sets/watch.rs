@@ -3,6 +3,7 @@
 //! (values and API keys; metadata only), and the agents (a deletion held by an agent resumes
 //! as soon as that agent changes or goes).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
@@ -78,16 +79,25 @@ fn controller_for(
 ) -> impl std::future::Future<Output = ()> {
     let (reader, writer) = reflector::store();
     let forget = ctx.clone();
+    let scope = namespace.clone();
+    let mut listed = HashSet::new();
     let sets = watcher(
         api::<PipecatSecretSet>(&ctx.kube, namespace.as_deref()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
     .modify(|s: &mut PipecatSecretSet| s.managed_fields_mut().clear())
-    .inspect(move |event| {
-        if let Ok(watcher::Event::Delete(s)) = event {
-            forget.objects.forget(&ObjectRef::from_obj(s));
+    .inspect(move |event| match event {
+        Ok(watcher::Event::Delete(s)) => forget.objects.forget(&ObjectRef::from_obj(s)),
+        Ok(watcher::Event::Init) => listed.clear(),
+        Ok(watcher::Event::InitApply(s)) => {
+            listed.insert(ObjectRef::from_obj(s));
         }
+        Ok(watcher::Event::InitDone) => {
+            forget.objects.retain_listed(scope.as_deref(), &listed);
+            listed.clear();
+        }
+        _ => {}
     })
     .reflect(writer)
     .applied_objects()

@@ -140,6 +140,15 @@ The RBAC rules on PipecatAgents and events (the same cluster-wide and per namesp
 - apiGroups: ["pipecat.daily.co"]
   resources: ["pipecatagents/finalizers"]
   verbs: ["update"]
+- apiGroups: ["pipecat.daily.co"]
+  resources: ["pipecatsecretsets"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["pipecat.daily.co"]
+  resources: ["pipecatsecretsets/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["pipecat.daily.co"]
+  resources: ["pipecatsecretsets/finalizers"]
+  verbs: ["update"]
 # patch: only ever the finalizer pipecat.daily.co/credentials-in-use, which keeps a Secret
 # until the agents it must delete are gone (RBAC cannot narrow a patch to one field).
 - apiGroups: [""]
