@@ -117,6 +117,11 @@ pub fn transitions(
         && !same(&cond(old, SYNCED), &n)
     {
         match result {
+            // Waiting for a secret set that provisions (a rotation, a new set) is expected;
+            // a failed one is a warning like any error.
+            Err(e @ Error::SecretSetNotReady { failed: false, .. }) => {
+                notes.push(Note::normal(e.reason(), n.message))
+            }
             Err(e) => notes.push(Note::warning(e.reason(), n.message)),
             Ok(a) if a.stuck.is_some() => notes.push(Note::warning(NOT_CONVERGING, n.message)),
             Ok(_) => {}
@@ -304,6 +309,30 @@ mod tests {
         assert!(notes[0].warning);
         let s3 = next_status(&o, &s2, &stuck, &t);
         assert!(transitions(&s2, &s3, &stuck).is_empty(), "said once");
+    }
+
+    #[test]
+    fn waiting_for_a_provisioning_set_is_normal_and_a_failed_set_warns() {
+        let t = Time(jiff::Timestamp::from_second(1).unwrap());
+        let o = obj();
+        let empty = PipecatAgentStatus::default();
+        let wait = |failed| -> Result<Applied, Error> {
+            Err(Error::SecretSetNotReady {
+                message: format!("agent bot waits for secret set env (failed: {failed})"),
+                failed,
+            })
+        };
+        let pending = wait(false);
+        let s1 = next_status(&o, &empty, &pending, &t);
+        let notes = transitions(&empty, &s1, &pending);
+        assert_eq!(reasons(&notes), ["SecretSetNotReady"]);
+        assert!(!notes[0].warning, "{notes:?}");
+        assert!(notes[0].message.contains("secret set env"));
+        let failed = wait(true);
+        let s2 = next_status(&o, &s1, &failed, &t);
+        let notes = transitions(&s1, &s2, &failed);
+        assert_eq!(reasons(&notes), ["SecretSetNotReady"]);
+        assert!(notes[0].warning);
     }
 
     #[test]
