@@ -479,3 +479,50 @@ async fn deletion_waits_for_the_agents_then_deletes_or_orphans() {
     );
     assert_eq!(env.calls("delete_secret_set").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_namespace_deletes_the_set_after_its_agent() {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    // The credentials Secret (the default one, in this namespace) goes with the namespace:
+    // its in-use finalizers keep the key until the agent and then the set are deleted.
+    let env = Env::start("pcss-ns", options()).await;
+    env.apply(&opaque("held-keys-values", &[("A", "value-a")]));
+    env.apply(&secret_set("held-keys", ""));
+    wait_set(&env, "held-keys", "Ready", is_ready).await;
+    env.apply(AGENT);
+    env.wait_ready("bot").await;
+    let secrets: Api<Secret> = Api::namespaced(env.cp.client(), &env.ns);
+    let key = secrets.get("pipecat-api-key").await.unwrap();
+    assert!(
+        key.metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == "pipecat.daily.co/secret-set-credentials-in-use"),
+        "the sets' in-use finalizer is on the credentials Secret"
+    );
+
+    let out = env.kubectl(&["delete", "namespace", &env.ns, "--wait=false"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let namespaces: Api<Namespace> = Api::all(env.cp.client());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while namespaces.get_opt(&env.ns).await.expect("get").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "namespace {} still exists\noperator log tail:\n{}",
+            env.ns,
+            env.operator.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(env.remote("bot").await.is_none(), "the agent was deleted");
+    assert!(
+        remote(&env, "held-keys").await.is_none(),
+        "the set was deleted"
+    );
+    assert_eq!(env.calls("delete_secret_set").await, 1);
+}
