@@ -481,16 +481,14 @@ async fn deletion_waits_for_the_agents_then_deletes_or_orphans() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_the_namespace_deletes_the_set_after_its_agent() {
+async fn deleting_the_namespace_deletes_the_set_with_the_key_kept_until_then() {
     use k8s_openapi::api::core::v1::{Namespace, Secret};
-    // The credentials Secret (the default one, in this namespace) goes with the namespace:
-    // its in-use finalizers keep the key until the agent and then the set are deleted.
+    // The credentials Secret (the default one, in this namespace) goes with the namespace, and
+    // no agent holds it: the sets' in-use finalizer keeps the key until the set is deleted.
     let env = Env::start("pcss-ns", options()).await;
-    env.apply(&opaque("held-keys-values", &[("A", "value-a")]));
-    env.apply(&secret_set("held-keys", ""));
-    wait_set(&env, "held-keys", "Ready", is_ready).await;
-    env.apply(AGENT);
-    env.wait_ready("bot").await;
+    env.apply(&opaque("ns-keys-values", &[("A", "value-a")]));
+    env.apply(&secret_set("ns-keys", ""));
+    wait_set(&env, "ns-keys", "Ready", is_ready).await;
     let secrets: Api<Secret> = Api::namespaced(env.cp.client(), &env.ns);
     let key = secrets.get("pipecat-api-key").await.unwrap();
     assert!(
@@ -502,6 +500,12 @@ async fn deleting_the_namespace_deletes_the_set_after_its_agent() {
         "the sets' in-use finalizer is on the credentials Secret"
     );
 
+    // Pipecat Cloud refuses the first deletes for a few seconds: long enough for the Secret's
+    // own deletion to be seen before the set's cleanup succeeds.
+    let refuse = emulator::Fault::new("/v1/secrets/ns-keys")
+        .with_method("DELETE")
+        .with_count(6);
+    env.admin.inject_fault(refuse).await.unwrap();
     let out = env.kubectl(&["delete", "namespace", &env.ns, "--wait=false"]);
     assert!(
         out.status.success(),
@@ -509,7 +513,7 @@ async fn deleting_the_namespace_deletes_the_set_after_its_agent() {
         String::from_utf8_lossy(&out.stderr)
     );
     let namespaces: Api<Namespace> = Api::all(env.cp.client());
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(90);
     while namespaces.get_opt(&env.ns).await.expect("get").is_some() {
         assert!(
             Instant::now() < deadline,
@@ -519,10 +523,8 @@ async fn deleting_the_namespace_deletes_the_set_after_its_agent() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(env.remote("bot").await.is_none(), "the agent was deleted");
     assert!(
-        remote(&env, "held-keys").await.is_none(),
+        remote(&env, "ns-keys").await.is_none(),
         "the set was deleted"
     );
-    assert_eq!(env.calls("delete_secret_set").await, 1);
 }
