@@ -304,6 +304,16 @@ async fn a_dockerconfigjson_secret_becomes_an_image_pull_set() {
     let s = sets(&env).get("registry").await.unwrap();
     assert_eq!(s.status.as_ref().unwrap().revision, Some(1));
 
+    // The apiserver refuses what cannot work, saying what to change.
+    let err = env.apply_err(
+        "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatSecretSet\nmetadata: {name: bad-pull}\nspec:\n  type: ImagePull\n  secretRef: {name: registry-values}\n  keys: [{key: A}]\n",
+    );
+    assert!(err.contains("spec.keys applies to env sets only"), "{err}");
+    let err = env.apply_err(
+        "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatSecretSet\nmetadata: {name: registry}\nspec:\n  type: Env\n  secretRef: {name: registry-values}\n",
+    );
+    assert!(err.contains("spec.type is immutable"), "{err}");
+
     // An Opaque Secret for an image-pull set says what to do, and sends nothing.
     env.apply(&opaque("plain-values", &[("A", "b")]));
     env.apply(
