@@ -304,6 +304,16 @@ async fn a_dockerconfigjson_secret_becomes_an_image_pull_set() {
     let s = sets(&env).get("registry").await.unwrap();
     assert_eq!(s.status.as_ref().unwrap().revision, Some(1));
 
+    // The apiserver refuses what cannot work, saying what to change.
+    let err = env.apply_err(
+        "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatSecretSet\nmetadata: {name: bad-pull}\nspec:\n  type: ImagePull\n  secretRef: {name: registry-values}\n  keys: [{key: A}]\n",
+    );
+    assert!(err.contains("spec.keys applies to env sets only"), "{err}");
+    let err = env.apply_err(
+        "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatSecretSet\nmetadata: {name: registry}\nspec:\n  type: Env\n  secretRef: {name: registry-values}\n",
+    );
+    assert!(err.contains("spec.type is immutable"), "{err}");
+
     // An Opaque Secret for an image-pull set says what to do, and sends nothing.
     env.apply(&opaque("plain-values", &[("A", "b")]));
     env.apply(
@@ -478,4 +488,53 @@ async fn deletion_waits_for_the_agents_then_deletes_or_orphans() {
         "Orphan leaves the remote set"
     );
     assert_eq!(env.calls("delete_secret_set").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_namespace_deletes_the_set_with_the_key_kept_until_then() {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    // The credentials Secret (the default one, in this namespace) goes with the namespace, and
+    // no agent holds it: the sets' in-use finalizer keeps the key until the set is deleted.
+    let env = Env::start("pcss-ns", options()).await;
+    env.apply(&opaque("ns-keys-values", &[("A", "value-a")]));
+    env.apply(&secret_set("ns-keys", ""));
+    wait_set(&env, "ns-keys", "Ready", is_ready).await;
+    let secrets: Api<Secret> = Api::namespaced(env.cp.client(), &env.ns);
+    let key = secrets.get("pipecat-api-key").await.unwrap();
+    assert!(
+        key.metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == "pipecat.daily.co/secret-set-credentials-in-use"),
+        "the sets' in-use finalizer is on the credentials Secret"
+    );
+
+    // Pipecat Cloud refuses the first deletes for a few seconds: long enough for the Secret's
+    // own deletion to be seen before the set's cleanup succeeds.
+    let refuse = emulator::Fault::new("/v1/secrets/ns-keys")
+        .with_method("DELETE")
+        .with_count(6);
+    env.admin.inject_fault(refuse).await.unwrap();
+    let out = env.kubectl(&["delete", "namespace", &env.ns, "--wait=false"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let namespaces: Api<Namespace> = Api::all(env.cp.client());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while namespaces.get_opt(&env.ns).await.expect("get").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "namespace {} still exists\noperator log tail:\n{}",
+            env.ns,
+            env.operator.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        remote(&env, "ns-keys").await.is_none(),
+        "the set was deleted"
+    );
 }

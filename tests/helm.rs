@@ -748,7 +748,8 @@ fn cluster_wide_install_grants_exactly_what_the_operator_needs() {
         ("list", "secrets", Scope::All),
         ("watch", "secrets", Scope::All),
         ("get", "secrets", other_ns),
-        // Only ever the in-use finalizer (pipecat.daily.co/credentials-in-use).
+        // Only ever the in-use finalizers (pipecat.daily.co/credentials-in-use and
+        // pipecat.daily.co/secret-set-credentials-in-use).
         ("patch", "secrets", other_ns),
         ("create", "events", other_ns),
         ("patch", "events", other_ns),

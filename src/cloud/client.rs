@@ -454,7 +454,8 @@ fn redact_error(mut e: Error, redactor: &Redactor<'_>) -> Error {
 }
 
 /// Shortest secret value replaced where it occurs in a remote text; a shorter one cannot be
-/// told apart from ordinary words, so a text containing it is withheld whole.
+/// told apart from ordinary words, so a text quoting it as a word of its own is withheld
+/// whole.
 const MIN_REPLACED_VALUE: usize = 4;
 
 /// What the texts of an answer must not carry: the API key, and the secret values a request
@@ -507,12 +508,21 @@ impl<'a> Redactor<'a> {
         if self
             .values
             .iter()
-            .any(|v| v.len() < MIN_REPLACED_VALUE && text.contains(v.as_str()))
+            .any(|v| v.len() < MIN_REPLACED_VALUE && quotes_token(&text, v))
         {
             return "[withheld: the text may quote a secret value]".to_string();
         }
         text
     }
+}
+
+/// True when `value` occurs in `text` as a whole token (not inside a longer word or number):
+/// a short value such as `1` or `on` is only a quote when it stands alone.
+fn quotes_token(text: &str, value: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+    text.match_indices(value).any(|(i, _)| {
+        !word(text[..i].chars().next_back()) && !word(text[i + value.len()..].chars().next())
+    })
 }
 
 /// Parses `Retry-After` in seconds (HTTP dates are rare for APIs and ignored).

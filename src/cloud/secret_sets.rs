@@ -335,6 +335,12 @@ mod tests {
             "[withheld: the text may quote a secret value]"
         );
         assert_eq!(r.redact("nothing here".into()), "nothing here");
+        assert_eq!(
+            r.redact(r#"{"error":"bad value \"ab\""}"#.into()),
+            "[withheld: the text may quote a secret value]"
+        );
+        // Inside a longer word it quotes nothing: the text stays readable.
+        assert_eq!(r.redact("about the set".into()), "about the set");
     }
 
     #[test]

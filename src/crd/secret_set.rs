@@ -15,6 +15,9 @@ use super::{Credentials, DeletionPolicy, PipecatAgent};
 /// Finalizer that keeps a `PipecatSecretSet` until its remote set is deleted (or orphaned), and
 /// while agents still use the set.
 pub const SECRET_SET_FINALIZER: &str = "pipecat.daily.co/secret-set-cleanup";
+/// Finalizer the operator puts on a credentials Secret while a `PipecatSecretSet` with
+/// `deletionPolicy: Delete` uses it: the key must outlive the sets it deletes.
+pub const SET_CREDENTIALS_FINALIZER: &str = "pipecat.daily.co/secret-set-credentials-in-use";
 /// Regular expression every Pipecat Cloud secret set name must match.
 pub const SET_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// Shortest secret set name Pipecat Cloud accepts.

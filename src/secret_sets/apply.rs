@@ -9,9 +9,10 @@ use tracing::info;
 use super::desired::desired_values;
 use super::digest::digest;
 use super::plan::{Last, Plan, Remote, RemoteStatus, Wanted, plan};
-use super::{Context, Error, finalizer, status};
+use super::{Context, Error, credentials_finalizer, finalizer, status};
 use crate::cloud::{self, ApiKey, ErrorKind};
 use crate::controller::credentials;
+use crate::crd::DeletionPolicy;
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
 
 /// What a pass did.
@@ -154,6 +155,10 @@ pub async fn sync(
         digest: old.values_digest.as_deref(),
     };
     let decided = plan(&wanted, &last, remote.as_ref())?;
+    if managed && obj.spec.deletion_policy == DeletionPolicy::Delete {
+        // Known from the Secret watch: no request once marked.
+        credentials_finalizer::ensure(ctx, &credentials_finalizer::location(obj, ctx)).await?;
+    }
     let done = |action, managed| Synced {
         set: set.clone(),
         region: region.clone(),
@@ -210,6 +215,9 @@ async fn claim(
     if !finalizer::present(obj) && !ctx.objects.has_finalizer(obj) {
         finalizer::add(&ctx.kube, obj).await?;
         ctx.objects.finalizer_added(obj);
+    }
+    if obj.spec.deletion_policy == DeletionPolicy::Delete {
+        credentials_finalizer::ensure(ctx, &credentials_finalizer::location(obj, ctx)).await?;
     }
     if old.set_name.is_none() {
         let mut claimed = old.clone();

@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 use tracing::info;
 
 use super::apply::api_key;
-use super::{Context, Error, finalizer, status};
+use super::{Context, Error, credentials_finalizer, finalizer, status};
 use crate::cloud::ErrorKind;
 use crate::controller::status::{CondState, SYNCED, set_condition};
 use crate::crd::DeletionPolicy;
@@ -116,6 +116,13 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, E
         DeletionPolicy::Orphan => "orphaned",
     };
     finalizer::remove(&ctx.kube, obj).await?;
+    let loc = credentials_finalizer::location(obj, ctx);
+    if let Err(e) =
+        credentials_finalizer::release_if_unused(ctx, &loc.namespace, &loc.name, Some(obj)).await
+    {
+        // The Secret's deletion checks again (watch); nothing is lost by going on.
+        tracing::warn!(error = %e, "failed to release the credentials Secret");
+    }
     info!(set = %set, namespace = obj.namespace().unwrap_or_default(), decision, "released the secret set");
     ctx.objects.released(obj);
     Ok(Requeue::await_change())

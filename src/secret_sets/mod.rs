@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod cleanup;
+pub mod credentials_finalizer;
 pub mod desired;
 pub mod digest;
 mod error;
@@ -46,6 +47,8 @@ pub struct Context {
     pub objects: objects::Objects,
     /// API keys already read.
     pub keys: credentials::KeyCache,
+    /// Credentials Secrets known to carry the sets' in-use finalizer.
+    pub marked: credentials_finalizer::Marked,
     digest_key: OnceCell<digest::DigestKey>,
     recorder: Recorder,
 }
@@ -70,6 +73,7 @@ impl Context {
             namespace,
             objects: objects::Objects::default(),
             keys: credentials::KeyCache::default(),
+            marked: credentials_finalizer::Marked::default(),
             digest_key: OnceCell::new(),
         }
     }

@@ -94,10 +94,16 @@ pub fn next_status(
         Action::Waited => format!("Pipecat Cloud is provisioning secret set {set}"),
         Action::Nothing => {
             in_flight = false;
-            format!(
-                "secret set {set} holds the values of Secret {}",
-                obj.spec.secret_ref.name
-            )
+            match synced.remote.as_ref().map(|r| &r.status) {
+                Some(RemoteStatus::Failed) => format!(
+                    "the values of Secret {} were sent to secret set {set}; they are sent again when the Secret changes",
+                    obj.spec.secret_ref.name
+                ),
+                _ => format!(
+                    "secret set {set} holds the values of Secret {}",
+                    obj.spec.secret_ref.name
+                ),
+            }
         }
     };
     set_condition(

@@ -15,7 +15,7 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::{Context, reconcile};
+use super::{Context, credentials_finalizer, reconcile};
 use crate::controller::credentials;
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::PipecatSecretSet;
@@ -130,11 +130,24 @@ fn secret_changes(
     watcher(secrets, watcher::Config::default().any_semantic())
         .default_backoff()
         .inspect(move |event| match event {
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => ctx.keys.observed(
-                s.namespace().unwrap_or_default(),
-                s.name_any(),
-                s.resource_version(),
-            ),
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
+                ctx.keys
+                    .observed(ns.clone(), name.clone(), s.resource_version());
+                let deleting = s.metadata.deletion_timestamp.is_some();
+                if ctx.marked.observed(&ns, &name, s.finalizers(), deleting) {
+                    // Deleted while marked: let it go if no set needs its key any more
+                    // (otherwise the last set's cleanup releases it).
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) =
+                            credentials_finalizer::release_if_unused(&ctx, &ns, &name, None).await
+                        {
+                            warn!(error = %e, "failed to release a credentials Secret");
+                        }
+                    });
+                }
+            }
             Ok(watcher::Event::Delete(s)) => ctx
                 .keys
                 .deleted(&s.namespace().unwrap_or_default(), &s.name_any()),

@@ -149,8 +149,9 @@ The RBAC rules on PipecatAgents and events (the same cluster-wide and per namesp
 - apiGroups: ["pipecat.daily.co"]
   resources: ["pipecatsecretsets/finalizers"]
   verbs: ["update"]
-# patch: only ever the finalizer pipecat.daily.co/credentials-in-use, which keeps a Secret
-# until the agents it must delete are gone (RBAC cannot narrow a patch to one field).
+# patch: only ever the finalizers pipecat.daily.co/credentials-in-use and
+# pipecat.daily.co/secret-set-credentials-in-use, which keep a Secret until the agents and
+# secret sets it must delete are gone (RBAC cannot narrow a patch to one field).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "patch"]
