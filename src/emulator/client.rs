@@ -274,8 +274,9 @@ impl AdminClient {
             .map(drop)
     }
 
-    /// Polls `GET /v1/secrets/{name}` until its status is `ready` (error on `failed` or
-    /// timeout).
+    /// Polls `GET /v1/secrets` until the set's status is `ready` (error on `failed` or
+    /// timeout). The list, not `GET /v1/secrets/{name}`: in the seed profile a set's own answer
+    /// lists field names only.
     pub async fn wait_secret_set_ready(
         &self,
         key: &str,
@@ -286,9 +287,14 @@ impl AdminClient {
         loop {
             let request = self
                 .http
-                .get(format!("{}/v1/secrets/{name}", self.root))
+                .get(format!("{}/v1/secrets", self.root))
                 .bearer_auth(key);
-            let set: Value = self.send("read the secret set", request).await?;
+            let list: Value = self.send("list the secret sets", request).await?;
+            let set = list["sets"]
+                .as_array()
+                .and_then(|sets| sets.iter().find(|s| s["name"] == name))
+                .cloned()
+                .unwrap_or(Value::Null);
             match set["status"].as_str() {
                 Some("ready") => return Ok(()),
                 Some("failed") => anyhow::bail!(
