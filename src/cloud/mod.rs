@@ -11,4 +11,4 @@ pub mod types;
 
 pub use client::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Observer, Operation, classify};
 pub use error::{Error, ErrorKind};
-pub use ratelimit::RateLimiter;
+pub use ratelimit::{ChangePass, Lane, RateLimiter, background, current_lane};
