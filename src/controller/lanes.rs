@@ -165,12 +165,14 @@ pub fn background_concurrency(concurrency: u16) -> usize {
 
 /// Runs the background lane until `shutdown` resolves, then waits for the refreshes under way.
 pub async fn pace(ctx: Arc<Context>, scopes: Vec<Scope>, shutdown: impl Future<Output = ()>) {
-    for scope in &scopes {
-        scope.store.wait_until_ready().await.ok();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let listed = futures::future::join_all(scopes.iter().map(|s| s.store.wait_until_ready()));
+    tokio::select! {
+        _ = listed => {}
+        _ = &mut shutdown => return,
     }
     let slots = background_concurrency(ctx.config.concurrency);
     let permits = Arc::new(Semaphore::new(slots));
-    let mut shutdown = std::pin::pin!(shutdown);
     let mut credit = 0.0;
     let mut last = Instant::now();
     loop {
@@ -187,14 +189,20 @@ pub async fn pace(ctx: Arc<Context>, scopes: Vec<Scope>, shutdown: impl Future<O
                 }
             }
         }
-        let period = effective_period(period_floor, agents, ctx.cloud.background_rate());
+        let period =
+            effective_period(period_floor, agents, ctx.cloud.background_rate()).max(MIN_TICK);
         for (synced, i, obj) in candidates {
             if synced.is_none_or(|t| now >= t + period) {
                 due.push((synced, i, obj));
             }
         }
         ctx.metrics.set_resync(period, due.len());
-        credit = accrue(credit, now - last, agents, period, slots as f64);
+        let every = spacing(period, agents);
+        let tick = every.clamp(MIN_TICK, MAX_TICK);
+        // At most what one look is due, plus one: refreshes that could not start (all slots
+        // busy) are not made up for in a burst.
+        let cap = (tick.as_secs_f64() / every.as_secs_f64()).max(1.0) + 1.0;
+        credit = accrue(credit, now - last, agents, period, cap);
         last = now;
         // Never refreshed by this process first, then the longest waiting.
         due.sort_by_key(|(synced, _, _)| *synced);
@@ -212,7 +220,6 @@ pub async fn pace(ctx: Arc<Context>, scopes: Vec<Scope>, shutdown: impl Future<O
             let follow_ups = scopes[i].follow_ups.clone();
             tokio::spawn(refresh(ctx.clone(), obj, held, permit, follow_ups));
         }
-        let tick = spacing(period, agents).clamp(MIN_TICK, MAX_TICK);
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = &mut shutdown => break,
