@@ -33,8 +33,9 @@ use crate::crd::{PipecatAgent, PipecatAgentStatus};
 /// Pipecat Cloud calls of one resync of a ready agent (its `GET`).
 pub const CALLS_PER_RESYNC: f64 = 1.0;
 
-/// The shortest and longest pause between two looks at the caches.
-const MIN_TICK: Duration = Duration::from_millis(10);
+/// The shortest and longest pause between two looks at the caches (a look walks every
+/// cached object: with refreshes closer than this, one look starts several).
+const MIN_TICK: Duration = Duration::from_millis(100);
 const MAX_TICK: Duration = Duration::from_secs(1);
 
 /// True when the status shows the current spec live and the last pass successful: such an
