@@ -351,6 +351,44 @@ mod tests {
     }
 
     #[test]
+    fn the_last_pass_decides_the_lane_until_the_spec_changes() {
+        let o = Objects::new(Arc::default());
+        let mut a = agent("ns", "a", "u1");
+        a.metadata.generation = Some(1);
+        assert_eq!(o.background(&a), None, "no status: a change");
+        a.status = Some(PipecatAgentStatus {
+            ready: true,
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(
+            o.background(&a),
+            Some(None),
+            "caught up after a restart: background, never refreshed yet"
+        );
+        assert!(o.is_empty(), "asking remembers nothing");
+
+        o.succeeded(&a, false);
+        assert_eq!(o.background(&a), None, "rolling out: polled as a change");
+        o.succeeded(&a, true);
+        assert!(
+            matches!(o.background(&a), Some(Some(_))),
+            "ready: background, refreshed now"
+        );
+        let mut changed = a.clone();
+        changed.metadata.generation = Some(2);
+        assert_eq!(o.background(&changed), None, "a spec change is a change");
+        o.failed(&a);
+        assert_eq!(o.background(&a), None, "an error retry is a change");
+        let mut deleting = a.clone();
+        o.succeeded(&a, true);
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        assert_eq!(o.background(&deleting), None, "a deletion is a change");
+    }
+
+    #[test]
     fn drift_corrections_count_in_a_row() {
         let o = Objects::new(Arc::default());
         let a = agent("ns", "a", "u1");
