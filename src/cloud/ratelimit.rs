@@ -108,7 +108,7 @@ impl RateLimiter {
 
     /// Requests per second background work may make on average; `None` when unlimited.
     pub fn background_rate(&self) -> Option<f64> {
-        (self.rate > 0.0).then(|| self.rate * self.background_share)
+        (self.rate > 0.0).then_some(self.rate * self.background_share)
     }
 
     /// Marks a change pass under way until the guard is dropped: background requests wait

@@ -81,15 +81,18 @@ pub fn accrue(credit: f64, elapsed: Duration, agents: usize, period: Duration, c
     (credit + elapsed.as_secs_f64() * per_second).min(cap)
 }
 
+/// Per object under way, the lock its passes take in turn.
+type Locks = Arc<Mutex<HashMap<ObjectRef<PipecatAgent>, Arc<tokio::sync::Mutex<()>>>>>;
+
 /// The objects a pass is under way for, in either lane.
 #[derive(Clone, Default)]
 pub struct Busy {
-    held: Arc<Mutex<HashMap<ObjectRef<PipecatAgent>, Arc<tokio::sync::Mutex<()>>>>>,
+    held: Locks,
 }
 
 /// One object held by a pass; released when dropped.
 pub struct Held {
-    held: Arc<Mutex<HashMap<ObjectRef<PipecatAgent>, Arc<tokio::sync::Mutex<()>>>>>,
+    held: Locks,
     key: ObjectRef<PipecatAgent>,
     guard: Option<OwnedMutexGuard<()>>,
 }
