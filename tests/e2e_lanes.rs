@@ -197,6 +197,11 @@ async fn a_spec_change_goes_before_the_resync_backlog() {
             },
         )
         .1;
+    eprintln!(
+        "{} refreshes before the change's first call, {} agents first refreshed after its update",
+        before.len(),
+        refreshed_after.len()
+    );
     assert!(
         refreshed_after.len() >= AGENTS / 2,
         "only {} of {} agents were first refreshed after the change's update: the change waited for the backlog",
