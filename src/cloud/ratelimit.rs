@@ -7,12 +7,15 @@
 //! background request only takes a token that is free *and* not reserved: it waits while any
 //! change waits, while any change pass is under way ([`RateLimiter::change_pass`], so the
 //! second call of a change finds its token too), and for a token of its own share
-//! (`rate x background share`), so that changes always find tokens left.
+//! (`rate x background share`), so that changes always find tokens left. A background pass
+//! can be promoted ([`Promotion`]) when a change comes to wait for it: its requests are
+//! changes from then on.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 /// Longest whole-client pause after repeated 429s.
@@ -27,18 +30,51 @@ pub enum Lane {
     Background,
 }
 
+/// The lane of one background pass, which a change may promote (a change waiting for the
+/// pass's object must not wait behind background priority).
+#[derive(Debug, Default)]
+pub struct Promotion {
+    promoted: AtomicBool,
+    notify: Notify,
+}
+
+impl Promotion {
+    /// From now on, the pass's requests are changes (a request waiting already goes at once).
+    pub fn promote(&self) {
+        self.promoted.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn lane(&self) -> Lane {
+        if self.promoted.load(Ordering::SeqCst) {
+            Lane::Change
+        } else {
+            Lane::Background
+        }
+    }
+}
+
 tokio::task_local! {
-    static LANE: Lane;
+    static LANE: Arc<Promotion>;
 }
 
 /// Runs `fut` with every Pipecat Cloud request it makes in the background lane.
 pub async fn background<F: std::future::Future>(fut: F) -> F::Output {
-    LANE.scope(Lane::Background, fut).await
+    background_until(Arc::default(), fut).await
 }
 
-/// The lane of the current task: background inside [`background`], a change otherwise.
+/// Like [`background`], until `promotion` is promoted.
+pub async fn background_until<F: std::future::Future>(
+    promotion: Arc<Promotion>,
+    fut: F,
+) -> F::Output {
+    LANE.scope(promotion, fut).await
+}
+
+/// The lane of the current task: background inside [`background`] (unless promoted), a change
+/// otherwise.
 pub fn current_lane() -> Lane {
-    LANE.try_with(|l| *l).unwrap_or(Lane::Change)
+    LANE.try_with(|p| p.lane()).unwrap_or(Lane::Change)
 }
 
 /// A token bucket (requests per second with a burst) with two priorities, plus a 429 brake.
@@ -183,32 +219,55 @@ impl RateLimiter {
     /// Waits for a slot in the current task's lane ([`current_lane`]); returns how long it
     /// waited.
     pub async fn acquire(&self) -> Duration {
-        self.acquire_in(current_lane()).await
+        match LANE.try_with(|p| p.clone()) {
+            Ok(promotion) => self.acquire_background(&promotion).await,
+            Err(_) => self.acquire_change().await,
+        }
     }
 
     /// Waits for a slot in `lane`; returns how long it waited.
     pub async fn acquire_in(&self, lane: Lane) -> Duration {
-        let start = Instant::now();
         match lane {
-            Lane::Change => {
-                let at = self.reserve();
-                if at > start {
-                    tokio::time::sleep_until(at).await;
-                }
-            }
-            Lane::Background => loop {
-                match self.try_background() {
-                    Ok(()) => break,
-                    Err(Some(at)) => tokio::time::sleep_until(at).await,
-                    Err(None) => {
-                        let mut rx = self.changes.subscribe();
-                        // The pass count may be zero already: `wait_for` checks first.
-                        let _ = rx.wait_for(|n| *n == 0).await;
-                    }
-                }
-            },
+            Lane::Change => self.acquire_change().await,
+            Lane::Background => self.acquire_background(&Promotion::default()).await,
+        }
+    }
+
+    async fn acquire_change(&self) -> Duration {
+        let start = Instant::now();
+        let at = self.reserve();
+        if at > start {
+            tokio::time::sleep_until(at).await;
         }
         start.elapsed()
+    }
+
+    /// A background slot, or a change's once `promotion` is promoted.
+    async fn acquire_background(&self, promotion: &Promotion) -> Duration {
+        let start = Instant::now();
+        loop {
+            let promoted = promotion.notify.notified();
+            let mut promoted = std::pin::pin!(promoted);
+            promoted.as_mut().enable();
+            if promotion.lane() == Lane::Change {
+                return start.elapsed() + self.acquire_change().await;
+            }
+            match self.try_background() {
+                Ok(()) => return start.elapsed(),
+                Err(Some(at)) => tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = promoted => {}
+                },
+                Err(None) => {
+                    let mut rx = self.changes.subscribe();
+                    // The pass count may be zero already: `wait_for` checks first.
+                    tokio::select! {
+                        _ = rx.wait_for(|n| *n == 0) => {}
+                        _ = promoted => {}
+                    }
+                }
+            }
+        }
     }
 
     /// Feeds back a response: `Some(retry_after)` for a 429, `None` for anything else.
@@ -422,6 +481,54 @@ mod lane_tests {
             Instant::now(),
             before,
             "a change waited behind background work"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_promoted_background_request_goes_as_a_change() {
+        let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.5));
+        let log: Log = Arc::default();
+        let pass = rl.change_pass();
+        let promotion = Arc::new(Promotion::default());
+        {
+            let (rl, log, promotion) = (rl.clone(), log.clone(), promotion.clone());
+            tokio::spawn(background_until(promotion, async move {
+                rl.acquire().await;
+                log.lock().unwrap().push(("refresh", Instant::now()));
+                // Later calls of the pass are changes too.
+                assert_eq!(current_lane(), Lane::Change);
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            labels(&log).is_empty(),
+            "background ran during a change pass"
+        );
+        promotion.promote();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(labels(&log), ["refresh"], "promoted: served as a change");
+        drop(pass);
+
+        // Waiting for its share's token (one per 10 s): promoted, it takes the bucket's at once.
+        let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.1));
+        rl.acquire_in(Lane::Background).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let promotion = Arc::new(Promotion::default());
+        {
+            let (rl, log, promotion) = (rl.clone(), log.clone(), promotion.clone());
+            tokio::spawn(background_until(promotion, async move {
+                rl.acquire().await;
+                log.lock().unwrap().push(("share", Instant::now()));
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(labels(&log), ["refresh"], "the share's token is 8 s away");
+        promotion.promote();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(
+            labels(&log),
+            ["refresh", "share"],
+            "promoted: no wait for the share"
         );
     }
 

@@ -27,7 +27,7 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::debug;
 
 use super::{Context, reconcile, status};
-use crate::cloud;
+use crate::cloud::{self, Promotion};
 use crate::crd::{PipecatAgent, PipecatAgentStatus};
 
 /// Pipecat Cloud calls of one resync of a ready agent (its `GET`).
@@ -81,25 +81,35 @@ pub fn accrue(credit: f64, elapsed: Duration, agents: usize, period: Duration, c
     (credit + elapsed.as_secs_f64() * per_second).min(cap)
 }
 
-/// Per object under way, the lock its passes take in turn.
-type Locks = Arc<Mutex<HashMap<ObjectRef<PipecatAgent>, Arc<tokio::sync::Mutex<()>>>>>;
+/// One object under way: the lock its passes take in turn, and the lane of the refresh
+/// holding it (if one does), which a change coming to wait promotes.
+#[derive(Default)]
+struct Slot {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    refresh: Mutex<Option<Arc<Promotion>>>,
+}
+
+type Slots = Arc<Mutex<HashMap<ObjectRef<PipecatAgent>, Arc<Slot>>>>;
 
 /// The objects a pass is under way for, in either lane.
 #[derive(Clone, Default)]
 pub struct Busy {
-    held: Locks,
+    slots: Slots,
 }
 
 /// One object held by a pass; released when dropped.
 pub struct Held {
-    held: Locks,
+    slots: Slots,
     key: ObjectRef<PipecatAgent>,
+    slot: Option<Arc<Slot>>,
     guard: Option<OwnedMutexGuard<()>>,
+    /// A refresh's lane.
+    pub promotion: Option<Arc<Promotion>>,
 }
 
 impl Busy {
-    fn lock_of(&self, key: &ObjectRef<PipecatAgent>) -> Arc<tokio::sync::Mutex<()>> {
-        self.held
+    fn slot(&self, key: &ObjectRef<PipecatAgent>) -> Arc<Slot> {
+        self.slots
             .lock()
             .expect("busy lock")
             .entry(key.clone())
@@ -107,26 +117,45 @@ impl Busy {
             .clone()
     }
 
-    /// Holds `obj` for a change, after any refresh under way for it.
+    /// Holds `obj` for a change, after any refresh under way for it (promoted meanwhile: its
+    /// requests no longer wait behind other changes).
     pub async fn enter(&self, obj: &PipecatAgent) -> Held {
         let key = ObjectRef::from_obj(obj);
-        let guard = self.lock_of(&key).lock_owned().await;
+        let slot = self.slot(&key);
+        let guard = match slot.lock.clone().try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                if let Some(refresh) = slot.refresh.lock().expect("slot lock").as_ref() {
+                    refresh.promote();
+                }
+                slot.lock.clone().lock_owned().await
+            }
+        };
         Held {
-            held: self.held.clone(),
+            slots: self.slots.clone(),
             key,
+            slot: Some(slot),
             guard: Some(guard),
+            promotion: None,
         }
     }
 
     /// Holds `obj` for a refresh, unless a pass holds it already.
     pub fn try_enter(&self, obj: &PipecatAgent) -> Option<Held> {
         let key = ObjectRef::from_obj(obj);
-        let lock = self.lock_of(&key);
-        let guard = lock.try_lock_owned().ok();
+        let slot = self.slot(&key);
+        let guard = slot.lock.clone().try_lock_owned().ok();
+        let promotion = guard.as_ref().map(|_| {
+            let p = Arc::new(Promotion::default());
+            *slot.refresh.lock().expect("slot lock") = Some(p.clone());
+            p
+        });
         let held = Held {
-            held: self.held.clone(),
+            slots: self.slots.clone(),
             key,
+            slot: Some(slot),
             guard,
+            promotion,
         };
         // Dropped without a guard, `held` removes the entry it may have just made.
         held.guard.is_some().then_some(held)
@@ -135,20 +164,26 @@ impl Busy {
     /// Objects held or waited for (tests).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.held.lock().expect("busy lock").len()
+        self.slots.lock().expect("busy lock").len()
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut held = self.held.lock().expect("busy lock");
+        if let Some(slot) = self.slot.take() {
+            if self.promotion.is_some() {
+                *slot.refresh.lock().expect("slot lock") = None;
+            }
+            drop(self.guard.take());
+            drop(slot);
+        }
+        let mut slots = self.slots.lock().expect("busy lock");
         // Only the map's own reference left: nobody holds or waits for the object.
-        if held
+        if slots
             .get(&self.key)
-            .is_some_and(|l| Arc::strong_count(l) == 1)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
         {
-            held.remove(&self.key);
+            slots.remove(&self.key);
         }
     }
 }
@@ -243,7 +278,9 @@ async fn refresh(
     follow_ups: mpsc::UnboundedSender<ObjectRef<PipecatAgent>>,
 ) {
     ctx.metrics.resynced();
-    let next = cloud::background(reconcile::refresh(obj.clone(), ctx.clone())).await;
+    let promotion = held.promotion.clone().unwrap_or_default();
+    let next =
+        cloud::background_until(promotion, reconcile::refresh(obj.clone(), ctx.clone())).await;
     drop(held);
     if let Some(delay) = next {
         let r = ObjectRef::from_obj(&*obj);
@@ -357,8 +394,13 @@ mod tests {
     async fn a_change_waits_for_a_refresh_of_its_object_and_a_refresh_skips_a_held_one() {
         let busy = Busy::default();
         let (a, b) = (agent("a"), agent("b"));
+        let lane_of = |held: &Held| {
+            let promotion = held.promotion.clone().expect("a refresh's lane");
+            cloud::background_until(promotion, async { cloud::current_lane() })
+        };
         let refresh = busy.try_enter(&a).expect("free");
         assert!(busy.try_enter(&a).is_none(), "one pass per object");
+        assert_eq!(lane_of(&refresh).await, cloud::Lane::Background);
         let other = busy.try_enter(&b).expect("another object is free");
         drop(other);
 
@@ -369,6 +411,11 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!change.is_finished(), "the change waits for the refresh");
+        assert_eq!(
+            lane_of(&refresh).await,
+            cloud::Lane::Change,
+            "the refresh a change waits for is promoted"
+        );
         drop(refresh);
         let held = change.await.unwrap();
         assert!(
