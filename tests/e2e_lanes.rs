@@ -94,6 +94,15 @@ async fn a_spec_change_goes_before_the_resync_backlog() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // The restarted operator counts the ready agents from their status, before their refresh.
+    assert_eq!(
+        env.operator
+            .metric("pipecat_operator_agents{ready=\"true\"}")
+            .await,
+        Some(AGENTS as f64),
+        "{} agents refreshed so far",
+        refreshed.len()
+    );
     let changed = names
         .iter()
         .rev()
