@@ -47,8 +47,9 @@ async fn a_spec_change_goes_before_the_resync_backlog() {
     change_before_backlog("lanes", 0.5).await;
 }
 
-/// No share kept for changes: resyncs pace themselves to the whole budget, so only the rate
-/// limiter's priority lets the change through.
+/// No share kept for changes: resyncs pace themselves to the whole budget (a 20 s period) and
+/// the change still goes first. (The rate limiter's priority itself, which matters here only
+/// in races of a few milliseconds, is proven by its unit tests under paused time.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limiter_serves_a_change_first_when_resyncs_use_the_whole_budget() {
     change_before_backlog("lanes-full", 0.0).await;
