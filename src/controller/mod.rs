@@ -6,10 +6,11 @@
 //! [`readiness`]) -> [`events`]; [`cleanup`] on deletion, with the [`finalizer`].
 //! [`reconcile`] runs a pass and returns its [`outcome`]; [`backoff`] decides when to come
 //! back; [`objects`] is all the per-object memory; [`watch`] turns the cluster's changes
-//! into passes; [`ownership`] settles two resources naming one agent; [`secret_finalizer`]
-//! keeps a credentials Secret until the agents it must delete are gone; [`set_index`] knows
-//! which PipecatSecretSets manage the sets agents use, and [`rotation`] (pure) makes agents
-//! wait for them and redeploys an agent once per rotation.
+//! into passes, in two [`lanes`] (changes before periodic refreshes); [`ownership`] settles
+//! two resources naming one agent; [`secret_finalizer`] keeps a credentials Secret until the
+//! agents it must delete are gone; [`set_index`] knows which PipecatSecretSets manage the sets
+//! agents use, and [`rotation`] (pure) makes agents wait for them and redeploys an agent once
+//! per rotation.
 
 pub mod apply;
 pub mod backoff;
@@ -20,6 +21,7 @@ pub mod desired;
 mod error;
 pub mod events;
 pub mod finalizer;
+pub mod lanes;
 pub mod objects;
 pub mod observe;
 pub mod outcome;
@@ -75,7 +77,9 @@ pub struct Config {
     /// Longest poll interval while a deployment rolls out.
     #[arg(long, env = "PIPECAT_MAX_POLL_INTERVAL", default_value = "60s", value_parser = duration::parse)]
     pub max_poll_interval: Duration,
-    /// Refresh interval of ready agents (session count, drift), jittered by +-10%.
+    /// Refresh interval of ready agents (session count, drift), stretched when the API budget
+    /// left to resyncs (see --api-change-share) cannot refresh every agent that often; the
+    /// refreshes are spread evenly over it.
     #[arg(long, env = "PIPECAT_RESYNC_INTERVAL", default_value = "60s", value_parser = duration::parse)]
     pub resync_interval: Duration,
     /// First retry delay after an error (doubles per failure).
@@ -134,6 +138,8 @@ pub struct Context {
     pub marked: secret_finalizer::Marked,
     /// The PipecatSecretSets managing the sets agents use.
     pub sets: set_index::SetIndex,
+    /// The objects a pass is under way for (one lane at a time per object).
+    pub busy: lanes::Busy,
 }
 
 impl Context {
@@ -160,6 +166,7 @@ impl Context {
             names: ownership::NameIndex::default(),
             keys: credentials::KeyCache::default(),
             marked: secret_finalizer::Marked::default(),
+            busy: lanes::Busy::default(),
             kube,
             cloud,
             config,

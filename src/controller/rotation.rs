@@ -223,6 +223,27 @@ pub fn force(step: Plan, desired: &Desired, due: &[SecretSetRevision]) -> Plan {
     }
 }
 
+/// Whether a change of `set` gives an agent whose status has caught up (see
+/// [`super::lanes::caught_up`]) anything to do: a ready revision it has not recorded, or a
+/// failure to report. A set provisioning new values leaves a running agent as it is until the
+/// set is ready again, so the watch does not wake every agent of every set it lists.
+pub fn concerns(status: &PipecatAgentStatus, set: &ManagedSet) -> bool {
+    match set.state {
+        SetState::Ready(revision) => {
+            let recorded = status
+                .secret_set_revisions
+                .iter()
+                .filter(|r| r.name == set.name)
+                .map(|r| r.revision)
+                .max()
+                .unwrap_or(0);
+            recorded < revision
+        }
+        SetState::Failed(_) => true,
+        SetState::Pending(_) => false,
+    }
+}
+
 /// The current ready revisions of the managed sets (what a new deployment gets).
 pub fn current(sets: &[ManagedSet]) -> Vec<SecretSetRevision> {
     decide(&[], None, sets, None, true, SecretRotation::Ignore).record

@@ -1,15 +1,17 @@
 //! Watching: the cluster's changes become reconcile passes. One controller per scope (all
-//! namespaces, or each namespace of `--namespace`), fed by four streams: the resources (spec
-//! changes and deletions), their credentials Secrets, the PipecatSecretSets managing the sets
-//! they use (a set that becomes ready or rotates wakes its agents), and name claims released
-//! by a deleted owner.
+//! namespaces, or each namespace of `--namespace`), fed by five streams: the resources (spec
+//! changes, deletions, objects the status has not caught up with), their credentials Secrets,
+//! the PipecatSecretSets managing the sets they use (a set that becomes ready or rotates wakes
+//! its agents), name claims released by a deleted owner, and refreshes that found work for the
+//! change lane. Ready agents that are caught up are the background pacer's
+//! ([`super::lanes`]), one for all scopes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
@@ -18,7 +20,7 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::{Context, backoff, credentials, reconcile, secret_finalizer};
+use super::{Context, backoff, credentials, lanes, reconcile, rotation, secret_finalizer};
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::{PipecatSecretSet, agent_uses_set};
 
@@ -66,11 +68,28 @@ pub async fn run(
         "starting the PipecatAgent controller"
     );
     let unsynced = Arc::new(AtomicUsize::new(scopes.len()));
+    let mut paced = Vec::new();
     let controllers: Vec<_> = scopes
         .into_iter()
-        .map(|scope| controller_for(ctx.clone(), scope, shutdown.clone(), unsynced.clone()))
+        .map(|scope| {
+            let (reader, writer) = reflector::store();
+            let (follow_ups, changes) = tokio::sync::mpsc::unbounded_channel();
+            paced.push(lanes::Scope {
+                store: reader.clone(),
+                follow_ups,
+            });
+            controller_for(
+                ctx.clone(),
+                scope,
+                (reader, writer),
+                changes,
+                shutdown.clone(),
+                unsynced.clone(),
+            )
+        })
         .collect();
-    futures::future::join_all(controllers).await;
+    let pacer = lanes::pace(ctx.clone(), paced, shutdown.clone());
+    futures::future::join(futures::future::join_all(controllers), pacer).await;
     info!("controller stopped");
     Ok(())
 }
@@ -79,13 +98,28 @@ pub async fn run(
 fn controller_for(
     ctx: Arc<Context>,
     namespace: Option<String>,
+    (reader, writer): (Store<PipecatAgent>, reflector::store::Writer<PipecatAgent>),
+    follow_ups: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<PipecatAgent>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     unsynced: Arc<AtomicUsize>,
 ) -> impl std::future::Future<Output = ()> {
-    let (reader, writer) = reflector::store();
+    let caught_up = ctx.clone();
     let agents = agent_events(ctx.clone(), namespace.clone(), unsynced)
         .reflect(writer)
         .applied_objects()
+        // An object the status has caught up with (the start-up list of ready agents, our own
+        // status writes) is no change: the background lane refreshes it. The gauges count it
+        // at once, from its status, not only after its first refresh.
+        .try_filter(move |a| {
+            let change = caught_up.objects.background(a).is_none();
+            if !change {
+                caught_up.objects.set_ready(a, true);
+                caught_up
+                    .objects
+                    .set_gauges(a, &caught_up.objects.status(a));
+            }
+            futures::future::ready(change)
+        })
         // Only spec changes (generation) and deletions start a reconcile: our own status
         // writes do not come back as work.
         .predicate_filter(predicates::generation, Default::default());
@@ -94,11 +128,14 @@ fn controller_for(
     let sets = set_changes(ctx.clone(), namespace.clone());
     let set_mapper = agents_using_set(ctx.clone(), reader.clone());
     let released = released_claims(&ctx, namespace);
+    let follow_ups = futures::stream::unfold(follow_ups, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
     let concurrency = ctx.config.concurrency;
     Controller::for_stream(agents, reader)
         .watches_stream(secrets, mapper)
         .watches_stream(sets, set_mapper)
-        .reconcile_on(released)
+        .reconcile_on(futures::stream::select(released, follow_ups))
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, backoff::error_policy, ctx)
@@ -287,8 +324,18 @@ fn agents_using_set(
         ctx.sets
             .agents_naming(&set)
             .into_iter()
+            // Only agents with something to do: the set's listing at start-up and its
+            // provisioning leave caught-up agents to the background lane.
             .filter(|r| match store.get(r) {
-                Some(a) => agent_uses_set(&a, &set),
+                Some(a) => {
+                    agent_uses_set(&a, &set)
+                        && match a.status.as_ref() {
+                            Some(s) if lanes::caught_up(&a, Some(s)) => {
+                                rotation::concerns(s, &rotation::ManagedSet::of(&set))
+                            }
+                            _ => true,
+                        }
+                }
                 None => false,
             })
             .collect()

@@ -437,3 +437,24 @@ fn a_new_announcement_keeps_the_revisions_of_an_unrecorded_one() {
     );
     assert_eq!(s.plan, Plan::Nothing);
 }
+
+#[test]
+fn only_a_new_ready_revision_or_a_failure_concerns_a_caught_up_agent() {
+    let status = PipecatAgentStatus {
+        secret_set_revisions: vec![rev("env", 2)],
+        ..Default::default()
+    };
+    assert!(!concerns(&status, &ready("env", 2)), "already recorded");
+    assert!(concerns(&status, &ready("env", 3)), "a rotation to roll out");
+    assert!(concerns(&status, &ready("pull", 1)), "a set never recorded");
+    let provisioning = ManagedSet {
+        state: SetState::Pending("revision 3 is provisioning".into()),
+        ..ready("env", 2)
+    };
+    assert!(!concerns(&status, &provisioning), "the agent keeps running meanwhile");
+    let failed = ManagedSet {
+        state: SetState::Failed("bad value".into()),
+        ..ready("env", 2)
+    };
+    assert!(concerns(&status, &failed), "a failure to report");
+}
