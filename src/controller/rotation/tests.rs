@@ -445,13 +445,19 @@ fn only_a_new_ready_revision_or_a_failure_concerns_a_caught_up_agent() {
         ..Default::default()
     };
     assert!(!concerns(&status, &ready("env", 2)), "already recorded");
-    assert!(concerns(&status, &ready("env", 3)), "a rotation to roll out");
+    assert!(
+        concerns(&status, &ready("env", 3)),
+        "a rotation to roll out"
+    );
     assert!(concerns(&status, &ready("pull", 1)), "a set never recorded");
     let provisioning = ManagedSet {
         state: SetState::Pending("revision 3 is provisioning".into()),
         ..ready("env", 2)
     };
-    assert!(!concerns(&status, &provisioning), "the agent keeps running meanwhile");
+    assert!(
+        !concerns(&status, &provisioning),
+        "the agent keeps running meanwhile"
+    );
     let failed = ManagedSet {
         state: SetState::Failed("bad value".into()),
         ..ready("env", 2)
