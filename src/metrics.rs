@@ -110,6 +110,7 @@ pub struct Metrics {
     agent_max: Family<AgentLabels, Gauge>,
     agent_exported: AtomicUsize,
     agent_skipped: Gauge,
+    events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -194,6 +195,12 @@ impl Metrics {
             "1 while /readyz answers ready (a standby, or a leader whose watches have listed once)",
             operator_ready.clone(),
         );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Kubernetes events dropped unsent because the publishing queue was full (the oldest go first)",
+            events_dropped.clone(),
+        );
         let agent_sessions = Family::<AgentLabels, Gauge>::default();
         let agent_warm = Family::<AgentLabels, Gauge>::default();
         let agent_max = Family::<AgentLabels, Gauge>::default();
@@ -238,6 +245,7 @@ impl Metrics {
             agent_warm,
             agent_max,
             agent_exported: AtomicUsize::new(0),
+            events_dropped,
             agent_skipped,
         }
     }
@@ -403,6 +411,11 @@ impl Metrics {
             }
             None => {}
         }
+    }
+
+    /// An event dropped unsent (the publishing queue was full).
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// Leader status.

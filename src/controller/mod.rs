@@ -145,7 +145,7 @@ impl Context {
         health: Arc<Health>,
     ) -> Self {
         Context {
-            events: events::Publisher::new(kube.clone()),
+            events: events::Publisher::new(kube.clone(), metrics.clone()),
             objects: objects::Objects::new(metrics.clone()),
             metrics,
             health,
