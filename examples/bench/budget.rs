@@ -310,7 +310,8 @@ mod tests {
 
     #[test]
     fn windows_and_bucket() {
-        assert_eq!(peak_in_window(&[0, 100, 999, 1000, 1001], 1000), 3);
+        assert_eq!(peak_in_window(&[0, 100, 999, 1000, 1001], 1000), 4);
+        assert_eq!(peak_in_window(&[0, 500, 1000, 1500, 2000], 1000), 2);
         assert_eq!(peak_in_window(&[], 1000), 0);
         // 4 at once with burst 4 conforms; a fifth 1 ms later does not at 1/s.
         assert_eq!(bucket_excess(&[0, 0, 0, 0], 1.0, 4.0), 0.0);
