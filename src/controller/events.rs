@@ -134,11 +134,14 @@ pub fn transitions(
 }
 
 /// Events sent at once at most (each holds one apiserver request, through the operator's
-/// shared client and its connection pool).
-pub const WORKERS: usize = 8;
-/// Events waiting at most; when full, the oldest waiting event is dropped (counted in
-/// `pipecat_operator_events_dropped_total`): the newer ones describe the current state.
-pub const QUEUE: usize = 4096;
+/// shared client and its connection pool). Half the default reconcile concurrency: a pass
+/// writes at most one status and publishes about one event, and an event's create costs the
+/// apiserver less than a status apply, so the queue drains as fast as passes fill it.
+pub const WORKERS: usize = 16;
+/// Events waiting at most (about 0.5 KB each); when full, the oldest waiting event is dropped
+/// (counted in `pipecat_operator_events_dropped_total`): the newer ones describe the current
+/// state.
+pub const QUEUE: usize = 8192;
 
 /// Sends one event.
 type Sender = Arc<dyn Fn(K8sEvent) -> BoxFuture<'static, Result<(), kube::Error>> + Sync + Send>;
@@ -164,8 +167,15 @@ struct Shared {
 
 #[derive(Default)]
 struct Queue {
-    waiting: VecDeque<K8sEvent>,
+    waiting: VecDeque<Pending>,
     busy: usize,
+}
+
+/// An event waiting to be sent: what it is about, what it says, and when it happened.
+struct Pending {
+    regarding: ObjectReference,
+    note: Note,
+    at: jiff::Timestamp,
 }
 
 impl Publisher {
@@ -201,7 +211,15 @@ impl Publisher {
 
     /// Publishes `note` about `agent` in the background.
     pub fn publish(&self, agent: &PipecatAgent, note: Note) {
-        let ev = self.shared.event(agent.object_ref(&()), note);
+        let ev = Pending {
+            regarding: agent.object_ref(&()),
+            note: Note {
+                // The apiserver rejects notes over 1 KiB (the event would be lost).
+                message: truncate(note.message, MAX_MESSAGE),
+                ..note
+            },
+            at: jiff::Timestamp::now(),
+        };
         let start = {
             let mut q = self.shared.state.lock().expect("event queue lock");
             if q.waiting.len() >= self.shared.capacity {
@@ -224,14 +242,17 @@ impl Publisher {
 impl Shared {
     /// The event as kube-runtime's `Recorder` built a new one: the same name scheme, reporter,
     /// type, reason, action and note.
-    fn event(&self, regarding: ObjectReference, note: Note) -> K8sEvent {
-        let now = jiff::Timestamp::now();
+    fn event(&self, pending: Pending) -> K8sEvent {
+        let Pending {
+            regarding,
+            note,
+            at: now,
+        } = pending;
         K8sEvent {
             action: Some(note.reason.clone()),
             reason: Some(note.reason),
             type_: Some(if note.warning { "Warning" } else { "Normal" }.into()),
-            // The apiserver rejects notes over 1 KiB (the event would be lost).
-            note: Some(truncate(note.message, MAX_MESSAGE)),
+            note: Some(note.message),
             event_time: Some(MicroTime(now)),
             metadata: ObjectMeta {
                 namespace: regarding.namespace.clone(),
@@ -260,8 +281,8 @@ impl Shared {
                 }
                 next
             };
-            let Some(ev) = next else { return };
-            if let Err(e) = (self.send)(ev).await {
+            let Some(pending) = next else { return };
+            if let Err(e) = (self.send)(self.event(pending)).await {
                 warn!(error = %e, "failed to publish event");
             }
         }
@@ -542,16 +563,15 @@ mod tests {
         assert_eq!(fake.sent().len(), 21);
     }
 
-    #[test]
-    fn the_event_is_the_one_the_recorder_created() {
+    #[tokio::test]
+    async fn the_event_is_the_one_the_recorder_created() {
         let fake = Fake::new();
         let p = Publisher::with_sender(fake.sender(), 1, 1, Arc::new(Metrics::new()));
         let mut o = obj();
         o.metadata.uid = Some("u1".into());
-        let ev = p.shared.event(
-            o.object_ref(&()),
-            Note::warning("NotConverging", "x".repeat(2000)),
-        );
+        p.publish(&o, Note::warning("NotConverging", "x".repeat(2000)));
+        let pending = p.shared.state.lock().unwrap().waiting.pop_front().unwrap();
+        let ev = p.shared.event(pending);
         assert_eq!(ev.reason.as_deref(), Some("NotConverging"));
         assert_eq!(ev.action.as_deref(), Some("NotConverging"));
         assert_eq!(ev.type_.as_deref(), Some("Warning"));
@@ -571,7 +591,9 @@ mod tests {
         );
         assert_eq!(ev.metadata.namespace.as_deref(), Some("ns"));
         assert!(ev.metadata.name.as_ref().unwrap().starts_with("bot."));
-        let normal = p.shared.event(o.object_ref(&()), note(1));
+        p.publish(&o, note(1));
+        let pending = p.shared.state.lock().unwrap().waiting.pop_front().unwrap();
+        let normal = p.shared.event(pending);
         assert_eq!(normal.type_.as_deref(), Some("Normal"));
     }
 }
