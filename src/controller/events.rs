@@ -133,11 +133,6 @@ pub fn transitions(
     notes
 }
 
-/// Events sent at once at most (each holds one apiserver request, through the operator's
-/// shared client and its connection pool). Half the default reconcile concurrency: a pass
-/// writes at most one status and publishes about one event, and an event's create costs the
-/// apiserver less than a status apply, so the queue drains as fast as passes fill it.
-pub const WORKERS: usize = 16;
 /// Events waiting at most (about 0.5 KB each); when full, the oldest waiting event is dropped
 /// (counted in `pipecat_operator_events_dropped_total`): the newer ones describe the current
 /// state.
@@ -146,8 +141,10 @@ pub const QUEUE: usize = 8192;
 /// Sends one event.
 type Sender = Arc<dyn Fn(K8sEvent) -> BoxFuture<'static, Result<(), kube::Error>> + Sync + Send>;
 
-/// Sends events about resources, in the background, through a bounded queue and at most
-/// [`WORKERS`] requests at once. Every event is a plain create: no cache of published events
+/// Sends events about resources, in the background, through a bounded queue and at most as
+/// many requests at once as reconciles run at once (`--concurrency`): a pass writes at most
+/// one status and publishes about one event, so the queue drains as fast as passes fill it
+/// (with a fixed 8 it overflowed in a 30,000-agent cold convergence). Every event is a plain create: no cache of published events
 /// and no series (an agent's events rarely repeat, and kube-runtime's `Recorder` kept each one
 /// for 6 minutes to fold repeats: half the operator's memory at 10,000 agents).
 #[derive(Clone)]
@@ -180,8 +177,8 @@ struct Pending {
 
 impl Publisher {
     /// A publisher reporting as the operator (and the pod, when `POD_NAME` is set), sending
-    /// through `kube`.
-    pub fn new(kube: kube::Client, metrics: Arc<Metrics>) -> Self {
+    /// through `kube`, `workers` events at once.
+    pub fn new(kube: kube::Client, metrics: Arc<Metrics>, workers: usize) -> Self {
         let send: Sender = Arc::new(move |ev: K8sEvent| {
             let kube = kube.clone();
             Box::pin(async move {
@@ -192,7 +189,7 @@ impl Publisher {
                     .map(|_| ())
             })
         });
-        Self::with_sender(send, WORKERS, QUEUE, metrics)
+        Self::with_sender(send, workers, QUEUE, metrics)
     }
 
     fn with_sender(send: Sender, workers: usize, capacity: usize, metrics: Arc<Metrics>) -> Self {

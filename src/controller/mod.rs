@@ -145,7 +145,11 @@ impl Context {
         health: Arc<Health>,
     ) -> Self {
         Context {
-            events: events::Publisher::new(kube.clone(), metrics.clone()),
+            events: events::Publisher::new(
+                kube.clone(),
+                metrics.clone(),
+                usize::from(config.concurrency),
+            ),
             objects: objects::Objects::new(metrics.clone()),
             metrics,
             health,
