@@ -6,7 +6,7 @@
 //! `kubectl explain pipecatagent.spec` text.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -313,6 +313,14 @@ pub struct PipecatAgentStatus {
     /// Sessions running right now (refreshed at every resync).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_session_count: Option<i64>,
+    /// When the operator last wrote what it read from Pipecat Cloud (activeSessionCount,
+    /// autoScaling, the deployments). It re-reads them at every resync but writes the status
+    /// only when something changed, so an older time means "unchanged since, as of the last
+    /// resync". Ready agents are re-read once per resync period: --resync-interval, stretched
+    /// when many agents share the API budget (the operator's
+    /// `pipecat_operator_resync_period_seconds` metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<Time>,
     /// Auto-scaling bounds as Pipecat Cloud applies them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_scaling: Option<ObservedAutoScaling>,

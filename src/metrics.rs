@@ -110,6 +110,9 @@ pub struct Metrics {
     agent_max: Family<AgentLabels, Gauge>,
     agent_exported: AtomicUsize,
     agent_skipped: Gauge,
+    resync_period: Gauge<f64, std::sync::atomic::AtomicU64>,
+    resync_backlog: Gauge,
+    resyncs: Counter,
     events_dropped: Counter,
 }
 
@@ -201,6 +204,24 @@ impl Metrics {
             "Kubernetes events dropped unsent because the publishing queue was full (the oldest go first)",
             events_dropped.clone(),
         );
+        let resync_period = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "resync_period_seconds",
+            "Effective resync period of ready agents: --resync-interval, or longer when the API budget left to resyncs needs it (the bound on how old status.activeSessionCount gets, plus the backlog)",
+            resync_period.clone(),
+        );
+        let resync_backlog = Gauge::default();
+        registry.register(
+            "resync_backlog",
+            "Ready agents whose periodic refresh is due and not yet run (every agent right after a start: the first round is spread over one period)",
+            resync_backlog.clone(),
+        );
+        let resyncs = Counter::default();
+        registry.register(
+            "resyncs",
+            "Periodic refreshes run in the background lane",
+            resyncs.clone(),
+        );
         let agent_sessions = Family::<AgentLabels, Gauge>::default();
         let agent_warm = Family::<AgentLabels, Gauge>::default();
         let agent_max = Family::<AgentLabels, Gauge>::default();
@@ -247,7 +268,22 @@ impl Metrics {
             agent_exported: AtomicUsize::new(0),
             events_dropped,
             agent_skipped,
+            resync_period,
+            resync_backlog,
+            resyncs,
         }
+    }
+
+    /// The background lane's pace: the effective resync period and the agents overdue.
+    pub fn set_resync(&self, period: Duration, backlog: usize) {
+        self.resync_period.set(period.as_secs_f64());
+        self.resync_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+    }
+
+    /// One periodic refresh started.
+    pub fn resynced(&self) {
+        self.resyncs.inc();
     }
 
     /// The text exposition format.
@@ -476,8 +512,13 @@ mod tests {
         m.ready_changed(None, Some(true));
         m.ready_changed(Some(true), None);
         m.set_leader(true);
+        m.set_resync(Duration::from_secs(100), 7);
+        m.resynced();
         let text = m.encode();
         for line in [
+            "pipecat_operator_resync_period_seconds 100",
+            "pipecat_operator_resync_backlog 7",
+            "pipecat_operator_resyncs_total 1",
             "pipecat_operator_reconciles_total{result=\"created\"} 1",
             "pipecat_operator_reconciles_total{result=\"error\"} 1",
             "pipecat_operator_reconcile_errors_total{reason=\"PipecatUnavailable\"} 1",

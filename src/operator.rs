@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// Pipecat Cloud requests allowed at once above the average rate.
     #[arg(long, env = "PIPECAT_API_BURST", default_value_t = 20)]
     pub api_burst: u32,
+    /// Share of --api-rate-limit kept for changes (new agents, spec changes, deletions,
+    /// retries, roll-outs); periodic resyncs use the rest and stretch their period to fit it.
+    #[arg(long, env = "PIPECAT_API_CHANGE_SHARE", default_value_t = 0.5, value_parser = change_share)]
+    pub api_change_share: f64,
     /// The controller.
     #[command(flatten)]
     pub controller: controller::Config,
@@ -60,6 +64,18 @@ pub struct RunArgs {
     pub log_format: telemetry::LogFormat,
 }
 
+/// `--api-change-share`: a fraction in [0, 0.95], so that resyncs keep some of the budget.
+fn change_share(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if (0.0..=0.95).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 0.95"))
+    }
+}
+
 /// Runs the operator until it is told to stop.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, "info,kube=warn,tower=warn,hyper=warn");
@@ -75,7 +91,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     let kube = kube::Client::try_default().await?;
-    let limiter = Arc::new(cloud::RateLimiter::new(args.api_rate_limit, args.api_burst));
+    let limiter = Arc::new(cloud::RateLimiter::with_background_share(
+        args.api_rate_limit,
+        args.api_burst,
+        1.0 - args.api_change_share,
+    ));
     let cloud = cloud::Client::new(args.api)?
         .with_rate_limiter(limiter)
         .with_observer(metrics.clone());

@@ -36,6 +36,10 @@ fn chart_values_repeat_the_operator_defaults() {
         v["pipecat"]["burst"].as_u64(),
         Some(u64::from(flags.api_burst))
     );
+    assert_eq!(
+        v["pipecat"]["changeShare"].as_f64(),
+        Some(flags.api_change_share)
+    );
     assert_eq!(dur(&c["pollInterval"]), flags.controller.poll_interval);
     assert_eq!(
         dur(&c["maxPollInterval"]),

@@ -256,6 +256,7 @@ fn default_install_is_hardened_and_cluster_wide() {
             "--concurrency=16",
             "--api-rate-limit=10",
             "--api-burst=20",
+            "--api-change-share=0.5",
             "--shutdown-grace-period=30s",
             "--log-format=text",
             "--metrics-bind-address=0.0.0.0:8080",

@@ -52,6 +52,7 @@ pub fn ready_status(name: &str) -> PipecatAgentStatus {
         desired_deployment_id: Some(deployment.clone()),
         reconciled_deployment_id: Some(deployment.clone()),
         active_session_count: Some(0),
+        observed_at: Some(now.clone()),
         auto_scaling: Some(ObservedAutoScaling {
             min_replicas: Some(0),
             max_replicas: Some(10),

@@ -162,6 +162,18 @@ impl Client {
         self
     }
 
+    /// Requests per second periodic refreshes may make on average (the rate limit times its
+    /// background share); `None` when the client is not rate limited.
+    pub fn background_rate(&self) -> Option<f64> {
+        self.limiter.as_ref().and_then(|l| l.background_rate())
+    }
+
+    /// Marks a change pass under way until the guard is dropped: background requests yield to
+    /// every call it makes, the second as well as the first (no-op without a rate limiter).
+    pub fn change_pass(&self) -> Option<super::ChangePass<'_>> {
+        self.limiter.as_ref().map(|l| l.change_pass())
+    }
+
     /// The base URL.
     pub fn base_url(&self) -> &str {
         &self.base

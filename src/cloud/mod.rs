@@ -11,4 +11,6 @@ pub mod types;
 
 pub use client::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Observer, Operation, classify};
 pub use error::{Error, ErrorKind};
-pub use ratelimit::RateLimiter;
+pub use ratelimit::{
+    ChangePass, Lane, Promotion, RateLimiter, background, background_until, current_lane,
+};

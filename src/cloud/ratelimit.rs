@@ -1,54 +1,179 @@
-//! Client-side rate limiting toward Pipecat Cloud: a token bucket shared by every request, and
-//! a whole-client pause when the server keeps answering 429.
+//! Client-side rate limiting toward Pipecat Cloud: a token bucket shared by every request, two
+//! priorities (changes before background refreshes), and a whole-client pause when the server
+//! keeps answering 429.
+//!
+//! A request belongs to a [`Lane`]: a *change* (the default) or *background* work (periodic
+//! refreshes, run inside [`background`]). Changes reserve tokens first come, first served. A
+//! background request only takes a token that is free *and* not reserved: it waits while any
+//! change waits, while any change pass is under way ([`RateLimiter::change_pass`], so the
+//! second call of a change finds its token too), and for a token of its own share
+//! (`rate x background share`), so that changes always find tokens left. A background pass
+//! can be promoted ([`Promotion`]) when a change comes to wait for it: its requests are
+//! changes from then on.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 /// Longest whole-client pause after repeated 429s.
 const MAX_PAUSE: Duration = Duration::from_secs(60);
 
-/// A token bucket (requests per second with a burst) plus a 429 brake.
+/// The priority of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Something the status has not caught up with: first served.
+    Change,
+    /// A periodic refresh: only with tokens no change is waiting for, within its share.
+    Background,
+}
+
+/// The lane of one background pass, which a change may promote (a change waiting for the
+/// pass's object must not wait behind background priority).
+#[derive(Debug, Default)]
+pub struct Promotion {
+    promoted: AtomicBool,
+    notify: Notify,
+}
+
+impl Promotion {
+    /// From now on, the pass's requests are changes (a request waiting already goes at once).
+    pub fn promote(&self) {
+        self.promoted.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn lane(&self) -> Lane {
+        if self.promoted.load(Ordering::SeqCst) {
+            Lane::Change
+        } else {
+            Lane::Background
+        }
+    }
+}
+
+tokio::task_local! {
+    static LANE: Arc<Promotion>;
+}
+
+/// Runs `fut` with every Pipecat Cloud request it makes in the background lane.
+pub async fn background<F: std::future::Future>(fut: F) -> F::Output {
+    background_until(Arc::default(), fut).await
+}
+
+/// Like [`background`], until `promotion` is promoted.
+pub async fn background_until<F: std::future::Future>(
+    promotion: Arc<Promotion>,
+    fut: F,
+) -> F::Output {
+    LANE.scope(promotion, fut).await
+}
+
+/// The lane of the current task: background inside [`background`] (unless promoted), a change
+/// otherwise.
+pub fn current_lane() -> Lane {
+    LANE.try_with(|p| p.lane()).unwrap_or(Lane::Change)
+}
+
+/// A token bucket (requests per second with a burst) with two priorities, plus a 429 brake.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
+    /// The share of `rate` background requests may use (0..=1).
+    background_share: f64,
+    background_burst: f64,
     state: Mutex<State>,
+    /// Change passes under way.
+    changes: watch::Sender<usize>,
 }
 
 #[derive(Debug)]
 struct State {
+    /// Tokens of the whole bucket; below zero, reserved by waiting changes.
     tokens: f64,
+    /// Tokens of the background share.
+    background_tokens: f64,
     last: Instant,
     paused_until: Option<Instant>,
     consecutive_429: u32,
 }
 
+/// Marks a change pass under way (see [`RateLimiter::change_pass`]); ends when dropped.
+#[must_use = "the pass counts as under way only while the guard lives"]
+pub struct ChangePass<'a> {
+    changes: &'a watch::Sender<usize>,
+}
+
+impl Drop for ChangePass<'_> {
+    fn drop(&mut self) {
+        self.changes.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 impl RateLimiter {
-    /// `rate` requests per second on average, up to `burst` at once. A rate of 0 disables the
-    /// bucket (the 429 brake still applies).
+    /// `rate` requests per second on average, up to `burst` at once, all of it for changes
+    /// when they need it. A rate of 0 disables the bucket (the 429 brake still applies).
     pub fn new(rate: f64, burst: u32) -> Self {
+        Self::with_background_share(rate, burst, 1.0)
+    }
+
+    /// Like [`RateLimiter::new`], with background requests limited to `share` of the rate
+    /// (and of the burst, at least one request).
+    pub fn with_background_share(rate: f64, burst: u32, share: f64) -> Self {
         let burst = f64::from(burst.max(1));
+        let share = share.clamp(0.0, 1.0);
+        let background_burst = (burst * share).max(1.0);
         RateLimiter {
             rate,
             burst,
+            background_share: share,
+            background_burst,
             state: Mutex::new(State {
                 tokens: burst,
+                background_tokens: background_burst,
                 last: Instant::now(),
                 paused_until: None,
                 consecutive_429: 0,
             }),
+            changes: watch::Sender::new(0),
         }
     }
 
-    /// Reserves a slot and returns when it may be used (now, or later).
+    /// Requests per second background work may make on average; `None` when unlimited.
+    pub fn background_rate(&self) -> Option<f64> {
+        (self.rate > 0.0).then_some(self.rate * self.background_share)
+    }
+
+    /// Marks a change pass under way until the guard is dropped: background requests wait
+    /// meanwhile, also between the pass's calls.
+    pub fn change_pass(&self) -> ChangePass<'_> {
+        self.changes.send_modify(|n| *n += 1);
+        ChangePass {
+            changes: &self.changes,
+        }
+    }
+
+    fn refill(&self, st: &mut State, now: Instant) {
+        if self.rate > 0.0 {
+            let elapsed = now.saturating_duration_since(st.last).as_secs_f64();
+            st.tokens = (st.tokens + elapsed * self.rate).min(self.burst);
+            st.background_tokens = (st.background_tokens
+                + elapsed * self.rate * self.background_share)
+                .min(self.background_burst);
+        }
+        st.last = now;
+    }
+
+    /// Reserves a change's slot and returns when it may be used (now, or later).
     pub fn reserve(&self) -> Instant {
         let mut st = self.state.lock().expect("rate limiter lock");
         let now = Instant::now();
         let mut at = st.paused_until.filter(|p| *p > now).unwrap_or(now);
         if self.rate > 0.0 {
-            let elapsed = now.duration_since(st.last).as_secs_f64();
-            st.tokens = (st.tokens + elapsed * self.rate).min(self.burst);
-            st.last = now;
+            self.refill(&mut st, now);
             st.tokens -= 1.0;
             if st.tokens < 0.0 {
                 at = at.max(now + Duration::from_secs_f64(-st.tokens / self.rate));
@@ -57,15 +182,91 @@ impl RateLimiter {
         at
     }
 
-    /// Waits for a slot; returns how long it waited.
-    pub async fn acquire(&self) -> Duration {
-        let at = self.reserve();
+    /// A background slot if one is free now; otherwise when to look again (`None`: when no
+    /// change pass is under way any more).
+    fn try_background(&self) -> Result<(), Option<Instant>> {
+        let mut st = self.state.lock().expect("rate limiter lock");
         let now = Instant::now();
-        if at > now {
-            tokio::time::sleep_until(at.into()).await;
-            at - now
-        } else {
-            Duration::ZERO
+        if let Some(p) = st.paused_until.filter(|p| *p > now) {
+            return Err(Some(p));
+        }
+        if self.rate <= 0.0 {
+            // Unlimited: there is no token a change could miss.
+            return Ok(());
+        }
+        if *self.changes.borrow() > 0 {
+            return Err(None);
+        }
+        self.refill(&mut st, now);
+        if st.tokens >= 1.0 && st.background_tokens >= 1.0 {
+            st.tokens -= 1.0;
+            st.background_tokens -= 1.0;
+            return Ok(());
+        }
+        // Wait for a free token of the bucket and one of the share; a change arriving
+        // meanwhile takes the first, and this looks again.
+        let missing = (1.0 - st.tokens).max(0.0) / self.rate;
+        let missing_share =
+            (1.0 - st.background_tokens).max(0.0) / (self.rate * self.background_share);
+        let wait = missing.max(missing_share);
+        if !wait.is_finite() {
+            // A share of zero: background requests never get a token.
+            return Err(Some(now + MAX_PAUSE));
+        }
+        Err(Some(now + Duration::from_secs_f64(wait)))
+    }
+
+    /// Waits for a slot in the current task's lane ([`current_lane`]); returns how long it
+    /// waited.
+    pub async fn acquire(&self) -> Duration {
+        match LANE.try_with(|p| p.clone()) {
+            Ok(promotion) => self.acquire_background(&promotion).await,
+            Err(_) => self.acquire_change().await,
+        }
+    }
+
+    /// Waits for a slot in `lane`; returns how long it waited.
+    pub async fn acquire_in(&self, lane: Lane) -> Duration {
+        match lane {
+            Lane::Change => self.acquire_change().await,
+            Lane::Background => self.acquire_background(&Promotion::default()).await,
+        }
+    }
+
+    async fn acquire_change(&self) -> Duration {
+        let start = Instant::now();
+        let at = self.reserve();
+        if at > start {
+            tokio::time::sleep_until(at).await;
+        }
+        start.elapsed()
+    }
+
+    /// A background slot, or a change's once `promotion` is promoted.
+    async fn acquire_background(&self, promotion: &Promotion) -> Duration {
+        let start = Instant::now();
+        loop {
+            let promoted = promotion.notify.notified();
+            let mut promoted = std::pin::pin!(promoted);
+            promoted.as_mut().enable();
+            if promotion.lane() == Lane::Change {
+                return start.elapsed() + self.acquire_change().await;
+            }
+            match self.try_background() {
+                Ok(()) => return start.elapsed(),
+                Err(Some(at)) => tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = promoted => {}
+                },
+                Err(None) => {
+                    let mut rx = self.changes.subscribe();
+                    // The pass count may be zero already: `wait_for` checks first.
+                    tokio::select! {
+                        _ = rx.wait_for(|n| *n == 0) => {}
+                        _ = promoted => {}
+                    }
+                }
+            }
         }
     }
 
@@ -186,5 +387,160 @@ mod tests {
         let before = Instant::now();
         rl.on_response(Some(Some(Duration::from_secs(10))));
         assert_pause(&rl, before, Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    // Paused tokio time: the clock only moves when every task waits, so the order of grants
+    // is exact, never a race against a real clock.
+
+    /// Grants in order of arrival: (label, virtual instant).
+    type Log = Arc<Mutex<Vec<(&'static str, Instant)>>>;
+
+    fn spawn(rl: &Arc<RateLimiter>, log: &Log, label: &'static str, lane: Lane) {
+        let (rl, log) = (rl.clone(), log.clone());
+        tokio::spawn(async move {
+            rl.acquire_in(lane).await;
+            log.lock().unwrap().push((label, Instant::now()));
+        });
+    }
+
+    fn labels(log: &Log) -> Vec<&'static str> {
+        log.lock().unwrap().iter().map(|(l, _)| *l).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_goes_before_a_background_request_that_waited_longer() {
+        let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.5));
+        let log: Log = Arc::default();
+        rl.acquire_in(Lane::Change).await; // the bucket is empty now
+        spawn(&rl, &log, "background", Lane::Background);
+        tokio::task::yield_now().await;
+        spawn(&rl, &log, "change", Lane::Change);
+        spawn(&rl, &log, "second change", Lane::Change);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(
+            labels(&log),
+            ["change", "second change", "background"],
+            "background took a token a change was waiting for"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_waits_while_a_change_pass_is_under_way() {
+        let rl = Arc::new(RateLimiter::with_background_share(1.0, 5, 0.5));
+        let log: Log = Arc::default();
+        let pass = rl.change_pass();
+        spawn(&rl, &log, "background", Lane::Background);
+        // Tokens are there, but the pass may need them for its next call.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            labels(&log).is_empty(),
+            "background ran during a change pass"
+        );
+        rl.acquire_in(Lane::Change).await;
+        drop(pass);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(labels(&log), ["background"], "released after the pass");
+
+        // Unlimited: there is no token to keep, background never waits.
+        let unlimited = Arc::new(RateLimiter::with_background_share(0.0, 1, 0.5));
+        let _pass = unlimited.change_pass();
+        spawn(&unlimited, &log, "unlimited", Lane::Background);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(labels(&log), ["background", "unlimited"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_uses_only_its_share_and_leaves_changes_their_burst() {
+        // 10 requests/s, burst 10; background 20% of it: 2/s, burst 2.
+        let rl = Arc::new(RateLimiter::with_background_share(10.0, 10, 0.2));
+        let start = Instant::now();
+        let mut granted = 0;
+        while Instant::now() < start + Duration::from_secs(10) {
+            rl.acquire_in(Lane::Background).await;
+            granted += 1;
+        }
+        // The share's burst, then 2 per second (the last grant may land at exactly 10 s).
+        assert!(
+            (21..=23).contains(&granted),
+            "background got {granted} requests in 10 s"
+        );
+        // The whole bucket refilled meanwhile: changes find its burst at once (less the
+        // background request granted this instant).
+        let before = Instant::now();
+        for _ in 0..9 {
+            rl.acquire_in(Lane::Change).await;
+        }
+        assert_eq!(
+            Instant::now(),
+            before,
+            "a change waited behind background work"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_promoted_background_request_goes_as_a_change() {
+        let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.5));
+        let log: Log = Arc::default();
+        let pass = rl.change_pass();
+        let promotion = Arc::new(Promotion::default());
+        {
+            let (rl, log, promotion) = (rl.clone(), log.clone(), promotion.clone());
+            tokio::spawn(background_until(promotion, async move {
+                rl.acquire().await;
+                log.lock().unwrap().push(("refresh", Instant::now()));
+                // Later calls of the pass are changes too.
+                assert_eq!(current_lane(), Lane::Change);
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            labels(&log).is_empty(),
+            "background ran during a change pass"
+        );
+        promotion.promote();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(labels(&log), ["refresh"], "promoted: served as a change");
+        drop(pass);
+
+        // Waiting for its share's token (one per 10 s): promoted, it takes the bucket's at once.
+        let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.1));
+        rl.acquire_in(Lane::Background).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let promotion = Arc::new(Promotion::default());
+        {
+            let (rl, log, promotion) = (rl.clone(), log.clone(), promotion.clone());
+            tokio::spawn(background_until(promotion, async move {
+                rl.acquire().await;
+                log.lock().unwrap().push(("share", Instant::now()));
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(labels(&log), ["refresh"], "the share's token is 8 s away");
+        promotion.promote();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(
+            labels(&log),
+            ["refresh", "share"],
+            "promoted: no wait for the share"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_lane_travels_with_the_task() {
+        assert_eq!(current_lane(), Lane::Change, "a change unless marked");
+        let inner = background(async {
+            tokio::task::yield_now().await;
+            current_lane()
+        })
+        .await;
+        assert_eq!(inner, Lane::Background);
+        assert_eq!(current_lane(), Lane::Change);
     }
 }

@@ -12,18 +12,19 @@ use super::{Config, Context, Error};
 use crate::crd::PipecatAgent;
 use crate::jitter::jitter;
 
-/// When to come back after a successful pass: `ready`, a resync; `failed` (the deployment
-/// failed), a slow poll; otherwise the `polls`-th poll of a rolling-out deployment.
-pub fn after_success(cfg: &Config, polls: u32, ready: bool, failed: bool) -> Duration {
+/// When to come back in the change lane after a successful pass: `ready`, never (periodic
+/// refreshes are the background lane's, [`super::lanes`]); `failed` (the deployment failed), a
+/// slow poll; otherwise the `polls`-th poll of a rolling-out deployment.
+pub fn after_success(cfg: &Config, polls: u32, ready: bool, failed: bool) -> Option<Duration> {
     if ready {
-        jitter(cfg.resync_interval, 0.1)
+        None
     } else if failed {
-        jitter(cfg.max_poll_interval, 0.1)
+        Some(jitter(cfg.max_poll_interval, 0.1))
     } else {
-        jitter(
+        Some(jitter(
             poll_delay(cfg.poll_interval, cfg.max_poll_interval, polls),
             0.1,
-        )
+        ))
     }
 }
 
@@ -54,7 +55,12 @@ pub fn error_delay(cfg: &Config, failures: u32, err: &Error) -> Duration {
 
 /// The controller runtime's error hook.
 pub fn error_policy(obj: Arc<PipecatAgent>, err: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.objects.failed(&obj);
+    Action::requeue(retry_delay(&obj, err, &ctx))
+}
+
+/// Counts a failed pass and returns when to retry it (logged).
+pub fn retry_delay(obj: &PipecatAgent, err: &Error, ctx: &Context) -> Duration {
+    let failures = ctx.objects.failed(obj);
     let delay = error_delay(&ctx.config, failures, err);
     warn!(
         agent = %obj.agent_name(),
@@ -64,7 +70,7 @@ pub fn error_policy(obj: Arc<PipecatAgent>, err: &Error, ctx: Arc<Context>) -> A
         retry_in_ms = delay.as_millis() as u64,
         "reconcile failed"
     );
-    Action::requeue(delay)
+    delay
 }
 
 #[cfg(test)]
@@ -148,17 +154,17 @@ mod tests {
             Duration::from_secs(60)
         );
 
-        let d = after_success(&cfg, 0, true, false);
-        assert!(
-            d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
-            "a ready agent is resynced: {d:?}"
+        assert_eq!(
+            after_success(&cfg, 0, true, false),
+            None,
+            "a ready agent is the background lane's"
         );
-        let d = after_success(&cfg, 2, false, false);
+        let d = after_success(&cfg, 2, false, false).expect("polled");
         assert!(
             d >= Duration::from_millis(6750) && d <= Duration::from_millis(8250),
             "the second poll of a roll-out: {d:?}"
         );
-        let d = after_success(&cfg, 1, false, true);
+        let d = after_success(&cfg, 1, false, true).expect("polled");
         assert!(
             d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
             "a failed deployment is polled slowly: {d:?}"

@@ -6,7 +6,7 @@
 //! [`readiness`]) -> [`events`]; [`cleanup`] on deletion, with the [`finalizer`].
 //! [`reconcile`] runs a pass and returns its [`outcome`]; [`backoff`] decides when to come
 //! back; [`objects`] is all the per-object memory; [`watch`] turns the cluster's changes
-//! into passes; [`ownership`] settles two resources naming one agent; [`secret_finalizer`]
+//! into passes, in two [`lanes`] (changes before periodic refreshes); [`ownership`] settles two resources naming one agent; [`secret_finalizer`]
 //! keeps a credentials Secret until the agents it must delete are gone.
 
 pub mod apply;
@@ -18,6 +18,7 @@ pub mod desired;
 mod error;
 pub mod events;
 pub mod finalizer;
+pub mod lanes;
 pub mod objects;
 pub mod observe;
 pub mod outcome;
@@ -71,7 +72,9 @@ pub struct Config {
     /// Longest poll interval while a deployment rolls out.
     #[arg(long, env = "PIPECAT_MAX_POLL_INTERVAL", default_value = "60s", value_parser = duration::parse)]
     pub max_poll_interval: Duration,
-    /// Refresh interval of ready agents (session count, drift), jittered by +-10%.
+    /// Refresh interval of ready agents (session count, drift), stretched when the API budget
+    /// left to resyncs (see --api-change-share) cannot refresh every agent that often; the
+    /// refreshes are spread evenly over it.
     #[arg(long, env = "PIPECAT_RESYNC_INTERVAL", default_value = "60s", value_parser = duration::parse)]
     pub resync_interval: Duration,
     /// First retry delay after an error (doubles per failure).
@@ -128,6 +131,8 @@ pub struct Context {
     pub keys: credentials::KeyCache,
     /// Credentials Secrets known to carry the in-use finalizer.
     pub marked: secret_finalizer::Marked,
+    /// The objects a pass is under way for (one lane at a time per object).
+    pub busy: lanes::Busy,
 }
 
 impl Context {
@@ -156,6 +161,7 @@ impl Context {
             names: ownership::NameIndex::default(),
             keys: credentials::KeyCache::default(),
             marked: secret_finalizer::Marked::default(),
+            busy: lanes::Busy::default(),
             kube,
             cloud,
             config: config.normalized(),

@@ -8,10 +8,13 @@
 //!   behind our own writes by up to seconds, and a reconcile that starts from a stale copy must
 //!   neither redo them nor mistake an agent it created a moment ago for one to adopt;
 //! - the readiness last counted in the `pipecat_operator_agents` gauge;
-//! - whether the agent has per-agent gauges (`--agent-metrics`), removed when it leaves.
+//! - whether the agent has per-agent gauges (`--agent-metrics`), removed when it leaves;
+//! - its lane ([`super::lanes`]): whether its last pass left it to periodic refreshes, and
+//!   when this process last saw it ready.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -33,6 +36,11 @@ struct Entry {
     drift_corrections: u32,
     /// Per-agent gauges: `Some(true)` exported, `Some(false)` over the limit, `None` neither.
     gauges: Option<bool>,
+    /// `Some(true)`: the last pass left the object to the background lane; `Some(false)`: to
+    /// the change lane; `None`: no pass yet (the status decides).
+    background: Option<bool>,
+    /// When a pass last found the agent ready.
+    synced: Option<Instant>,
 }
 
 /// The per-object state of the controller.
@@ -144,10 +152,15 @@ impl Objects {
     }
 
     /// A successful pass: failures are forgotten; returns the number of consecutive polls of a
-    /// deployment that is not ready yet (0 once it is ready).
+    /// deployment that is not ready yet (0 once it is ready). A ready agent goes to the
+    /// background lane, refreshed from now on; any other stays in the change lane.
     pub fn succeeded(&self, obj: &PipecatAgent, ready: bool) -> u32 {
         self.with(obj, |e| {
             e.failures = 0;
+            e.background = Some(ready);
+            if ready {
+                e.synced = Some(Instant::now());
+            }
             e.polls = if ready { 0 } else { e.polls.saturating_add(1) };
             e.polls
         })
@@ -156,9 +169,34 @@ impl Objects {
     /// A failed pass; returns the number of consecutive failures.
     pub fn failed(&self, obj: &PipecatAgent) -> u32 {
         self.with(obj, |e| {
+            e.background = Some(false);
             e.failures = e.failures.saturating_add(1);
             e.failures
         })
+    }
+
+    /// `Some(last refresh)` when the object belongs to the background lane (see
+    /// [`super::lanes`]): caught up with its spec, ready, its last pass successful; `None`
+    /// when it is change work (or being deleted). Remembers nothing new.
+    pub fn background(&self, obj: &PipecatAgent) -> Option<Option<Instant>> {
+        let uid = obj.uid().unwrap_or_default();
+        let entries = self.entries.lock().expect("objects lock");
+        let entry = entries
+            .get(&ObjectRef::from_obj(obj))
+            .filter(|e| e.uid == uid);
+        let status = entry
+            .and_then(|e| e.status.as_ref())
+            .or(obj.status.as_ref());
+        match entry.and_then(|e| e.background) {
+            // After a pass of this process: it decided (a spec change since sends it back).
+            Some(background) => {
+                let status = status?;
+                let current = obj.metadata.deletion_timestamp.is_none()
+                    && status.observed_generation == obj.metadata.generation;
+                (background && current).then(|| entry.and_then(|e| e.synced))
+            }
+            None => super::lanes::caught_up(obj, status).then(|| entry.and_then(|e| e.synced)),
+        }
     }
 
     /// Consecutive failures of an object.
@@ -310,6 +348,44 @@ mod tests {
         );
         o.status_written(&a, &applied);
         assert!(!o.unwritten(&a));
+    }
+
+    #[test]
+    fn the_last_pass_decides_the_lane_until_the_spec_changes() {
+        let o = Objects::new(Arc::default());
+        let mut a = agent("ns", "a", "u1");
+        a.metadata.generation = Some(1);
+        assert_eq!(o.background(&a), None, "no status: a change");
+        a.status = Some(PipecatAgentStatus {
+            ready: true,
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(
+            o.background(&a),
+            Some(None),
+            "caught up after a restart: background, never refreshed yet"
+        );
+        assert!(o.is_empty(), "asking remembers nothing");
+
+        o.succeeded(&a, false);
+        assert_eq!(o.background(&a), None, "rolling out: polled as a change");
+        o.succeeded(&a, true);
+        assert!(
+            matches!(o.background(&a), Some(Some(_))),
+            "ready: background, refreshed now"
+        );
+        let mut changed = a.clone();
+        changed.metadata.generation = Some(2);
+        assert_eq!(o.background(&changed), None, "a spec change is a change");
+        o.failed(&a);
+        assert_eq!(o.background(&a), None, "an error retry is a change");
+        let mut deleting = a.clone();
+        o.succeeded(&a, true);
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        assert_eq!(o.background(&deleting), None, "a deletion is a change");
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! One reconcile pass, the controller runtime's entry point: a resource being deleted goes to
-//! [`cleanup`](super::cleanup); any other goes credentials -> observe -> plan -> apply
-//! ([`apply::sync`]) -> status -> events. Metrics and logs read the pass's [`Outcome`].
+//! One reconcile pass: a resource being deleted goes to [`cleanup`](super::cleanup); any other
+//! goes credentials -> observe -> plan -> apply ([`apply::sync`]) -> status -> events. Metrics
+//! and logs read the pass's [`Outcome`]. The same pass runs in either lane
+//! ([`super::lanes`]): [`reconcile`] is the controller runtime's entry point (changes),
+//! [`refresh`] the background pacer's.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -17,8 +19,9 @@ use crate::crd::PipecatAgent;
 
 /// The result of a successful pass.
 struct Pass {
-    /// When to come back.
-    requeue: Action,
+    /// When to come back in the change lane (`None`: on the next change, or in the background
+    /// lane for a ready agent).
+    next: Option<Duration>,
     /// What was done (`None`: nothing to do for a resource already released).
     outcome: Option<Outcome>,
     /// The agent's readiness (`None` once the resource is being deleted).
@@ -27,13 +30,34 @@ struct Pass {
     failed: bool,
 }
 
-/// Reconciles one resource (with metrics).
+/// Reconciles one resource in the change lane: after any refresh under way for it, and with
+/// every Pipecat Cloud call ahead of background work. A ready agent is left to the background
+/// lane (no requeue).
 pub async fn reconcile(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _held = ctx.busy.enter(&obj).await;
+    let _pass = ctx.cloud.change_pass();
+    pass(&obj, &ctx).await.map(|next| match next {
+        Some(delay) => Action::requeue(delay),
+        None => Action::await_change(),
+    })
+}
+
+/// Refreshes one ready resource (the background lane, with its object held by the caller);
+/// returns when the change lane must take it over (an error to retry, a roll-out to poll).
+pub async fn refresh(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> Option<Duration> {
+    match pass(&obj, &ctx).await {
+        Ok(next) => next,
+        Err(err) => Some(backoff::retry_delay(&obj, &err, &ctx)),
+    }
+}
+
+/// One pass (with metrics); `Some(delay)`: come back in the change lane.
+async fn pass(obj: &Arc<PipecatAgent>, ctx: &Arc<Context>) -> Result<Option<Duration>, Error> {
     let started = Instant::now();
     let result = if obj.metadata.deletion_timestamp.is_some() {
-        release(&obj, &ctx).await
+        release(obj, ctx).await
     } else {
-        converge(&obj, &ctx).await
+        converge(obj, ctx).await
     };
     let took = started.elapsed();
     match &result {
@@ -42,13 +66,13 @@ pub async fn reconcile(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> Result<Acti
                 ctx.metrics.reconciled(outcome.label(), took);
             }
             if let Some(ready) = pass.ready {
-                ctx.objects.set_ready(&obj, ready);
-                ctx.objects.set_failed(&obj, pass.failed);
+                ctx.objects.set_ready(obj, ready);
+                ctx.objects.set_failed(obj, pass.failed);
             }
         }
         Err(e) => ctx.metrics.reconcile_failed(e.reason(), took),
     }
-    result.map(|pass| pass.requeue)
+    result.map(|pass| pass.next)
 }
 
 /// Deletion: clean up, then forget the object.
@@ -75,7 +99,7 @@ async fn release(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
     }
     ctx.forget(obj);
     Ok(Pass {
-        requeue: Action::await_change(),
+        next: None,
         outcome,
         ready: None,
         failed: false,
@@ -86,7 +110,15 @@ async fn release(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
 async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
     let old = ctx.objects.status(obj);
     let result = apply::sync(obj, ctx, &old).await;
-    let new = status::next_status(obj, &old, &result, &Time(jiff::Timestamp::now()));
+    let now = Time(jiff::Timestamp::now());
+    let mut new = status::next_status(obj, &old, &result, &now);
+    if new != old && result.is_ok() {
+        // Only with a write that happens anyway: a resync that changes nothing writes nothing.
+        // Whole seconds, as the apiserver keeps it (the copy then equals the object's).
+        new.observed_at = jiff::Timestamp::from_second(now.0.as_second())
+            .ok()
+            .map(Time);
+    }
     if new != old || ctx.objects.unwritten(obj) {
         // Remembered before the write: should it fail, the next pass still knows what was
         // applied (a forced redeploy is never sent twice).
@@ -121,14 +153,14 @@ async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
             decision = applied.outcome.label(),
             reason = %reason,
             ready,
-            next_in_ms = delay.as_millis() as u64,
+            next_in_ms = delay.map_or(0, |d| d.as_millis() as u64),
             "reconciled agent"
         );
     } else {
         debug!(agent = %applied.desired.name, ready, "agent unchanged");
     }
     Ok(Pass {
-        requeue: Action::requeue(delay),
+        next: delay,
         outcome: Some(applied.outcome),
         ready: Some(ready),
         failed: applied.readiness.failed,

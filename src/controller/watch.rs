@@ -1,13 +1,15 @@
 //! Watching: the cluster's changes become reconcile passes. One controller per scope (all
-//! namespaces, or each namespace of `--namespace`), fed by three streams: the resources (spec
-//! changes and deletions), their credentials Secrets, and name claims released by a deleted
-//! owner.
+//! namespaces, or each namespace of `--namespace`), fed by four streams: the resources (spec
+//! changes, deletions, objects the status has not caught up with), their credentials Secrets,
+//! name claims released by a deleted owner, and refreshes that found work for the change lane.
+//! Ready agents that are caught up are the background pacer's ([`super::lanes`]), one for all
+//! scopes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
@@ -16,7 +18,7 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::{Context, backoff, credentials, reconcile, secret_finalizer};
+use super::{Context, backoff, credentials, lanes, reconcile, secret_finalizer};
 use crate::crd::PipecatAgent;
 
 fn agents_api(client: &kube::Client, namespace: Option<&str>) -> Api<PipecatAgent> {
@@ -63,11 +65,28 @@ pub async fn run(
         "starting the PipecatAgent controller"
     );
     let unsynced = Arc::new(AtomicUsize::new(scopes.len()));
+    let mut paced = Vec::new();
     let controllers: Vec<_> = scopes
         .into_iter()
-        .map(|scope| controller_for(ctx.clone(), scope, shutdown.clone(), unsynced.clone()))
+        .map(|scope| {
+            let (reader, writer) = reflector::store();
+            let (follow_ups, changes) = tokio::sync::mpsc::unbounded_channel();
+            paced.push(lanes::Scope {
+                store: reader.clone(),
+                follow_ups,
+            });
+            controller_for(
+                ctx.clone(),
+                scope,
+                (reader, writer),
+                changes,
+                shutdown.clone(),
+                unsynced.clone(),
+            )
+        })
         .collect();
-    futures::future::join_all(controllers).await;
+    let pacer = lanes::pace(ctx.clone(), paced, shutdown.clone());
+    futures::future::join(futures::future::join_all(controllers), pacer).await;
     info!("controller stopped");
     Ok(())
 }
@@ -76,23 +95,31 @@ pub async fn run(
 fn controller_for(
     ctx: Arc<Context>,
     namespace: Option<String>,
+    (reader, writer): (Store<PipecatAgent>, reflector::store::Writer<PipecatAgent>),
+    follow_ups: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<PipecatAgent>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     unsynced: Arc<AtomicUsize>,
 ) -> impl std::future::Future<Output = ()> {
-    let (reader, writer) = reflector::store();
+    let caught_up = ctx.clone();
     let agents = agent_events(ctx.clone(), namespace.clone(), unsynced)
         .reflect(writer)
         .applied_objects()
+        // An object the status has caught up with (the start-up list of ready agents, our own
+        // status writes) is no change: the background lane refreshes it.
+        .try_filter(move |a| futures::future::ready(caught_up.objects.background(a).is_none()))
         // Only spec changes (generation) and deletions start a reconcile: our own status
         // writes do not come back as work.
         .predicate_filter(predicates::generation, Default::default());
     let secrets = secret_changes(ctx.clone(), namespace.as_deref());
     let mapper = agents_using_secret(ctx.clone(), reader.clone());
     let released = released_claims(&ctx, namespace);
+    let follow_ups = futures::stream::unfold(follow_ups, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
     let concurrency = ctx.config.concurrency;
     Controller::for_stream(agents, reader)
         .watches_stream(secrets, mapper)
-        .reconcile_on(released)
+        .reconcile_on(futures::stream::select(released, follow_ups))
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, backoff::error_policy, ctx)

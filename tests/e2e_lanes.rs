@@ -1,0 +1,231 @@
+//! End-to-end: a user's change never waits behind the operator's own resyncs. With a tiny API
+//! budget and many ready agents, the start-up pass over them (background work) would take
+//! far longer than one change; the emulator's journal shows the change's calls ahead of the
+//! remaining refreshes and no refresh between them. Counts and order, never timings.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use pipecat_operator::emulator::JournalEntry;
+use support::operator::{Env, Operator, Options, is_ready};
+use support::reliability::{journal_seq, journal_since};
+
+/// Ready agents: at 1 background request/s their refresh round lasts 40 s, a change needs 2
+/// requests.
+const AGENTS: usize = 40;
+
+fn manifest(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| {
+            format!(
+                "apiVersion: pipecat.daily.co/v1alpha1
+kind: PipecatAgent
+metadata: {{name: {n}}}
+spec:
+  image: dailyco/voice-starter:1
+  secretSet: voice-starter-secrets
+"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn gets_of_others<'a>(entries: &'a [JournalEntry], agent: &str) -> Vec<&'a JournalEntry> {
+    entries
+        .iter()
+        .filter(|e| e.operation == "get_agent" && e.agent.as_deref() != Some(agent))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_change_goes_before_the_resync_backlog() {
+    // Create the fleet without a budget, so that the setup is quick.
+    let mut env = Env::start(
+        "lanes",
+        Options {
+            extra_args: vec!["--api-rate-limit=0".into()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let names: Vec<String> = (0..AGENTS).map(|i| format!("lane-{i:02}")).collect();
+    env.apply(&manifest(&names));
+    for n in &names {
+        env.wait_for(n, Duration::from_secs(120), "Ready=True", is_ready)
+            .await;
+    }
+
+    // Restart with 2 requests/s (1/s for resyncs): every agent is ready and caught up, so the
+    // whole start-up pass is background work, 40 s of it.
+    env.operator.kill();
+    let start = journal_seq(&env).await.unwrap();
+    env.operator = Operator::start(
+        env.cp,
+        &env.ns,
+        &env.emulator.base_url(),
+        Duration::from_secs(1),
+        &[
+            "--api-rate-limit=2".to_string(),
+            "--api-burst=2".to_string(),
+        ],
+    );
+
+    // Once the refreshes have begun, change the spec of an agent not refreshed yet.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refreshed = loop {
+        let seen: BTreeSet<String> = journal_since(&env, start)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.operation == "get_agent")
+            .filter_map(|e| e.agent)
+            .collect();
+        if seen.len() >= 3 {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refresh started: {}",
+            env.operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let changed = names
+        .iter()
+        .rev()
+        .find(|n| !refreshed.contains(*n))
+        .unwrap()
+        .clone();
+    let patched = journal_seq(&env).await.unwrap();
+    let out = env.kubectl(&[
+        "patch",
+        "pipecatagent",
+        &changed,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"image":"dailyco/voice-starter:2"}}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The update reaches Pipecat Cloud (with the old scheduling, after the whole backlog).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let journal = loop {
+        let journal = journal_since(&env, patched).await.unwrap();
+        if journal
+            .iter()
+            .any(|e| e.operation == "update_agent" && e.agent.as_deref() == Some(&changed))
+        {
+            break journal;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change never reached Pipecat Cloud: {}",
+            env.operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let first = journal
+        .iter()
+        .position(|e| e.agent.as_deref() == Some(&changed))
+        .unwrap();
+    let update = journal
+        .iter()
+        .position(|e| e.operation == "update_agent" && e.agent.as_deref() == Some(&changed))
+        .unwrap();
+    let order: Vec<String> = journal
+        .iter()
+        .map(|e| format!("{} {}", e.operation, e.agent.as_deref().unwrap_or("-")))
+        .collect();
+
+    // Before the change's first call: only refreshes that had their token when the change
+    // arrived (the burst of 2) or raced the watch event (1), not the backlog.
+    let before = gets_of_others(&journal[..first], &changed);
+    assert!(
+        before.len() <= 3,
+        "{} refreshes went before the change of {changed}: {order:?}",
+        before.len()
+    );
+    // Between its read and its update, nothing else: the second call of a change goes first.
+    assert!(
+        journal[first..update]
+            .iter()
+            .all(|e| e.agent.as_deref() == Some(&changed)),
+        "background calls between the change's read and its update: {order:?}"
+    );
+
+    // The backlog had not drained: most agents are refreshed after the update.
+    let update_seq = journal[update].seq;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let later = loop {
+        let done: BTreeSet<String> = journal_since(&env, start)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.operation == "get_agent")
+            .filter_map(|e| e.agent)
+            .collect();
+        if done.len() == AGENTS {
+            break journal_since(&env, start).await.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resync round never finished: {}",
+            env.operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let refreshed_after: BTreeSet<&str> = later
+        .iter()
+        .filter(|e| e.operation == "get_agent")
+        .filter(|e| e.agent.as_deref() != Some(&changed))
+        .fold(
+            (BTreeSet::new(), BTreeSet::new()),
+            |(mut seen, mut after), e| {
+                let agent = e.agent.as_deref().unwrap();
+                if seen.insert(agent) && e.seq > update_seq {
+                    after.insert(agent);
+                }
+                (seen, after)
+            },
+        )
+        .1;
+    eprintln!(
+        "{} refreshes before the change's first call, {} agents first refreshed after its update",
+        before.len(),
+        refreshed_after.len()
+    );
+    assert!(
+        refreshed_after.len() >= AGENTS / 2,
+        "only {} of {} agents were first refreshed after the change's update: the change waited for the backlog",
+        refreshed_after.len(),
+        AGENTS - 1
+    );
+
+    // The budget stretched the period: 40 agents at 1 background request/s.
+    assert_eq!(
+        env.operator
+            .metric("pipecat_operator_resync_period_seconds ")
+            .await,
+        Some(AGENTS as f64)
+    );
+    assert!(
+        env.operator
+            .metric_sum("pipecat_operator_resyncs_total")
+            .await
+            >= (AGENTS - 1) as f64
+    );
+    let agent = env.wait_ready(&changed).await;
+    assert_eq!(
+        env.remote(&changed).await.unwrap()["deployment"]["manifest"]["spec"]["image"],
+        "dailyco/voice-starter:2"
+    );
+    assert!(agent.status.unwrap().observed_at.is_some());
+}
