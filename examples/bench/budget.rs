@@ -35,6 +35,9 @@ struct Repetition {
     agents_read: usize,
     peak_per_second: usize,
     bucket_excess: f64,
+    /// Reads of agents no change was about, made while some change waited for its update
+    /// (between its patch and its `update_agent`): background work ahead of a change.
+    background_while_waiting: usize,
     /// The operator's metrics at the end whose names speak of resyncs, lanes or backlog.
     scheduling_metrics: BTreeMap<String, f64>,
     cpu: Value,
@@ -183,6 +186,27 @@ impl Budget {
                     ..JournalFilter::default()
                 })
                 .await?;
+            // While some change waited: from its patch to its update call (or the end).
+            let end = entries.iter().filter_map(millis).max().unwrap_or(0);
+            let waits: Vec<(i64, i64)> = patched
+                .iter()
+                .zip(&latencies)
+                .map(|((_, t0), l)| {
+                    let from = t0.as_millisecond();
+                    (from, l.map_or(end, |ms| from + ms as i64))
+                })
+                .collect();
+            let background_while_waiting = entries
+                .iter()
+                .filter(|e| {
+                    e.operation == "get_agent"
+                        && !patched
+                            .iter()
+                            .any(|(name, _)| e.agent.as_deref() == Some(name.as_str()))
+                })
+                .filter_map(millis)
+                .filter(|t| waits.iter().any(|(a, b)| a < t && t < b))
+                .count();
             let mut ts: Vec<i64> = entries.iter().filter_map(millis).collect();
             ts.sort_unstable();
             let mut calls: BTreeMap<String, u64> = BTreeMap::new();
@@ -203,6 +227,7 @@ impl Budget {
                 agents_read: read.len(),
                 peak_per_second: peak_in_window(&ts, 1000),
                 bucket_excess: round1(bucket_excess(&ts, rate, burst)),
+                background_while_waiting,
                 scheduling_metrics: metrics
                     .into_iter()
                     .filter(|(k, _)| {
@@ -241,10 +266,11 @@ impl Budget {
                 }
             );
             println!(
-                "    {:.0} s, calls {:?}, {} agents read; peak {} calls in 1 s (rate {rate} + burst {burst} = {}), beyond the bucket by {}",
+                "    {:.0} s, calls {:?}, {} agents read ({} reads of other agents while a change waited); peak {} calls in 1 s (rate {rate} + burst {burst} = {}), beyond the bucket by {}",
                 rep.seconds,
                 rep.calls,
                 rep.agents_read,
+                rep.background_while_waiting,
                 rep.peak_per_second,
                 rate + burst,
                 rep.bucket_excess
@@ -297,6 +323,7 @@ impl Budget {
                 "agentsRead": r.agents_read,
                 "peakCallsPerSecond": r.peak_per_second,
                 "bucketExcess": r.bucket_excess,
+                "backgroundReadsWhileAChangeWaited": r.background_while_waiting,
                 "schedulingMetrics": r.scheduling_metrics,
                 "cpuSeconds": r.cpu,
             })).collect::<Vec<_>>(),

@@ -306,13 +306,14 @@ pub fn print_table(run: &Value) {
                 rows.push((
                     "  restart: patch -> update (ms)",
                     format!(
-                        "#{}: {lat}; {} calls/s, peak {} in 1 s, beyond the bucket {}, {} agents read in {} s",
+                        "#{}: {lat}; {} calls/s, peak {} in 1 s, beyond the bucket {}, {} agents read in {} s ({} reads of other agents while a change waited)",
                         i + 1,
                         r["pipecatCallsPerSecond"],
                         r["peakCallsPerSecond"],
                         r["bucketExcess"],
                         r["agentsRead"],
-                        r["seconds"]
+                        r["seconds"],
+                        r["backgroundReadsWhileAChangeWaited"]
                     ),
                 ));
             }
