@@ -12,8 +12,8 @@ use pipecat_operator::emulator::JournalEntry;
 use support::operator::{Env, Operator, Options, is_ready};
 use support::reliability::{journal_seq, journal_since};
 
-/// Ready agents: at 1 background request/s their refresh round lasts 40 s, a change needs 2
-/// requests.
+/// Ready agents: at 1 background request/s their refresh round lasts 40 s (20 s at 2/s), a
+/// change needs 2 requests.
 const AGENTS: usize = 40;
 
 fn manifest(names: &[String]) -> String {
@@ -41,11 +41,26 @@ fn gets_of_others<'a>(entries: &'a [JournalEntry], agent: &str) -> Vec<&'a Journ
         .collect()
 }
 
+/// The default share: resyncs get half of 2 requests/s, the lanes keep the other half free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spec_change_goes_before_the_resync_backlog() {
+    change_before_backlog("lanes", 0.5).await;
+}
+
+/// No share kept for changes: resyncs pace themselves to the whole budget (a 20 s period) and
+/// the change still goes first. (The rate limiter's priority itself, which matters here only
+/// in races of a few milliseconds, is proven by its unit tests under paused time.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limiter_serves_a_change_first_when_resyncs_use_the_whole_budget() {
+    change_before_backlog("lanes-full", 0.0).await;
+}
+
+/// 40 ready agents, the operator restarted with 2 requests/s and `change_share`; a spec change
+/// once the refreshes have begun.
+async fn change_before_backlog(prefix: &str, change_share: f64) {
     // Create the fleet without a budget, so that the setup is quick.
     let mut env = Env::start(
-        "lanes",
+        prefix,
         Options {
             extra_args: vec!["--api-rate-limit=0".into()],
             ..Options::default()
@@ -59,8 +74,8 @@ async fn a_spec_change_goes_before_the_resync_backlog() {
             .await;
     }
 
-    // Restart with 2 requests/s (1/s for resyncs): every agent is ready and caught up, so the
-    // whole start-up pass is background work, 40 s of it.
+    // Restart with 2 requests/s: every agent is ready and caught up, so the whole start-up
+    // pass is background work (40 s of it at the default share).
     env.operator.kill();
     let start = journal_seq(&env).await.unwrap();
     env.operator = Operator::start(
@@ -71,6 +86,7 @@ async fn a_spec_change_goes_before_the_resync_backlog() {
         &[
             "--api-rate-limit=2".to_string(),
             "--api-burst=2".to_string(),
+            format!("--api-change-share={change_share}"),
         ],
     );
 
@@ -94,6 +110,15 @@ async fn a_spec_change_goes_before_the_resync_backlog() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // The restarted operator counts the ready agents from their status, before their refresh.
+    assert_eq!(
+        env.operator
+            .metric("pipecat_operator_agents{ready=\"true\"}")
+            .await,
+        Some(AGENTS as f64),
+        "{} agents refreshed so far",
+        refreshed.len()
+    );
     let changed = names
         .iter()
         .rev()
@@ -209,12 +234,12 @@ async fn a_spec_change_goes_before_the_resync_backlog() {
         AGENTS - 1
     );
 
-    // The budget stretched the period: 40 agents at 1 background request/s.
+    // The budget stretched the period: 40 agents at 2 x (1 - share) background requests/s.
     assert_eq!(
         env.operator
             .metric("pipecat_operator_resync_period_seconds ")
             .await,
-        Some(AGENTS as f64)
+        Some(AGENTS as f64 / (2.0 * (1.0 - change_share)))
     );
     assert!(
         env.operator

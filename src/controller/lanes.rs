@@ -122,14 +122,20 @@ impl Busy {
     pub async fn enter(&self, obj: &PipecatAgent) -> Held {
         let key = ObjectRef::from_obj(obj);
         let slot = self.slot(&key);
-        let guard = match slot.lock.clone().try_lock_owned() {
-            Ok(guard) => guard,
-            Err(_) => {
-                if let Some(refresh) = slot.refresh.lock().expect("slot lock").as_ref() {
-                    refresh.promote();
-                }
-                slot.lock.clone().lock_owned().await
+        // Under the slot's lock: a refresh taking the object meanwhile is seen with its lane.
+        let free = {
+            let refresh = slot.refresh.lock().expect("slot lock");
+            let free = slot.lock.clone().try_lock_owned().ok();
+            if free.is_none()
+                && let Some(refresh) = refresh.as_ref()
+            {
+                refresh.promote();
             }
+            free
+        };
+        let guard = match free {
+            Some(guard) => guard,
+            None => slot.lock.clone().lock_owned().await,
         };
         Held {
             slots: self.slots.clone(),
@@ -144,12 +150,16 @@ impl Busy {
     pub fn try_enter(&self, obj: &PipecatAgent) -> Option<Held> {
         let key = ObjectRef::from_obj(obj);
         let slot = self.slot(&key);
-        let guard = slot.lock.clone().try_lock_owned().ok();
-        let promotion = guard.as_ref().map(|_| {
-            let p = Arc::new(Promotion::default());
-            *slot.refresh.lock().expect("slot lock") = Some(p.clone());
-            p
-        });
+        let (guard, promotion) = {
+            let mut refresh = slot.refresh.lock().expect("slot lock");
+            let guard = slot.lock.clone().try_lock_owned().ok();
+            let promotion = guard.as_ref().map(|_| {
+                let p = Arc::new(Promotion::default());
+                *refresh = Some(p.clone());
+                p
+            });
+            (guard, promotion)
+        };
         let held = Held {
             slots: self.slots.clone(),
             key,

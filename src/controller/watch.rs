@@ -105,8 +105,18 @@ fn controller_for(
         .reflect(writer)
         .applied_objects()
         // An object the status has caught up with (the start-up list of ready agents, our own
-        // status writes) is no change: the background lane refreshes it.
-        .try_filter(move |a| futures::future::ready(caught_up.objects.background(a).is_none()))
+        // status writes) is no change: the background lane refreshes it. The gauges count it
+        // at once, from its status, not only after its first refresh.
+        .try_filter(move |a| {
+            let change = caught_up.objects.background(a).is_none();
+            if !change {
+                caught_up.objects.set_ready(a, true);
+                caught_up
+                    .objects
+                    .set_gauges(a, &caught_up.objects.status(a));
+            }
+            futures::future::ready(change)
+        })
         // Only spec changes (generation) and deletions start a reconcile: our own status
         // writes do not come back as work.
         .predicate_filter(predicates::generation, Default::default());
