@@ -3,9 +3,18 @@
 # hack/controlplane/build.sh), the operator and the benchmark in release, then runs
 # examples/bench/ once per agent count. Each run uses its own kube-apiserver + etcd.
 #
-# Usage: hack/bench.sh [N ...] [-- BENCH_FLAGS ...]
+# Usage: hack/bench.sh [N | SCENARIO ...] [-- BENCH_FLAGS ...]
 #   hack/bench.sh                       # 100 and 1000 agents
 #   hack/bench.sh 10000 -- --resync 10s # 10000 agents, bench flags after --
+#   hack/bench.sh budget-200 budget-10k # the API-budget scenarios (docs/PERFORMANCE.md)
+# Scenarios (an agent count plus bench flags; flags after -- are added to every run):
+#   budget-200  200 agents, then the operator restarted 5 times with --api-rate-limit 4
+#               --api-burst 4 --resync-interval 20s, one spec.image change 25 s after each
+#               restart: patch -> update call, every time
+#   budget-10k  10000 agents, then the operator restarted with --api-rate-limit 10 against an
+#               emulator answering in 50 ms, 50 spec changes 25 s into its start-up pass:
+#               p50/p99/max patch -> update, the most calls in any second
+#   scale-30k   30000 agents (cold convergence may take half an hour here)
 # Bench flags: --concurrency, --resync, --poll-interval, --steady, --idle, --client-concurrency,
 # --changes, --timeout, --operator-env KEY=VALUE, --out (see `target/release/examples/bench
 # --help`; give experiments an --out in another directory so their logs do not overwrite these).
@@ -14,15 +23,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-counts=()
+# Each run: "N FLAGS..." (word-split on purpose).
+runs=()
 while [ $# -gt 0 ]; do
   case $1 in
     --) shift; break ;;
-    *[!0-9]*|'') echo "hack/bench.sh: agent counts are numbers, bench flags go after --: $1" >&2; exit 2 ;;
-    *) counts+=("$1"); shift ;;
+    budget-200) runs+=("200 --budget-rate 4 --budget-burst 4 --budget-resync 20s --budget-wait 25s --budget-changes 1 --budget-repeats 5 --steady 35s"); shift ;;
+    budget-10k) runs+=("10000 --budget-rate 10 --budget-latency 50ms --budget-wait 25s --budget-changes 50 --budget-spacing 200ms --budget-repeats 1"); shift ;;
+    scale-30k) runs+=("30000 --timeout 60m"); shift ;;
+    *[!0-9]*|'') echo "hack/bench.sh: agent counts are numbers or scenario names (budget-200, budget-10k, scale-30k), bench flags go after --: $1" >&2; exit 2 ;;
+    *) runs+=("$1"); shift ;;
   esac
 done
-[ ${#counts[@]} -gt 0 ] || counts=(100 1000)
+[ ${#runs[@]} -gt 0 ] || runs=(100 1000)
 
 echo "==> control plane binaries"
 hack/controlplane/build.sh etcd kube-apiserver
@@ -36,8 +49,9 @@ echo "==> cargo build --release (operator and benchmark) at $PIPECAT_BENCH_SOURC
 cargo build --release --bin pipecat-operator
 cargo build --release --example bench
 
-for n in "${counts[@]}"; do
+for run in "${runs[@]}"; do
+  read -r -a words <<<"$run"
   echo
-  echo "==> bench: $n agents"
-  target/release/examples/bench --agents "$n" "$@"
+  echo "==> bench: ${words[0]} agents ${words[*]:1}"
+  target/release/examples/bench --agents "${words[@]}" "$@"
 done

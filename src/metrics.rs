@@ -113,6 +113,7 @@ pub struct Metrics {
     resync_period: Gauge<f64, std::sync::atomic::AtomicU64>,
     resync_backlog: Gauge,
     resyncs: Counter,
+    events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -197,6 +198,12 @@ impl Metrics {
             "1 while /readyz answers ready (a standby, or a leader whose watches have listed once)",
             operator_ready.clone(),
         );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Kubernetes events dropped unsent because the publishing queue was full (the oldest go first)",
+            events_dropped.clone(),
+        );
         let resync_period = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "resync_period_seconds",
@@ -259,6 +266,7 @@ impl Metrics {
             agent_warm,
             agent_max,
             agent_exported: AtomicUsize::new(0),
+            events_dropped,
             agent_skipped,
             resync_period,
             resync_backlog,
@@ -439,6 +447,11 @@ impl Metrics {
             }
             None => {}
         }
+    }
+
+    /// An event dropped unsent (the publishing queue was full).
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// Leader status.

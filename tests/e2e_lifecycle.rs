@@ -820,8 +820,8 @@ async fn lifecycle_against(profile: emulator::Profile) {
         2,
         "one update restores the spec"
     );
-    // One Updated event per update (the recorder folds events of one reason into a series:
-    // the drift correction's counts in the series of the earlier update's).
+    // One Updated event per update (counting a series' repetitions too, should an event ever
+    // be folded into one).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let events = env.kubectl(&[

@@ -696,6 +696,41 @@ async fn list_get_and_delete() {
     handle.shutdown().await;
 }
 
+/// `latency` holds every API request back before it is handled (admin requests are never
+/// held), and can be changed at run time.
+#[tokio::test]
+async fn latency_holds_requests_back_and_is_set_at_run_time() {
+    let handle = start_with(|c| c.latency = Duration::from_secs(3600)).await;
+    let admin = handle.admin();
+    assert_eq!(admin.config().await.unwrap().latency_ms, 3_600_000);
+    let api = Api::new(&handle, KEY);
+    // A client that gives up long before the hour: the create is never handled.
+    let given_up = api
+        .http
+        .post(format!("{}/agents", api.base))
+        .bearer_auth(KEY)
+        .json(&json!({"serviceName": "held", "image": "acme/a:1"}))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(
+        given_up.is_err(),
+        "answered despite the latency: {given_up:?}"
+    );
+    let config = admin
+        .set_config(ConfigUpdate {
+            latency_ms: Some(0),
+            ..ConfigUpdate::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(config.latency_ms, 0);
+    let (status, missing) = api.get("/agents/held").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    api.create("held", "acme/a:1").await;
+    handle.shutdown().await;
+}
+
 #[tokio::test]
 async fn secret_sets_provision_asynchronously() {
     let handle = start_with(|c| c.secret_ready_delay = Duration::from_millis(300)).await;

@@ -15,7 +15,11 @@
 //!    writes per minute: the goal for writes is zero);
 //! 4. reaction latency: `spec.image` patches matched to the operator's `update_agent` calls in
 //!    the emulator journal (p50, p99);
-//! 5. memory: the operator's peak RSS (`VmHWM`).
+//! 5. memory: the operator's peak RSS (`VmHWM`);
+//! 6. with `--budget-rate`, the API budget: the operator restarted with a rate limit (and the
+//!    emulator with a latency) over the converged agents, spec changes made while its
+//!    start-up pass and resyncs queue for the budget (patch -> update call, the peak call rate
+//!    in any second).
 //!
 //! `hack/bench.sh` builds what is needed and runs it for several counts;
 //! `cargo run --release --example bench -- --agents 1000` runs one (build the operator first
@@ -28,6 +32,7 @@
 //! figures it reads (`apiserver`, `procs`, `machine`, `stats`) and the results (`report`).
 
 mod apiserver;
+mod budget;
 mod cold;
 mod fleet;
 mod floor;
@@ -47,11 +52,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 
+use budget::Budget;
 use cold::Cold;
 use floor::Floor;
 use latency::Reaction;
 use memory::Memory;
-use operator::Operator;
+use operator::{Launch, Operator};
 use procs::{Pids, cpu_delta};
 use report::Results;
 use steady::Steady;
@@ -100,6 +106,36 @@ struct Args {
     /// Give up waiting for cold convergence after this long.
     #[arg(long, default_value = "15m", value_parser = pipecat_operator::duration::parse)]
     timeout: Duration,
+    /// Extra argument of the operator (repeatable), e.g. `--operator-arg=--foo=1`.
+    #[arg(long = "operator-arg", allow_hyphen_values = true)]
+    operator_arg: Vec<String>,
+    /// Run the budget phase: the operator's `--api-rate-limit` there.
+    #[arg(long)]
+    budget_rate: Option<f64>,
+    /// The operator's `--api-burst` in the budget phase (default: the operator's own, 20).
+    #[arg(long)]
+    budget_burst: Option<u32>,
+    /// The operator's `--resync-interval` in the budget phase.
+    #[arg(long, default_value = "60s", value_parser = pipecat_operator::duration::parse)]
+    budget_resync: Duration,
+    /// The emulator's latency per request in the budget phase.
+    #[arg(long, default_value = "0", value_parser = pipecat_operator::duration::parse)]
+    budget_latency: Duration,
+    /// From the operator's restart to the first spec change.
+    #[arg(long, default_value = "25s", value_parser = pipecat_operator::duration::parse)]
+    budget_wait: Duration,
+    /// Spec changes per restart.
+    #[arg(long, default_value_t = 1)]
+    budget_changes: usize,
+    /// Pause between two of those changes.
+    #[arg(long, default_value = "200ms", value_parser = pipecat_operator::duration::parse)]
+    budget_spacing: Duration,
+    /// Restarts (each with its changes).
+    #[arg(long, default_value_t = 3)]
+    budget_repeats: usize,
+    /// How long to wait for the changes' update calls.
+    #[arg(long, default_value = "120s", value_parser = pipecat_operator::duration::parse)]
+    budget_timeout: Duration,
     /// Extra environment of the operator, `KEY=VALUE` (repeatable), e.g. `MALLOC_ARENA_MAX=2`.
     #[arg(long = "operator-env", value_parser = parse_env)]
     operator_env: Vec<(String, String)>,
@@ -109,6 +145,39 @@ struct Args {
     /// Results file (the run for this agent count is replaced, others are kept).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/results.json"))]
     out: PathBuf,
+}
+
+/// Times one `GET /agents?includeActiveDeployment=true` (every agent at once) and one
+/// `GET /agents/{name}`, with the size of each answer.
+async fn list_probe(world: &World, n: usize) -> anyhow::Result<serde_json::Value> {
+    let http = reqwest::Client::new();
+    let base = world.emu.base_url();
+    let time = |url: String| {
+        let http = http.clone();
+        async move {
+            let t0 = std::time::Instant::now();
+            let body = http
+                .get(url)
+                .bearer_auth(API_KEY)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            anyhow::Ok((t0.elapsed().as_secs_f64() * 1000.0, body.len()))
+        }
+    };
+    let (list_ms, list_bytes) = time(format!("{base}/agents?includeActiveDeployment=true")).await?;
+    let (get_ms, get_bytes) = time(format!("{base}/agents/{}", fleet::agent_name(n / 2))).await?;
+    println!(
+        "==> one list call: {list_ms:.1} ms, {list_bytes} bytes; one read: {get_ms:.1} ms, {get_bytes} bytes"
+    );
+    Ok(serde_json::json!({
+        "listMs": stats::round1(list_ms),
+        "listBytes": list_bytes,
+        "getMs": stats::round1(get_ms),
+        "getBytes": get_bytes,
+    }))
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -156,7 +225,14 @@ async fn main() -> anyhow::Result<()> {
     let ns = world.namespace("bench-agents").await?;
     world.create_api_key_secret(&ns).await?;
     let log_path = out_dir.join(format!("operator-{n}.log"));
-    let mut operator = Operator::start(&args, &world.cp, &ns, &world.emu.base_url(), &log_path)?;
+    let mut operator = Operator::start(
+        &args,
+        &world.cp,
+        &ns,
+        &world.emu.base_url(),
+        &log_path,
+        &Launch::unlimited(&args),
+    )?;
     operator.wait_ready(Duration::from_secs(60)).await?;
     pids.operator = operator.pid();
 
@@ -166,6 +242,9 @@ async fn main() -> anyhow::Result<()> {
     // 3. Steady state.
     let steady = Steady::run(&world, &operator, &pids, steady, args.resync).await?;
 
+    // One list call against one read (what list-based drift detection would trade).
+    let list_probe = list_probe(&world, n).await?;
+
     // 4. Reaction latency.
     let reaction = Reaction::run(&world, &ns, n, args.changes, args.change_spacing).await?;
 
@@ -173,6 +252,12 @@ async fn main() -> anyhow::Result<()> {
     let memory = Memory::measure(pids.operator, cold.rss_before, cold.rss_after);
     operator.stop();
     let operator_log = operator::log_summary(&log_path);
+
+    // 6. The API budget.
+    let budget = match args.budget_rate {
+        Some(_) => Some(Budget::run(&world, &args, &mut pids, &ns, &out_dir).await?),
+        None => None,
+    };
     world.shutdown().await?;
 
     let run = Results {
@@ -185,6 +270,8 @@ async fn main() -> anyhow::Result<()> {
         reaction,
         memory,
         operator_log,
+        list_probe,
+        budget,
     }
     .to_json(&args);
     report::print_table(&run);

@@ -14,6 +14,25 @@ use testkit::controlplane::ControlPlane;
 use crate::Args;
 use crate::stats::round1;
 
+/// How the operator is started: the standard phases run it without a rate limit; the budget
+/// phase with `--api-rate-limit`, `--api-burst` and its own resync interval.
+pub struct Launch {
+    pub api_rate_limit: f64,
+    pub api_burst: Option<u32>,
+    pub resync: Duration,
+}
+
+impl Launch {
+    /// The standard phases' launch: no rate limit, the bench's `--resync`.
+    pub fn unlimited(args: &Args) -> Launch {
+        Launch {
+            api_rate_limit: 0.0,
+            api_burst: None,
+            resync: args.resync,
+        }
+    }
+}
+
 /// The operator process (killed when dropped).
 pub struct Operator {
     child: Child,
@@ -29,6 +48,7 @@ impl Operator {
         ns: &str,
         api_url: &str,
         log: &Path,
+        launch: &Launch,
     ) -> anyhow::Result<Operator> {
         anyhow::ensure!(
             args.operator_bin.is_file(),
@@ -41,15 +61,22 @@ impl Operator {
         let ms = |d: Duration| format!("{}ms", d.as_millis());
         let mut cmd = Command::new(&args.operator_bin);
         cmd.args(["run", "--api-url", api_url, "--namespace", ns])
-            .args(["--api-rate-limit", "0"])
+            .args(["--api-rate-limit", &launch.api_rate_limit.to_string()])
             .args(["--poll-interval", &ms(args.poll_interval)])
             .args(["--max-poll-interval", &ms(args.max_poll_interval)])
-            .args(["--resync-interval", &ms(args.resync)])
+            .args(["--resync-interval", &ms(launch.resync)])
             .args(["--concurrency", &args.concurrency.to_string()])
             .arg(format!("--metrics-bind-address=127.0.0.1:{metrics_port}"))
             .arg(format!(
                 "--health-probe-bind-address=127.0.0.1:{health_port}"
             ))
+            .args(
+                launch
+                    .api_burst
+                    .map(|b| vec!["--api-burst".to_string(), b.to_string()])
+                    .unwrap_or_default(),
+            )
+            .args(&args.operator_arg)
             .env("KUBECONFIG", cp.kubeconfig_path())
             .env("RUST_LOG", "info,kube=warn,tower=warn,hyper=warn")
             .envs(args.operator_env.iter().map(|(k, v)| (k, v)))

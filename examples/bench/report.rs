@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use testkit::controlplane::KUBE_VERSION;
 
 use crate::Args;
+use crate::budget::Budget;
 use crate::cold::Cold;
 use crate::floor::Floor;
 use crate::latency::Reaction;
@@ -28,6 +29,9 @@ pub struct Results {
     pub reaction: Reaction,
     pub memory: Memory,
     pub operator_log: Value,
+    /// One list call against one read.
+    pub list_probe: Value,
+    pub budget: Option<Budget>,
 }
 
 impl Results {
@@ -59,6 +63,8 @@ impl Results {
             "reaction": self.reaction.to_json(),
             "memory": self.memory.to_json(),
             "operatorLog": self.operator_log,
+            "listProbe": self.list_probe,
+            "budget": self.budget.as_ref().map(Budget::to_json),
         })
     }
 }
@@ -257,6 +263,70 @@ pub fn print_table(run: &Value) {
             ),
         ),
     ];
+    let mut rows = rows;
+    let probe = &run["listProbe"];
+    rows.push((
+        "one list call vs one read",
+        format!(
+            "{} ms, {} bytes vs {} ms, {} bytes",
+            probe["listMs"], probe["listBytes"], probe["getMs"], probe["getBytes"]
+        ),
+    ));
+    let budget = &run["budget"];
+    if !budget.is_null() {
+        rows.push((
+            "budget phase",
+            format!(
+                "--api-rate-limit {} --api-burst {}, resync {} s, emulator latency {} ms, changes {} s after each restart",
+                budget["apiRateLimit"],
+                budget["apiBurst"],
+                budget["resyncSeconds"],
+                budget["emulatorLatencyMs"],
+                budget["changesAfterSeconds"]
+            ),
+        ));
+        if let Some(reps) = budget["repetitions"].as_array() {
+            for (i, r) in reps.iter().enumerate() {
+                let lat: Vec<String> = r["patchToUpdateMs"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| {
+                                v.as_f64()
+                                    .map_or("not seen".into(), |ms| format!("{ms:.0}"))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let lat = if lat.len() <= 10 {
+                    lat.join(", ")
+                } else {
+                    format!("{} changes", lat.len())
+                };
+                rows.push((
+                    "  restart: patch -> update (ms)",
+                    format!(
+                        "#{}: {lat}; {} calls/s, peak {} in 1 s, beyond the bucket {}, {} agents read in {} s ({} reads of other agents while a change waited)",
+                        i + 1,
+                        r["pipecatCallsPerSecond"],
+                        r["peakCallsPerSecond"],
+                        r["bucketExcess"],
+                        r["agentsRead"],
+                        r["seconds"],
+                        r["backgroundReadsWhileAChangeWaited"]
+                    ),
+                ));
+            }
+        }
+        let d = &budget["patchToUpdateMs"];
+        rows.push((
+            "  all changes: patch -> update (ms)",
+            format!(
+                "p50 {}, p99 {}, max {} ({} not seen)",
+                d["p50"], d["p99"], d["max"], budget["changesNotSeen"]
+            ),
+        ));
+    }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
         println!("{k:<width$}  {v}");

@@ -77,6 +77,11 @@ struct Args {
     #[arg(long, env = "PIPECAT_EMULATOR_STATE_FILE")]
     state_file: Option<PathBuf>,
 
+    /// Latency added to every API request before it is handled, like a real service's round
+    /// trip (e.g. `50ms`; `0` answers at once).
+    #[arg(long, env = "PIPECAT_EMULATOR_LATENCY", default_value = "0", value_parser = pipecat_operator::duration::parse)]
+    latency: Duration,
+
     /// Journal entries kept in memory (counts cover every request).
     #[arg(
         long,
@@ -160,6 +165,7 @@ async fn main() -> anyhow::Result<()> {
         state_file: args.state_file,
         journal_capacity: args.journal_capacity,
         profile: args.profile,
+        latency: args.latency,
     };
     let handle = emulator::start(config)
         .await
@@ -205,6 +211,9 @@ mod tests {
         assert_eq!(args.ready_delay, Duration::ZERO);
         assert_eq!(args.reconcile_delay, Duration::from_secs(3));
         assert_eq!(args.profile, emulator::Profile::Full);
+        assert_eq!(args.latency, Duration::ZERO);
+        let args = Args::try_parse_from(["pipecat-cloud-emulator", "--latency", "50ms"]).unwrap();
+        assert_eq!(args.latency, Duration::from_millis(50));
         let args =
             Args::try_parse_from(["pipecat-cloud-emulator", "--profile", "rewriting"]).unwrap();
         assert_eq!(args.profile, emulator::Profile::Rewriting);

@@ -159,7 +159,11 @@ impl Context {
         let config = config.normalized();
         Context {
             sets: set_index::SetIndex::new(config.namespaces.len().max(1)),
-            events: events::Publisher::new(kube.clone()),
+            events: events::Publisher::new(
+                kube.clone(),
+                metrics.clone(),
+                usize::from(config.concurrency),
+            ),
             objects: objects::Objects::new(metrics.clone()),
             metrics,
             health,

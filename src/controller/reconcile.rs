@@ -125,8 +125,10 @@ async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
         // Remembered before the write: should it fail, the next pass still knows what was
         // applied (a forced redeploy is never sent twice).
         ctx.objects.status_pending(obj, &new);
-        status::write(&ctx.kube, obj, &new).await?;
-        ctx.objects.status_written(obj, &new);
+        if !status::deferrable(&result) {
+            status::write(&ctx.kube, obj, &new).await?;
+            ctx.objects.status_written(obj, &new);
+        }
     }
     ctx.objects.set_gauges(obj, &new);
     for note in events::transitions(&old, &new, &result) {

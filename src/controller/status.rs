@@ -215,6 +215,20 @@ pub fn next_status(
     st
 }
 
+/// True when the status of this pass can wait for the next pass: the pass created the agent
+/// and its first deployment is neither live nor failed yet (`Deploying`). The next pass comes
+/// one poll interval later and writes either `Ready`, when the deployment is live by then (one
+/// status write per new agent instead of two), or this status, unchanged: a roll-out that
+/// takes minutes shows `Deploying` from its first poll on. Meanwhile the status is held in the
+/// per-object memory (what was applied is never sent again) and the create marker, written
+/// before the create, keeps a restart from mistaking the agent for someone else's.
+pub fn deferrable(result: &Result<Applied, Error>) -> bool {
+    matches!(result, Ok(a) if matches!(a.outcome, Outcome::Created)
+        && !a.readiness.ready
+        && !a.readiness.failed
+        && a.stuck.is_none())
+}
+
 /// Writes the status (server-side apply of the status subresource, as the operator's field
 /// manager).
 pub async fn write(
@@ -322,6 +336,51 @@ mod tests {
         // The same pass again is the same status (no write), timestamps included.
         let again = next_status(&obj, &st, &result, &at(20));
         assert_eq!(again, st);
+    }
+
+    #[test]
+    fn only_a_create_whose_deployment_is_still_rolling_out_defers_its_status() {
+        let obj = agent_obj(1);
+        let rolling = Agent {
+            name: "bot".into(),
+            desired_deployment_id: Some("d1".into()),
+            ready: Some(false),
+            ..Default::default()
+        };
+        let live = Agent {
+            reconciled_deployment_id: Some("d1".into()),
+            ready: Some(true),
+            ..rolling.clone()
+        };
+        let with = |agent: &Agent, outcome: Outcome| {
+            let mut a = applied(&obj, agent.clone());
+            a.outcome = outcome;
+            Ok(a)
+        };
+        assert!(deferrable(&with(&rolling, Outcome::Created)));
+        assert!(
+            !deferrable(&with(&live, Outcome::Created)),
+            "live at once: Ready is written"
+        );
+        assert!(
+            !deferrable(&with(&rolling, Outcome::Unchanged)),
+            "a later pass writes Deploying"
+        );
+        let mut failed = rolling.clone();
+        failed.errors = Some(vec![crate::cloud::types::DeploymentError {
+            code: Some("PCC_IMAGE_NOT_FOUND".into()),
+            message: Some("no such image".into()),
+        }]);
+        assert!(
+            !deferrable(&with(&failed, Outcome::Created)),
+            "a failure shows at once"
+        );
+        let mut stuck = with(&rolling, Outcome::Created).unwrap();
+        stuck.stuck = Some(crate::controller::plan::Stuck::Refused(Vec::new()));
+        assert!(!deferrable(&Ok(stuck)));
+        assert!(!deferrable(&Err(Error::CredentialsNotFound(
+            "no key".into()
+        ))));
     }
 
     #[test]

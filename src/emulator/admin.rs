@@ -43,6 +43,9 @@ pub struct RuntimeConfig {
     /// How agent reads and writes answer.
     #[serde(default)]
     pub profile: Profile,
+    /// Latency added to every `/v1` request, milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
 }
 
 fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -91,6 +94,9 @@ pub struct ConfigUpdate {
     /// New response profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
+    /// New latency added to every `/v1` request, milliseconds (from the next request on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
 }
 
 /// What `POST /_emulator/reset` clears besides the journal.
@@ -250,7 +256,7 @@ async fn reset(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Respons
     Ok(json(StatusCode::OK, &options))
 }
 
-fn config_view(settings: &Settings) -> RuntimeConfig {
+fn config_view(settings: &Settings, latency: Duration) -> RuntimeConfig {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     RuntimeConfig {
         ready_delay_ms: ms(settings.ready_delay),
@@ -263,11 +269,12 @@ fn config_view(settings: &Settings) -> RuntimeConfig {
             .map(|p| p.as_str().to_owned()),
         secret_fail_pattern: settings.secret_fail.as_ref().map(|p| p.as_str().to_owned()),
         profile: settings.profile,
+        latency_ms: ms(latency),
     }
 }
 
 async fn get_config(State(shared): State<Arc<Shared>>) -> Response {
-    let view = config_view(&lock(&shared.state).settings);
+    let view = config_view(&lock(&shared.state).settings, shared.latency());
     json(StatusCode::OK, &view)
 }
 
@@ -310,7 +317,10 @@ async fn put_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Re
     if let Some(profile) = update.profile {
         s.profile = profile;
     }
-    let view = config_view(s);
+    if let Some(ms) = update.latency_ms {
+        shared.set_latency(Duration::from_millis(ms));
+    }
+    let view = config_view(s, shared.latency());
     drop(state);
     tracing::info!(?view, "emulator config changed");
     Ok(json(StatusCode::OK, &view))

@@ -49,7 +49,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -101,6 +101,9 @@ pub struct Config {
     pub journal_capacity: usize,
     /// How agent reads and writes answer (`full`, `seed`, `rewriting`).
     pub profile: Profile,
+    /// Added to every `/v1` request before it is handled (a real service's round trip:
+    /// network and processing). Zero answers at once.
+    pub latency: Duration,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             state_file: None,
             journal_capacity: 100_000,
             profile: Profile::Full,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -143,6 +147,7 @@ impl fmt::Debug for Config {
             .field("state_file", &self.state_file)
             .field("journal_capacity", &self.journal_capacity)
             .field("profile", &self.profile)
+            .field("latency", &self.latency)
             .finish()
     }
 }
@@ -263,12 +268,29 @@ pub(crate) struct Shared {
     faults: Mutex<Faults>,
     /// Number of active faults, read without locking on every request.
     fault_count: AtomicUsize,
+    /// The latency added to every `/v1` request, in microseconds.
+    latency_us: AtomicU64,
     auth: Auth,
     dirty: Notify,
     persistent: bool,
 }
 
+/// A duration in whole microseconds (saturating).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 impl Shared {
+    /// The latency added to every `/v1` request.
+    fn latency(&self) -> Duration {
+        Duration::from_micros(self.latency_us.load(Ordering::Relaxed))
+    }
+
+    /// Changes the latency added to every `/v1` request (from the next request on).
+    fn set_latency(&self, latency: Duration) {
+        self.latency_us.store(micros(latency), Ordering::Relaxed);
+    }
+
     /// Runs `f` on the organization `org` under the state lock.
     fn with_org<R>(
         &self,
@@ -365,6 +387,7 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
         journal: Mutex::new(Journal::new(config.journal_capacity)),
         faults: Mutex::new(Faults::default()),
         fault_count: AtomicUsize::new(0),
+        latency_us: AtomicU64::new(micros(config.latency)),
         auth,
         dirty: Notify::new(),
         persistent: config.state_file.is_some(),

@@ -127,6 +127,10 @@ async fn dispatch(
     let (operation, agent) = classify(&method, &path);
     let set = secret_set_of(&path);
     let fault = take_fault(&shared, &method, &path);
+    let latency = shared.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     // Recorded when the answer is ready, or on drop when the client gave up first (its entry
     // then has no status, like a dropped connection).
     let mut pending = PendingEntry {
