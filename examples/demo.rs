@@ -105,13 +105,14 @@ async fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     // The operator's own namespace (its secret set digest key) is `default` here.
+    let ctx = Arc::new(Context::new(kube.clone(), api.clone(), config.clone()));
     let sets = Arc::new(secret_sets::Context::new(
-        kube.clone(),
-        api.clone(),
-        config.clone(),
+        kube,
+        api,
+        config,
         "default".into(),
+        ctx.events.clone(),
     ));
-    let ctx = Arc::new(Context::new(kube, api, config));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -100,18 +100,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cloud = cloud::Client::new(args.api)?
         .with_rate_limiter(limiter)
         .with_observer(metrics.clone());
-    let sets = Arc::new(secret_sets::Context::new(
+    let ctx = Arc::new(Context::with_telemetry(
         kube.clone(),
         cloud.clone(),
         args.controller.clone(),
-        args.leader.leader_election_namespace.clone(),
+        metrics.clone(),
+        health.clone(),
     ));
-    let ctx = Arc::new(Context::with_telemetry(
+    let sets = Arc::new(secret_sets::Context::new(
         kube.clone(),
         cloud,
         args.controller,
-        metrics.clone(),
-        health.clone(),
+        args.leader.leader_election_namespace.clone(),
+        ctx.events.clone(),
     ));
 
     let terminated = Terminated::on_signals();

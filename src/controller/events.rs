@@ -213,8 +213,14 @@ impl Publisher {
 
     /// Publishes `note` about `agent` in the background.
     pub fn publish(&self, agent: &PipecatAgent, note: Note) {
+        self.publish_about(agent.object_ref(&()), note);
+    }
+
+    /// Publishes `note` about the object `regarding` (of any kind) in the background: the
+    /// PipecatSecretSet controller shares this publisher, so one bound holds for the process.
+    pub fn publish_about(&self, regarding: ObjectReference, note: Note) {
         let ev = Pending {
-            regarding: agent.object_ref(&()),
+            regarding,
             note: Note {
                 // The apiserver rejects notes over 1 KiB (the event would be lost).
                 message: truncate(note.message, MAX_MESSAGE),

@@ -21,15 +21,13 @@ pub mod status;
 pub mod watch;
 
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::OnceCell;
-use tracing::warn;
 
 pub use error::Error;
 pub use watch::run;
 
 use crate::cloud;
-use crate::controller::{self, MANAGER, credentials};
+use crate::controller::{self, credentials};
 use crate::crd::secret_set::PipecatSecretSet;
 use crate::text::truncate;
 
@@ -50,7 +48,7 @@ pub struct Context {
     /// Credentials Secrets known to carry the sets' in-use finalizer.
     pub marked: credentials_finalizer::Marked,
     digest_key: OnceCell<digest::DigestKey>,
-    recorder: Recorder,
+    events: controller::events::Publisher,
 }
 
 impl Context {
@@ -60,13 +58,10 @@ impl Context {
         cloud: cloud::Client,
         config: controller::Config,
         namespace: String,
+        events: controller::events::Publisher,
     ) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Context {
-            recorder: Recorder::new(kube.clone(), reporter),
+            events,
             kube,
             cloud,
             config: config.normalized(),
@@ -85,25 +80,16 @@ impl Context {
             .await
     }
 
-    /// Publishes an event about `obj` in the background.
+    /// Publishes an event about `obj` in the background, through the agents' bounded
+    /// publisher.
     pub fn publish(&self, obj: &PipecatSecretSet, note: status::Note) {
-        let recorder = self.recorder.clone();
-        let reference = obj.object_ref(&());
-        let ev = Event {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
+        self.events.publish_about(
+            obj.object_ref(&()),
+            controller::events::Note {
+                warning: note.warning,
+                reason: note.reason,
+                message: truncate(note.message, controller::status::MAX_MESSAGE),
             },
-            action: note.reason.clone(),
-            reason: note.reason,
-            note: Some(truncate(note.message, controller::status::MAX_MESSAGE)),
-            secondary: None,
-        };
-        tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&ev, &reference).await {
-                warn!(error = %e, "failed to publish event");
-            }
-        });
+        );
     }
 }
