@@ -709,8 +709,12 @@ fn version_and_crd_run_in_the_container() {
     assert!(out.status.success(), "crd: {}", describe_output(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        pipecat_operator::crd::crd_yaml(),
-        "the containerised `crd` prints the CRD"
+        format!(
+            "{}---\n{}",
+            pipecat_operator::crd::crd_yaml(),
+            pipecat_operator::crd::secret_set::crd_yaml()
+        ),
+        "the containerised `crd` prints both CRDs"
     );
 }
 
