@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
             match name {
                 Some(CrdName::Pipecatagents) => print!("{}", crd::crd_yaml()),
                 Some(CrdName::Pipecatsecretsets) => print!("{}", crd::secret_set::crd_yaml()),
-                None => print!("{}---\n{}", crd::crd_yaml(), crd::secret_set::crd_yaml()),
+                None => print!("{}", crd::all_crds_yaml()),
             }
             Ok(())
         }

@@ -709,11 +709,7 @@ fn version_and_crd_run_in_the_container() {
     assert!(out.status.success(), "crd: {}", describe_output(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!(
-            "{}---\n{}",
-            pipecat_operator::crd::crd_yaml(),
-            pipecat_operator::crd::secret_set::crd_yaml()
-        ),
+        pipecat_operator::crd::all_crds_yaml(),
         "the containerised `crd` prints both CRDs"
     );
 }

@@ -43,7 +43,26 @@ fn committed_crd_matches_the_generated_one() {
     .expect("crds/pipecatagents.pipecat.daily.co.yaml exists");
     assert!(
         committed == crd_yaml(),
-        "crds/ is stale: run `cargo run -- crd > crds/pipecatagents.pipecat.daily.co.yaml`"
+        "crds/ is stale: run `cargo run -- crd pipecatagents > crds/pipecatagents.pipecat.daily.co.yaml`"
+    );
+}
+
+#[test]
+fn the_files_of_crds_one_after_the_other_are_what_crd_prints() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("crds/ exists")
+        .map(|e| e.expect("crds/ entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let joined: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("a CRD file"))
+        .collect();
+    assert!(
+        joined == pipecat_operator::crd::all_crds_yaml(),
+        "`cat crds/*.yaml` differs from `pipecat-operator crd`: regenerate each file with `cargo run -- crd <plural>`"
     );
 }
 
