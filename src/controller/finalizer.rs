@@ -3,8 +3,12 @@
 //! deleted (or left, by policy). The patches carry the resourceVersion they were computed from
 //! (optimistic concurrency), so another writer's finalizer is never lost.
 
+use std::fmt::Debug;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::Error;
@@ -48,19 +52,46 @@ pub async fn add(
 
 /// Removes the cleanup finalizer (an object already gone is fine).
 pub async fn remove(kube: &kube::Client, obj: &PipecatAgent) -> Result<(), Error> {
-    let finalizers: Vec<&String> = obj
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .collect();
-    let metadata = json!({"finalizers": finalizers, "resourceVersion": obj.resource_version()});
-    match patch(kube, obj, metadata).await {
-        Ok(()) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(Error::Kube {
+    let api: Api<PipecatAgent> =
+        Api::namespaced(kube.clone(), &obj.namespace().unwrap_or_default());
+    remove_finalizer(&api, obj.meta(), FINALIZER)
+        .await
+        .map_err(|source| Error::Kube {
             action: "remove the cleanup finalizer",
             source,
-        }),
+        })
+}
+
+/// Removes `finalizer` from the object `meta` describes, through `api` (any kind: agents,
+/// secret sets, credentials Secrets), with a merge patch guarded by the resourceVersion the
+/// list was computed from, so another writer's finalizer is never lost. An object already gone
+/// is fine.
+pub async fn remove_finalizer<K>(
+    api: &Api<K>,
+    meta: &ObjectMeta,
+    finalizer: &str,
+) -> Result<(), kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    let finalizers: Vec<&String> = meta
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != finalizer)
+        .collect();
+    let patch = json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": meta.resource_version,
+    }});
+    let name = meta.name.as_deref().unwrap_or_default();
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

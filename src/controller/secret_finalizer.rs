@@ -142,23 +142,13 @@ pub async fn release_if_unused(
         return Ok(());
     };
     if meta.finalizers().iter().any(|f| f == CREDENTIALS_FINALIZER) {
-        let finalizers: Vec<&String> = meta
-            .finalizers()
-            .iter()
-            .filter(|f| *f != CREDENTIALS_FINALIZER)
-            .collect();
-        let patch = json!({"metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": meta.resource_version(),
-        }});
-        match secrets
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(kube_err(e)),
-        }
+        crate::controller::finalizer::remove_finalizer(
+            &secrets,
+            &meta.metadata,
+            CREDENTIALS_FINALIZER,
+        )
+        .await
+        .map_err(kube_err)?;
         info!(secret = %format!("{namespace}/{name}"), "credentials Secret no longer in use: finalizer removed");
     }
     ctx.marked.set(namespace, name, false);

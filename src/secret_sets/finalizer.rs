@@ -4,10 +4,11 @@
 //! never lost.
 
 use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::Error;
+use crate::controller::finalizer;
 use crate::crd::secret_set::{PipecatSecretSet, SECRET_SET_FINALIZER};
 
 /// True when the object carries the finalizer.
@@ -30,20 +31,14 @@ pub async fn add(kube: &kube::Client, obj: &PipecatSecretSet) -> Result<(), Erro
 
 /// Removes the finalizer (an object already gone is fine).
 pub async fn remove(kube: &kube::Client, obj: &PipecatSecretSet) -> Result<(), Error> {
-    let finalizers: Vec<&String> = obj
-        .finalizers()
-        .iter()
-        .filter(|f| *f != SECRET_SET_FINALIZER)
-        .collect();
-    let metadata = json!({"finalizers": finalizers, "resourceVersion": obj.resource_version()});
-    match patch(kube, obj, metadata).await {
-        Ok(()) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(Error::Kube {
+    let api: Api<PipecatSecretSet> =
+        Api::namespaced(kube.clone(), &obj.namespace().unwrap_or_default());
+    finalizer::remove_finalizer(&api, obj.meta(), SECRET_SET_FINALIZER)
+        .await
+        .map_err(|source| Error::Kube {
             action: "remove the cleanup finalizer",
             source,
-        }),
-    }
+        })
 }
 
 async fn patch(
