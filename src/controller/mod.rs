@@ -31,6 +31,7 @@ pub mod plan;
 mod properties;
 pub mod readiness;
 pub mod reconcile;
+pub mod relist;
 pub mod rotation;
 pub mod secret_finalizer;
 pub mod set_index;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
@@ -20,7 +20,7 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::{Context, backoff, credentials, lanes, reconcile, rotation, secret_finalizer};
+use super::{Context, backoff, credentials, lanes, reconcile, relist, rotation, secret_finalizer};
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::{PipecatSecretSet, agent_uses_set};
 
@@ -104,25 +104,27 @@ fn controller_for(
     unsynced: Arc<AtomicUsize>,
 ) -> impl std::future::Future<Output = ()> {
     let caught_up = ctx.clone();
-    let agents = agent_events(ctx.clone(), namespace.clone(), unsynced)
-        .reflect(writer)
-        .applied_objects()
-        // An object the status has caught up with (the start-up list of ready agents, our own
-        // status writes) is no change: the background lane refreshes it. The gauges count it
-        // at once, from its status, not only after its first refresh.
-        .try_filter(move |a| {
-            let change = caught_up.objects.background(a).is_none();
-            if !change {
-                caught_up.objects.set_ready(a, true);
-                caught_up
-                    .objects
-                    .set_gauges(a, &caught_up.objects.status(a));
-            }
-            futures::future::ready(change)
-        })
-        // Only spec changes (generation) and deletions start a reconcile: our own status
-        // writes do not come back as work.
-        .predicate_filter(predicates::generation, Default::default());
+    // An object the status has caught up with (the start-up list of ready agents, our own
+    // status writes) is no change: the background lane refreshes it. The gauges count it at
+    // once, from its status, not only after its first refresh. A re-list's changes wait for
+    // the store to hold them ([`relist`]).
+    let change = move |a: &PipecatAgent| {
+        let change = caught_up.objects.background(a).is_none();
+        if !change {
+            caught_up.objects.set_ready(a, true);
+            caught_up
+                .objects
+                .set_gauges(a, &caught_up.objects.status(a));
+        }
+        change
+    };
+    let agents = relist::applied_when_stored(
+        agent_events(ctx.clone(), namespace.clone(), unsynced).reflect(writer),
+        change,
+    )
+    // Only spec changes (generation) and deletions start a reconcile: our own status
+    // writes do not come back as work.
+    .predicate_filter(predicates::generation, Default::default());
     let secrets = secret_changes(ctx.clone(), namespace.as_deref());
     let mapper = agents_using_secret(ctx.clone(), reader.clone());
     let sets = set_changes(ctx.clone(), namespace.clone());

@@ -99,10 +99,11 @@ fn controller_for(
         }
         _ => {}
     })
-    .reflect(writer)
-    .applied_objects()
-    // Spec changes and deletions only: our own status writes do not come back as work.
-    .predicate_filter(predicates::generation, Default::default());
+    .reflect(writer);
+    // A re-list's objects wait for the store to hold them.
+    let sets = crate::controller::relist::applied_when_stored(sets, |_| true)
+        // Spec changes and deletions only: our own status writes do not come back as work.
+        .predicate_filter(predicates::generation, Default::default());
     let secrets = secret_changes(ctx.clone(), namespace.as_deref());
     let agents = watcher(
         api::<PipecatAgent>(&ctx.kube, namespace.as_deref()),

@@ -1,0 +1,135 @@
+//! The objects a watch applied, each handed on only once the reflector's store holds it.
+//!
+//! kube-runtime's store takes a re-list in whole, at its `InitDone` (until then it keeps the
+//! objects as they were), while `applied_objects()` yields every listed object the moment it
+//! arrives. Its controller reads the object to reconcile from the store when the pass starts,
+//! so a change that reaches the operator through a re-list (the watch came back after the API
+//! server was away, with a resourceVersion too old to resume from) could be reconciled with the
+//! object as it was *before* the change, and an object new in the re-list not at all ("object
+//! not found"). Neither comes back: the generation predicate has already seen the new
+//! generation. [`applied_when_stored`] holds the objects of a re-list until it is complete.
+
+use futures::{Stream, StreamExt};
+use kube::runtime::watcher;
+
+/// The objects applied by `events` (which must already be reflected into the store, i.e. come
+/// after `.reflect(writer)`): a watch event's object at once, a re-list's objects at its end.
+/// `keep` picks the objects worth handing on (applied as they arrive, so a re-list holds only
+/// those); deletions are not handed on (the finalizer makes a deletion an update).
+pub fn applied_when_stored<K, S>(
+    events: S,
+    mut keep: impl FnMut(&K) -> bool + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+where
+    K: Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    events
+        .scan(Vec::new(), move |held: &mut Vec<K>, event| {
+            let out: Vec<Result<K, watcher::Error>> = match event {
+                Ok(watcher::Event::Apply(obj)) => {
+                    keep(&obj).then_some(Ok(obj)).into_iter().collect()
+                }
+                Ok(watcher::Event::Init) => {
+                    // A re-list that started over drops what the broken one held: the new one
+                    // lists every object again.
+                    held.clear();
+                    Vec::new()
+                }
+                Ok(watcher::Event::InitApply(obj)) => {
+                    if keep(&obj) {
+                        held.push(obj);
+                    }
+                    Vec::new()
+                }
+                Ok(watcher::Event::InitDone) => std::mem::take(held).into_iter().map(Ok).collect(),
+                Ok(watcher::Event::Delete(_)) => Vec::new(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::PipecatAgent;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::reflector::{self, ObjectRef};
+
+    fn agent(name: &str, generation: i64) -> PipecatAgent {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatAgent",
+            "metadata": {"name": name, "namespace": "ns", "uid": name, "generation": generation},
+            "spec": {"image": "a/b:1"}
+        }))
+        .unwrap()
+    }
+
+    /// Every object handed on is in the store, at the generation handed on, at the moment it
+    /// is handed on: the controller that reads it from there sees what triggered it.
+    #[tokio::test]
+    async fn a_relisted_object_is_handed_on_once_the_store_holds_it() {
+        use watcher::Event::*;
+        let (reader, writer) = reflector::store::<PipecatAgent>();
+        let events = vec![
+            // The first list, then a watch event.
+            Init,
+            InitApply(agent("changed", 1)),
+            InitApply(agent("skipped", 1)),
+            InitDone,
+            Apply(agent("watched", 1)),
+            // The API server came back: a re-list that breaks off and starts again, then a
+            // complete one, with a spec change, a new object and one gone.
+            Init,
+            InitApply(agent("changed", 2)),
+            Init,
+            InitApply(agent("changed", 2)),
+            InitApply(agent("new", 1)),
+            InitApply(agent("skipped", 2)),
+            InitDone,
+            Delete(agent("watched", 1)),
+        ];
+        let stream = futures::stream::iter(events.into_iter().map(Ok)).reflect(writer);
+        let handed = applied_when_stored(stream, |a: &PipecatAgent| {
+            a.metadata.name.as_deref() != Some("skipped")
+        });
+        let mut handed = std::pin::pin!(handed);
+        let mut seen = Vec::new();
+        while let Some(obj) = handed.next().await {
+            let obj = obj.unwrap();
+            let stored = reader.get(&ObjectRef::from_obj(&obj)).unwrap_or_else(|| {
+                panic!(
+                    "{:?} handed on before the store holds it",
+                    obj.metadata.name
+                )
+            });
+            assert_eq!(
+                stored.metadata.generation, obj.metadata.generation,
+                "{:?} handed on while the store holds another generation",
+                obj.metadata.name
+            );
+            seen.push(format!(
+                "{}@{}",
+                obj.metadata.name.unwrap(),
+                obj.metadata.generation.unwrap()
+            ));
+        }
+        assert_eq!(seen, ["changed@1", "watched@1", "changed@2", "new@1"]);
+    }
+
+    #[tokio::test]
+    async fn errors_pass_through() {
+        let events: Vec<Result<watcher::Event<PipecatAgent>, watcher::Error>> = vec![
+            Ok(watcher::Event::Init),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(watcher::Event::InitDone),
+        ];
+        let out: Vec<_> = applied_when_stored(futures::stream::iter(events), |_| true)
+            .collect()
+            .await;
+        assert_eq!(out.len(), 1);
+        assert!(out[0].is_err());
+    }
+}
