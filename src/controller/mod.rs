@@ -136,7 +136,7 @@ pub struct Context {
     /// API keys already read from their Secrets.
     pub keys: credentials::KeyCache,
     /// Credentials Secrets known to carry the in-use finalizer.
-    pub marked: secret_finalizer::Marked,
+    pub marked: secret_finalizer::SecretMarks,
     /// The PipecatSecretSets managing the sets agents use.
     pub sets: set_index::SetIndex,
     /// The objects a pass is under way for (one lane at a time per object).
@@ -170,7 +170,7 @@ impl Context {
             health,
             names: ownership::NameIndex::default(),
             keys: credentials::KeyCache::default(),
-            marked: secret_finalizer::Marked::default(),
+            marked: secret_finalizer::agent_marks(),
             busy: lanes::Busy::default(),
             kube,
             cloud,

@@ -46,7 +46,7 @@ pub struct Context {
     /// API keys already read.
     pub keys: credentials::KeyCache,
     /// Credentials Secrets known to carry the sets' in-use finalizer.
-    pub marked: credentials_finalizer::Marked,
+    pub marked: crate::controller::secret_finalizer::SecretMarks,
     digest_key: OnceCell<digest::DigestKey>,
     events: controller::events::Publisher,
 }
@@ -68,7 +68,7 @@ impl Context {
             namespace,
             objects: objects::Objects::default(),
             keys: credentials::KeyCache::default(),
-            marked: credentials_finalizer::Marked::default(),
+            marked: credentials_finalizer::set_marks(),
             digest_key: OnceCell::new(),
         }
     }
