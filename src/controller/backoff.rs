@@ -35,19 +35,25 @@ pub fn poll_delay(base: Duration, max: Duration, polls: u32) -> Duration {
 }
 
 /// Exponential backoff: base * 2^(failures-1), capped, with +-20% jitter; errors that wait for
-/// the user start at the slow end; a server's Retry-After is a floor.
-pub fn error_delay(cfg: &Config, failures: u32, err: &Error) -> Duration {
+/// the user (`needs_user_action`) start at the slow end; a server's Retry-After is a floor.
+/// Both controllers (agents and secret sets) back off with it.
+pub fn error_delay(
+    cfg: &Config,
+    failures: u32,
+    needs_user_action: bool,
+    retry_after: Option<Duration>,
+) -> Duration {
     let exp = failures.saturating_sub(1).min(20);
     let mut delay = cfg
         .backoff_base
         .saturating_mul(1u32 << exp)
         .min(cfg.backoff_cap);
-    if err.needs_user_action() {
+    if needs_user_action {
         // Still retried (a Secret may appear, a key may be fixed), but without storms.
         delay = delay.max(cfg.backoff_base * 5).min(cfg.backoff_cap);
     }
     let delay = jitter(delay, 0.2);
-    match err.retry_after() {
+    match retry_after {
         Some(ra) => delay.max(ra),
         None => delay,
     }
@@ -61,7 +67,12 @@ pub fn error_policy(obj: Arc<PipecatAgent>, err: &Error, ctx: Arc<Context>) -> A
 /// Counts a failed pass and returns when to retry it (logged).
 pub fn retry_delay(obj: &PipecatAgent, err: &Error, ctx: &Context) -> Duration {
     let failures = ctx.objects.failed(obj);
-    let delay = error_delay(&ctx.config, failures, err);
+    let delay = error_delay(
+        &ctx.config,
+        failures,
+        err.needs_user_action(),
+        err.retry_after(),
+    );
     warn!(
         agent = %obj.agent_name(),
         namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
@@ -109,7 +120,7 @@ mod tests {
             (7, 60.0),
             (40, 60.0),
         ] {
-            let d = error_delay(&cfg, n, &transient());
+            let d = error_delay(&cfg, n, transient().needs_user_action(), None);
             assert!(within(d, s), "failure {n}: {d:?} not ~{s}s");
         }
     }
@@ -124,14 +135,20 @@ mod tests {
                 retry_after: Some(Duration::from_secs(30)),
             },
         };
-        assert!(error_delay(&cfg, 1, &err) >= Duration::from_secs(30));
+        assert!(
+            error_delay(&cfg, 1, err.needs_user_action(), err.retry_after())
+                >= Duration::from_secs(30)
+        );
     }
 
     #[test]
     fn user_errors_do_not_retry_fast() {
         let cfg = Config::default();
         let err = Error::CredentialsNotFound("missing".into());
-        assert!(error_delay(&cfg, 1, &err) >= Duration::from_secs(4));
+        assert!(
+            error_delay(&cfg, 1, err.needs_user_action(), err.retry_after())
+                >= Duration::from_secs(4)
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::apply::Applied;
@@ -236,23 +236,39 @@ pub async fn write(
     obj: &PipecatAgent,
     st: &PipecatAgentStatus,
 ) -> Result<(), Error> {
-    let api: Api<PipecatAgent> =
-        Api::namespaced(kube.clone(), &obj.namespace().unwrap_or_default());
+    apply_status(kube, obj, st)
+        .await
+        .map_err(|source| Error::Kube {
+            action: "write the PipecatAgent status",
+            source,
+        })
+}
+
+/// Server-side applies `status` as the status of `obj`, as the operator's field manager (which
+/// owns every status field): the status write of both kinds.
+pub async fn apply_status<K>(
+    kube: &kube::Client,
+    obj: &K,
+    status: &impl serde::Serialize,
+) -> kube::Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(kube.clone(), &obj.namespace().unwrap_or_default());
     let patch = json!({
-        "apiVersion": PipecatAgent::api_version(&()),
-        "kind": PipecatAgent::kind(&()),
-        "status": st,
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
     });
     api.patch_status(
         &obj.name_any(),
         &PatchParams::apply(MANAGER).force(),
         &Patch::Apply(&patch),
     )
-    .await
-    .map_err(|source| Error::Kube {
-        action: "write the PipecatAgent status",
-        source,
-    })?;
+    .await?;
     Ok(())
 }
 

@@ -125,7 +125,7 @@ fn controller_for(
     // Only spec changes (generation) and deletions start a reconcile: our own status
     // writes do not come back as work.
     .predicate_filter(predicates::generation, Default::default());
-    let secrets = secret_changes(ctx.clone(), namespace.as_deref());
+    let secrets = secret_changes(ctx.clone(), &ctx.kube, namespace.as_deref());
     let mapper = agents_using_secret(ctx.clone(), reader.clone());
     let sets = set_changes(ctx.clone(), namespace.clone());
     let set_mapper = agents_using_set(ctx.clone(), reader.clone());
@@ -190,39 +190,73 @@ fn agent_events(
         })
 }
 
-/// Secrets created, changed or deleted (metadata only: the operator never caches Secret data).
-/// The initial list is not a change: it would reconcile every agent a second time for nothing.
-fn secret_changes(
-    ctx: Arc<Context>,
+/// What a controller keeps from the Secret watch: both kinds read API keys from Secrets (cached
+/// by resourceVersion) and mark the ones they need with their in-use finalizer.
+pub trait SecretsSeen: Send + Sync + 'static {
+    /// The failure of a release.
+    type Error: std::fmt::Display + Send;
+    /// Its API key cache.
+    fn keys(&self) -> &credentials::KeyCache;
+    /// Its in-use marks.
+    fn marks(&self) -> &secret_finalizer::SecretMarks;
+    /// Releases the Secret `ns/name` if none of its resources needs its key any more.
+    fn release_if_unused(
+        self: Arc<Self>,
+        ns: String,
+        name: String,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
+}
+
+impl SecretsSeen for Context {
+    type Error = super::Error;
+    fn keys(&self) -> &credentials::KeyCache {
+        &self.keys
+    }
+    fn marks(&self) -> &secret_finalizer::SecretMarks {
+        &self.marked
+    }
+    async fn release_if_unused(
+        self: Arc<Self>,
+        ns: String,
+        name: String,
+    ) -> Result<(), Self::Error> {
+        secret_finalizer::release_if_unused(&self, &ns, &name, None).await
+    }
+}
+
+/// Secrets created, changed or deleted (metadata only: the operator never caches Secret data),
+/// for the controller `seen` of `namespace` (all when `None`). The initial list is not a
+/// change: it would reconcile every resource a second time for nothing.
+pub fn secret_changes<C: SecretsSeen>(
+    seen: Arc<C>,
+    kube: &kube::Client,
     namespace: Option<&str>,
 ) -> impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
     let secrets: Api<PartialObjectMeta<Secret>> = match namespace {
-        Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
-        None => Api::all(ctx.kube.clone()),
+        Some(ns) => Api::namespaced(kube.clone(), ns),
+        None => Api::all(kube.clone()),
     };
     watcher(secrets, watcher::Config::default().any_semantic())
         .default_backoff()
         .inspect(move |event| match event {
             Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
                 let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
-                ctx.keys
+                seen.keys()
                     .observed(ns.clone(), name.clone(), s.resource_version());
                 let deleting = s.metadata.deletion_timestamp.is_some();
-                if ctx.marked.observed(&ns, &name, s.finalizers(), deleting) {
-                    // Deleted while in use: let it go if no agent needs its key any more
-                    // (otherwise the last agent's cleanup releases it).
-                    let ctx = ctx.clone();
+                if seen.marks().observed(&ns, &name, s.finalizers(), deleting) {
+                    // Deleted while in use: let it go if nothing needs its key any more
+                    // (otherwise the last user's cleanup releases it).
+                    let seen = seen.clone();
                     tokio::spawn(async move {
-                        if let Err(e) =
-                            secret_finalizer::release_if_unused(&ctx, &ns, &name, None).await
-                        {
-                            tracing::warn!(error = %e, "failed to release a credentials Secret");
+                        if let Err(e) = seen.release_if_unused(ns, name).await {
+                            warn!(error = %e, "failed to release a credentials Secret");
                         }
                     });
                 }
             }
-            Ok(watcher::Event::Delete(s)) => ctx
-                .keys
+            Ok(watcher::Event::Delete(s)) => seen
+                .keys()
                 .deleted(&s.namespace().unwrap_or_default(), &s.name_any()),
             _ => {}
         })

@@ -4,7 +4,6 @@
 //! exponential backoff with jitter per object after errors (Retry-After is a floor).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -69,28 +68,15 @@ async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Erro
     Ok(Requeue::requeue(delay))
 }
 
-/// Exponential backoff: base * 2^(failures-1), capped, with +-20% jitter; errors that wait
-/// for the user start at the slow end; a server's Retry-After is a floor.
-pub fn error_delay(cfg: &controller::Config, failures: u32, err: &Error) -> Duration {
-    let exp = failures.saturating_sub(1).min(20);
-    let mut delay = cfg
-        .backoff_base
-        .saturating_mul(1u32 << exp)
-        .min(cfg.backoff_cap);
-    if err.needs_user_action() {
-        delay = delay.max(cfg.backoff_base * 5).min(cfg.backoff_cap);
-    }
-    let delay = jitter(delay, 0.2);
-    match err.retry_after() {
-        Some(ra) => delay.max(ra),
-        None => delay,
-    }
-}
-
 /// The controller runtime's error hook.
 pub fn error_policy(obj: Arc<PipecatSecretSet>, err: &Error, ctx: Arc<Context>) -> Requeue {
     let failures = ctx.objects.failed(&obj);
-    let delay = error_delay(&ctx.config, failures, err);
+    let delay = controller::backoff::error_delay(
+        &ctx.config,
+        failures,
+        err.needs_user_action(),
+        err.retry_after(),
+    );
     warn!(
         set = %obj.set_name(),
         namespace = obj.namespace().unwrap_or_default(),

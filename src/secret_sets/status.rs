@@ -6,14 +6,10 @@
 //! exactly the Secret's keys, with no change of ours pending.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 
 use super::Error;
 use super::apply::{Action, Synced};
 use super::plan::RemoteStatus;
-use crate::controller::MANAGER;
 use crate::controller::status::{CondState, READY, SYNCED, set_condition};
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
 
@@ -160,24 +156,12 @@ pub async fn write(
     obj: &PipecatSecretSet,
     st: &PipecatSecretSetStatus,
 ) -> Result<(), Error> {
-    let api: Api<PipecatSecretSet> =
-        Api::namespaced(kube.clone(), &obj.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": PipecatSecretSet::api_version(&()),
-        "kind": PipecatSecretSet::kind(&()),
-        "status": st,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::Kube {
-        action: "write the PipecatSecretSet status",
-        source,
-    })?;
-    Ok(())
+    crate::controller::status::apply_status(kube, obj, st)
+        .await
+        .map_err(|source| Error::Kube {
+            action: "write the PipecatSecretSet status",
+            source,
+        })
 }
 
 /// An event to publish.
@@ -265,7 +249,7 @@ mod tests {
     use crate::secret_sets::plan::Remote;
 
     fn obj() -> PipecatSecretSet {
-        let mut o: PipecatSecretSet = serde_json::from_value(json!({
+        let mut o: PipecatSecretSet = serde_json::from_value(serde_json::json!({
             "apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatSecretSet",
             "metadata": {"name": "keys", "namespace": "ns", "generation": 1},
             "spec": {"secretRef": {"name": "values"}}

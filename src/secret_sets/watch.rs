@@ -17,6 +17,8 @@ use tracing::{info, warn};
 
 use super::{Context, credentials_finalizer, reconcile};
 use crate::controller::credentials;
+use crate::controller::secret_finalizer::SecretMarks;
+use crate::controller::watch::{SecretsSeen, secret_changes};
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::PipecatSecretSet;
 
@@ -104,7 +106,7 @@ fn controller_for(
     let sets = crate::controller::relist::applied_when_stored(sets, |_| true)
         // Spec changes and deletions only: our own status writes do not come back as work.
         .predicate_filter(predicates::generation, Default::default());
-    let secrets = secret_changes(ctx.clone(), namespace.as_deref());
+    let secrets = secret_changes(ctx.clone(), &ctx.kube, namespace.as_deref());
     let agents = watcher(
         api::<PipecatAgent>(&ctx.kube, namespace.as_deref()),
         watcher::Config::default().any_semantic(),
@@ -121,46 +123,21 @@ fn controller_for(
         .for_each(|_| futures::future::ready(()))
 }
 
-/// Secrets created, changed or deleted (metadata only; the initial list is not a change).
-fn secret_changes(
-    ctx: Arc<Context>,
-    namespace: Option<&str>,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
-{
-    let secrets: Api<PartialObjectMeta<Secret>> = api(&ctx.kube, namespace);
-    watcher(secrets, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .inspect(move |event| match event {
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
-                let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
-                ctx.keys
-                    .observed(ns.clone(), name.clone(), s.resource_version());
-                let deleting = s.metadata.deletion_timestamp.is_some();
-                if ctx.marked.observed(&ns, &name, s.finalizers(), deleting) {
-                    // Deleted while marked: let it go if no set needs its key any more
-                    // (otherwise the last set's cleanup releases it).
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) =
-                            credentials_finalizer::release_if_unused(&ctx, &ns, &name, None).await
-                        {
-                            warn!(error = %e, "failed to release a credentials Secret");
-                        }
-                    });
-                }
-            }
-            Ok(watcher::Event::Delete(s)) => ctx
-                .keys
-                .deleted(&s.namespace().unwrap_or_default(), &s.name_any()),
-            _ => {}
-        })
-        .filter_map(|event| {
-            futures::future::ready(match event {
-                Ok(watcher::Event::Apply(s) | watcher::Event::Delete(s)) => Some(Ok(s)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            })
-        })
+impl SecretsSeen for Context {
+    type Error = super::Error;
+    fn keys(&self) -> &credentials::KeyCache {
+        &self.keys
+    }
+    fn marks(&self) -> &SecretMarks {
+        &self.marked
+    }
+    async fn release_if_unused(
+        self: Arc<Self>,
+        ns: String,
+        name: String,
+    ) -> Result<(), Self::Error> {
+        credentials_finalizer::release_if_unused(&self, &ns, &name, None).await
+    }
 }
 
 /// The sets that read this Secret: their values, or their API key.
