@@ -112,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         config,
         "default".into(),
         ctx.events.clone(),
+        ctx.metrics.clone(),
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -101,6 +101,9 @@ pub struct Metrics {
     rate_limit_waits: Counter,
     rate_limit_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     agents: Family<ReadyLabels, Gauge>,
+    secret_set_reconciles: Family<ResultLabels, Counter>,
+    secret_set_reconcile_errors: Family<ReasonLabels, Counter>,
+    secret_sets: Family<ReadyLabels, Gauge>,
     agents_failed: Gauge,
     leader: Gauge,
     operator_ready: Gauge,
@@ -180,6 +183,24 @@ impl Metrics {
         );
         let agents = Family::<ReadyLabels, Gauge>::default();
         registry.register("agents", "PipecatAgents by Ready state", agents.clone());
+        let secret_set_reconciles = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "secret_set_reconciles",
+            "PipecatSecretSet reconciles by result (created, adopted, updated, key_deleted, waiting, unchanged, held, deleted, orphaned, left, error)",
+            secret_set_reconciles.clone(),
+        );
+        let secret_set_reconcile_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "secret_set_reconcile_errors",
+            "Failed PipecatSecretSet reconciles by reason (the Synced condition's reason)",
+            secret_set_reconcile_errors.clone(),
+        );
+        let secret_sets = Family::<ReadyLabels, Gauge>::default();
+        registry.register(
+            "secret_sets",
+            "PipecatSecretSets by Ready state",
+            secret_sets.clone(),
+        );
         let agents_failed = Gauge::default();
         registry.register(
             "agents_failed",
@@ -258,6 +279,9 @@ impl Metrics {
             rate_limit_waits,
             rate_limit_wait_seconds,
             agents,
+            secret_set_reconciles,
+            secret_set_reconcile_errors,
+            secret_sets,
             agents_failed,
             leader,
             operator_ready,
@@ -350,20 +374,28 @@ impl Metrics {
     /// Constant time: the gauges move by the difference, they are not recounted. The
     /// per-object readiness itself is kept by the controller's object state.
     pub fn ready_changed(&self, before: Option<bool>, after: Option<bool>) {
-        if before == after {
-            return;
-        }
-        let gauge = |r: bool| {
-            self.agents.get_or_create(&ReadyLabels {
-                ready: if r { "true" } else { "false" },
-            })
-        };
-        if let Some(r) = before {
-            gauge(r).dec();
-        }
-        if let Some(r) = after {
-            gauge(r).inc();
-        }
+        move_ready(&self.agents, before, after);
+    }
+
+    /// One finished PipecatSecretSet reconcile (`error`: see [`Self::secret_set_failed`]).
+    pub fn secret_set_reconciled(&self, result: &'static str) {
+        self.secret_set_reconciles
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// One failed PipecatSecretSet reconcile.
+    pub fn secret_set_failed(&self, reason: &'static str) {
+        self.secret_set_reconciled("error");
+        self.secret_set_reconcile_errors
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// A PipecatSecretSet's readiness changed (`None`: unknown, or forgotten), as
+    /// [`Self::ready_changed`] for agents.
+    pub fn secret_set_ready_changed(&self, before: Option<bool>, after: Option<bool>) {
+        move_ready(&self.secret_sets, before, after);
     }
 
     /// True when the per-agent gauges are exported.
@@ -484,6 +516,24 @@ impl cloud::Observer for Metrics {
     }
     fn rate_limited(&self, waited: Duration) {
         Metrics::rate_limited(self, waited);
+    }
+}
+
+/// Moves a by-readiness gauge by the difference (constant time: nothing is recounted).
+fn move_ready(gauges: &Family<ReadyLabels, Gauge>, before: Option<bool>, after: Option<bool>) {
+    if before == after {
+        return;
+    }
+    let gauge = |r: bool| {
+        gauges.get_or_create(&ReadyLabels {
+            ready: if r { "true" } else { "false" },
+        })
+    };
+    if let Some(r) = before {
+        gauge(r).dec();
+    }
+    if let Some(r) = after {
+        gauge(r).inc();
     }
 }
 

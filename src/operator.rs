@@ -113,6 +113,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.controller,
         args.leader.leader_election_namespace.clone(),
         ctx.events.clone(),
+        ctx.metrics.clone(),
     ));
 
     let terminated = Terminated::on_signals();

@@ -23,8 +23,9 @@ const RELEASE: &str = "op";
 const NAMESPACE: &str = "ops";
 
 /// Every alert of the chart.
-const ALERTS: [&str; 10] = [
+const ALERTS: [&str; 11] = [
     "PipecatAgentsNotReady",
+    "PipecatSecretSetsNotReady",
     "PipecatAgentDeploymentFailed",
     "PipecatOperatorNotReady",
     "PipecatAgentSyncFailing",
@@ -134,7 +135,7 @@ fn rendered_rules_pass_promtool_check() {
         let out = promtool(&["check", "rules", "--lint-fatal", file.to_str().unwrap()]);
         assert!(out.status.success(), "{extra:?}: {}", describe(&out));
         assert!(
-            String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 10 rules found"),
+            String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 11 rules found"),
             "{}",
             describe(&out)
         );
@@ -209,6 +210,7 @@ fn rule_labels_durations_and_selector_follow_the_values() {
     );
     let settings = |alert: &str| match alert {
         "PipecatAgentsNotReady" => &v["agentsNotReady"],
+        "PipecatSecretSetsNotReady" => &v["secretSetsNotReady"],
         "PipecatAgentSyncFailing" => &v["syncFailing"],
         "PipecatCloudApiErrors" => &v["apiErrors"],
         "PipecatCloudRateLimited" | "PipecatOperatorRateLimitSaturated" => &v["rateLimited"],
@@ -263,6 +265,9 @@ fn exposed_metric_names() -> BTreeSet<String> {
     m.api_request(Operation::GetAgent, Ok(200), took);
     m.rate_limited(took);
     m.ready_changed(None, Some(false));
+    m.secret_set_reconciled("created");
+    m.secret_set_failed("Unauthorized");
+    m.secret_set_ready_changed(None, Some(false));
     m.set_leader(true);
     m.failed_changed(false, true);
     m.set_operator_ready(true);

@@ -194,6 +194,35 @@ async fn an_env_set_follows_its_secret_with_one_put_per_change() {
         "no PUT in steady state"
     );
     assert_eq!(env.calls("delete_secret").await, 0);
+    // The metrics tell the same story: one set, ready; created once, then unchanged resyncs.
+    let op = &env.operator;
+    assert_eq!(
+        op.metric("pipecat_operator_secret_sets{ready=\"true\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        op.metric("pipecat_operator_secret_sets{ready=\"false\"}")
+            .await
+            .unwrap_or(0.0),
+        0.0
+    );
+    assert_eq!(
+        op.metric("pipecat_operator_secret_set_reconciles_total{result=\"created\"}")
+            .await,
+        Some(1.0)
+    );
+    assert!(
+        op.metric("pipecat_operator_secret_set_reconciles_total{result=\"unchanged\"}")
+            .await
+            .is_some_and(|n| n >= 3.0),
+        "resyncs counted as unchanged (the 4th may still be under way)"
+    );
+    assert_eq!(
+        op.metric_sum("pipecat_operator_secret_set_reconciles_total{result=\"updated\"}")
+            .await,
+        0.0
+    );
     let after = sets(&env).get("agent-keys").await.unwrap();
     assert_eq!(
         after.metadata.resource_version, version,
@@ -488,6 +517,23 @@ async fn deletion_waits_for_the_agents_then_deletes_or_orphans() {
         "Orphan leaves the remote set"
     );
     assert_eq!(env.calls("delete_secret_set").await, 1);
+
+    // The metrics: the held deletion, one deleted, one orphaned; no set counted once both
+    // are gone (the watch's deletion reaches the operator just after `wait_gone`).
+    let op = &env.operator;
+    let result =
+        |r: &str| format!("pipecat_operator_secret_set_reconciles_total{{result=\"{r}\"}}");
+    assert!(op.metric(&result("held")).await.is_some_and(|n| n >= 1.0));
+    assert_eq!(op.metric(&result("deleted")).await, Some(1.0));
+    assert_eq!(op.metric(&result("orphaned")).await, Some(1.0));
+    let deadline = Instant::now() + TIMEOUT;
+    while op.metric_sum("pipecat_operator_secret_sets").await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "deleted sets still counted in pipecat_operator_secret_sets"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,6 +94,7 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, E
             );
             info!(set = %set, namespace = obj.namespace().unwrap_or_default(), agents = %users.join(","), "deletion held: agents use the set");
         }
+        ctx.metrics.secret_set_reconciled("held");
         // The agents' watch brings it back as soon as one changes; this is the safety net.
         return Ok(Requeue::requeue(jitter(ctx.config.resync_interval, 0.1)));
     }
@@ -103,17 +104,18 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, E
         .and_then(|s| s.set_name.as_ref())
         .is_some()
         || ctx.objects.status(obj).set_name.is_some();
-    let decision = match obj.spec.deletion_policy {
+    // (the `result` label, what the log says)
+    let (result, decision) = match obj.spec.deletion_policy {
         DeletionPolicy::Delete if managed => {
             let key = api_key(obj, ctx).await?;
             match ctx.cloud.delete_secret_set(&key, &set).await {
-                Ok(()) => "deleted",
-                Err(e) if e.kind() == ErrorKind::NotFound => "deleted",
+                Ok(()) => ("deleted", "deleted"),
+                Err(e) if e.kind() == ErrorKind::NotFound => ("deleted", "deleted"),
                 Err(e) => return Err(Error::cloud("delete", &set, e)),
             }
         }
-        DeletionPolicy::Delete => "left (not created or adopted by this resource)",
-        DeletionPolicy::Orphan => "orphaned",
+        DeletionPolicy::Delete => ("left", "left (not created or adopted by this resource)"),
+        DeletionPolicy::Orphan => ("orphaned", "orphaned"),
     };
     finalizer::remove(&ctx.kube, obj).await?;
     let loc = credentials_finalizer::location(obj, ctx);
@@ -125,5 +127,6 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, E
     }
     info!(set = %set, namespace = obj.namespace().unwrap_or_default(), decision, "released the secret set");
     ctx.objects.released(obj);
+    ctx.metrics.secret_set_reconciled(result);
     Ok(Requeue::await_change())
 }

@@ -20,6 +20,8 @@ pub mod reconcile;
 pub mod status;
 pub mod watch;
 
+use std::sync::Arc;
+
 use kube::Resource;
 use tokio::sync::OnceCell;
 
@@ -29,6 +31,7 @@ pub use watch::run;
 use crate::cloud;
 use crate::controller::{self, credentials};
 use crate::crd::secret_set::PipecatSecretSet;
+use crate::metrics::Metrics;
 use crate::text::truncate;
 
 /// Shared state of all secret set reconciles.
@@ -47,6 +50,8 @@ pub struct Context {
     pub keys: credentials::KeyCache,
     /// Credentials Secrets known to carry the sets' in-use finalizer.
     pub marked: crate::controller::secret_finalizer::SecretMarks,
+    /// Prometheus metrics (shared with the agents).
+    pub metrics: Arc<Metrics>,
     digest_key: OnceCell<digest::DigestKey>,
     events: controller::events::Publisher,
 }
@@ -59,6 +64,7 @@ impl Context {
         config: controller::Config,
         namespace: String,
         events: controller::events::Publisher,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Context {
             events,
@@ -66,7 +72,8 @@ impl Context {
             cloud,
             config: config.normalized(),
             namespace,
-            objects: objects::Objects::default(),
+            objects: objects::Objects::new(metrics.clone()),
+            metrics,
             keys: credentials::KeyCache::default(),
             marked: credentials_finalizer::set_marks(),
             digest_key: OnceCell::new(),

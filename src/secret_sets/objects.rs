@@ -4,12 +4,13 @@
 //! send the same values again, nor count their revision twice).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
+use crate::metrics::Metrics;
 
 #[derive(Clone, Default)]
 struct Entry {
@@ -20,26 +21,44 @@ struct Entry {
     status: Option<PipecatSecretSetStatus>,
     unwritten: bool,
     released: bool,
+    /// The readiness counted in the `secret_sets` gauge.
+    ready: Option<bool>,
 }
 
 /// The per-object state of the secret set controller.
-#[derive(Default)]
 pub struct Objects {
     entries: Mutex<HashMap<ObjectRef<PipecatSecretSet>, Entry>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Objects {
+    /// Empty, counting readiness in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Objects {
+            entries: Mutex::default(),
+            metrics,
+        }
+    }
+
     fn with<R>(&self, obj: &PipecatSecretSet, f: impl FnOnce(&mut Entry) -> R) -> R {
         let uid = obj.uid().unwrap_or_default();
         let mut entries = self.entries.lock().expect("objects lock");
         let entry = entries.entry(ObjectRef::from_obj(obj)).or_default();
         if entry.uid != uid {
+            // Another object under the same name: the old one is no longer counted.
+            self.metrics.secret_set_ready_changed(entry.ready, None);
             *entry = Entry {
                 uid,
                 ..Entry::default()
             };
         }
         f(entry)
+    }
+
+    /// Records the set's readiness and moves the `secret_sets` gauge by the difference.
+    pub fn set_ready(&self, obj: &PipecatSecretSet, ready: bool) {
+        let before = self.with(obj, |e| e.ready.replace(ready));
+        self.metrics.secret_set_ready_changed(before, Some(ready));
     }
 
     /// The status to start a pass from: the one last written while the cache lags behind it.
@@ -122,7 +141,9 @@ impl Objects {
 
     /// Forgets an object that left.
     pub fn forget(&self, obj: &ObjectRef<PipecatSecretSet>) {
-        self.entries.lock().expect("objects lock").remove(obj);
+        if let Some(e) = self.entries.lock().expect("objects lock").remove(obj) {
+            self.metrics.secret_set_ready_changed(e.ready, None);
+        }
     }
 
     /// After a complete (re-)list of `namespace` (`None`: all): forgets the objects of that
@@ -132,8 +153,59 @@ impl Objects {
         namespace: Option<&str>,
         listed: &HashSet<ObjectRef<PipecatSecretSet>>,
     ) {
-        self.entries.lock().expect("objects lock").retain(|r, _| {
-            !(namespace.is_none() || r.namespace.as_deref() == namespace) || listed.contains(r)
+        self.entries.lock().expect("objects lock").retain(|r, e| {
+            let keep =
+                !(namespace.is_none() || r.namespace.as_deref() == namespace) || listed.contains(r);
+            if !keep {
+                self.metrics.secret_set_ready_changed(e.ready, None);
+            }
+            keep
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ns: &str, name: &str, uid: &str) -> PipecatSecretSet {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatSecretSet",
+            "metadata": {"name": name, "namespace": ns, "uid": uid},
+            "spec": {"secretRef": {"name": "s"}}
+        }))
+        .unwrap()
+    }
+
+    fn gauge(m: &Metrics, ready: bool) -> i64 {
+        let line = format!("pipecat_operator_secret_sets{{ready=\"{ready}\"}} ");
+        m.encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(&line).map(|v| v.parse().unwrap()))
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_ready_gauge_counts_each_set_once_and_forgets_it_on_every_way_out() {
+        let m = Arc::new(Metrics::new());
+        let o = Objects::new(m.clone());
+        let (a, b, c) = (
+            set("ns", "a", "ua"),
+            set("ns", "b", "ub"),
+            set("other", "c", "uc"),
+        );
+        o.set_ready(&a, false);
+        o.set_ready(&a, true);
+        o.set_ready(&a, true);
+        o.set_ready(&b, false);
+        o.set_ready(&c, true);
+        assert_eq!((gauge(&m, true), gauge(&m, false)), (2, 1));
+        // Deleted (watch), re-created under the same name (new uid), gone from a re-list.
+        o.forget(&ObjectRef::from_obj(&a));
+        assert_eq!((gauge(&m, true), gauge(&m, false)), (1, 1));
+        o.set_ready(&set("ns", "b", "ub2"), true);
+        assert_eq!((gauge(&m, true), gauge(&m, false)), (2, 0));
+        o.retain_listed(Some("other"), &HashSet::new());
+        assert_eq!((gauge(&m, true), gauge(&m, false)), (1, 0));
     }
 }

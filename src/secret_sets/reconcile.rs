@@ -45,7 +45,14 @@ async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Erro
     for note in status::notes(&old, &new, &result) {
         ctx.publish(obj, note);
     }
+    let ready = new
+        .conditions
+        .iter()
+        .any(|c| c.type_ == controller::status::READY && c.status == "True");
+    ctx.objects.set_ready(obj, ready);
     let synced = result?;
+    ctx.metrics
+        .secret_set_reconciled(result_label(&synced.action));
     let settled = synced.action == Action::Nothing
         && synced
             .remote
@@ -68,8 +75,21 @@ async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Erro
     Ok(Requeue::requeue(delay))
 }
 
+/// The `result` label of a successful pass's action.
+fn result_label(action: &Action) -> &'static str {
+    match action {
+        Action::Put { created: true, .. } => "created",
+        Action::Put { adopted: true, .. } => "adopted",
+        Action::Put { .. } => "updated",
+        Action::DeletedKey(_) => "key_deleted",
+        Action::Waited => "waiting",
+        Action::Nothing => "unchanged",
+    }
+}
+
 /// The controller runtime's error hook.
 pub fn error_policy(obj: Arc<PipecatSecretSet>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    ctx.metrics.secret_set_failed(err.reason());
     let failures = ctx.objects.failed(&obj);
     let delay = controller::backoff::error_delay(
         &ctx.config,
