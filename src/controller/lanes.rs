@@ -468,6 +468,103 @@ mod tests {
         assert!(!caught_up(&a, Some(&rotating)), "a redeploy to settle");
     }
 
+    #[test]
+    fn follow_ups_are_passes_on_a_spec_the_status_already_shows() {
+        let a = agent("a");
+        let ready = PipecatAgentStatus {
+            ready: true,
+            observed_generation: Some(2),
+            ..Default::default()
+        };
+        let synced_false = serde_json::from_value(serde_json::json!({
+            "type": "Synced", "status": "False", "reason": "ApiUnavailable",
+            "message": "x", "lastTransitionTime": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let rolling = PipecatAgentStatus {
+            ready: false,
+            ..ready.clone()
+        };
+        assert!(follow_up(&a, Some(&rolling)), "a roll-out being polled");
+        let mut failing = ready.clone();
+        failing.conditions.push(synced_false);
+        assert!(follow_up(&a, Some(&failing)), "an error being retried");
+
+        assert!(
+            !follow_up(&a, Some(&ready)),
+            "caught up: woken by its credentials or a secret set, a change"
+        );
+        assert!(!follow_up(&a, None), "new: no status yet");
+        let unobserved = PipecatAgentStatus {
+            observed_generation: None,
+            ..rolling.clone()
+        };
+        let mut no_generation = a.clone();
+        no_generation.metadata.generation = None;
+        assert!(
+            !follow_up(&no_generation, Some(&unobserved)),
+            "nothing observed yet"
+        );
+        for st in [&rolling, &failing] {
+            let old_generation = PipecatAgentStatus {
+                observed_generation: Some(1),
+                ..st.clone()
+            };
+            assert!(
+                !follow_up(&a, Some(&old_generation)),
+                "a spec change (or its retry) is a change"
+            );
+            let rotating = PipecatAgentStatus {
+                pending_rotation: Some(crate::crd::PendingRotation::default()),
+                ..st.clone()
+            };
+            assert!(!follow_up(&a, Some(&rotating)), "a redeploy to settle");
+            let mut deleting = a.clone();
+            deleting.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            );
+            assert!(!follow_up(&deleting, Some(st)), "a deletion");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newer_version_of_the_object_promotes_the_follow_up_under_way() {
+        let busy = Busy::default();
+        let a = agent("a");
+        let mut held = busy.enter(&a).await;
+        let promotion = held.lower(cloud::Lane::FollowUp, &a);
+        // Our own status write: the same generation.
+        busy.changed(&a);
+        assert_eq!(promotion.lane(), cloud::Lane::FollowUp);
+        busy.changed(&agent("b"));
+        assert_eq!(promotion.lane(), cloud::Lane::FollowUp, "another object");
+        let mut newer = a.clone();
+        newer.metadata.generation = Some(3);
+        busy.changed(&newer);
+        assert_eq!(
+            promotion.lane(),
+            cloud::Lane::Change,
+            "a spec change waits behind the follow-up: promoted"
+        );
+
+        let mut held_again = {
+            drop(held);
+            busy.enter(&a).await
+        };
+        let promotion = held_again.lower(cloud::Lane::FollowUp, &a);
+        let mut deleting = a.clone();
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        busy.changed(&deleting);
+        assert_eq!(promotion.lane(), cloud::Lane::Change, "a deletion");
+        drop(held_again);
+        assert_eq!(busy.len(), 0, "nothing left behind");
+        // No pass under way: nothing to promote, nothing remembered.
+        busy.changed(&newer);
+        assert_eq!(busy.len(), 0);
+    }
+
     #[tokio::test]
     async fn a_change_waits_for_a_refresh_of_its_object_and_a_refresh_skips_a_held_one() {
         let busy = Busy::default();
