@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,10 +119,28 @@ struct Slot {
 
 type Slots = Arc<Mutex<HashMap<ObjectRef<PipecatAgent>, Arc<Slot>>>>;
 
-/// The objects a pass is under way for, in either lane.
+/// The objects a pass is under way for, in either lane, and the controller's slots follow-ups
+/// hold.
 #[derive(Clone, Default)]
 pub struct Busy {
     slots: Slots,
+    follow_ups: Arc<AtomicUsize>,
+}
+
+/// The controller's slots follow-up passes may hold at once, when the budget is limited:
+/// half of `--concurrency` (at least one), so that a follow-up waiting for tokens never keeps
+/// a change from starting.
+pub fn follow_up_slots(concurrency: u16) -> usize {
+    usize::from(concurrency / 2).max(1)
+}
+
+/// A controller slot held by a follow-up pass ([`Busy::follow_up`]); given back when dropped.
+pub struct FollowUpSlot(Arc<AtomicUsize>);
+
+impl Drop for FollowUpSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One object held by a pass; released when dropped.
@@ -196,6 +215,17 @@ impl Busy {
         };
         // Dropped without a guard, `held` removes the entry it may have just made.
         held.guard.is_some().then_some(held)
+    }
+
+    /// A slot for one more follow-up pass, unless `cap` of them run already (the pass then
+    /// comes back later and leaves the controller's slot to changes).
+    pub fn follow_up(&self, cap: usize) -> Option<FollowUpSlot> {
+        self.follow_ups
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| FollowUpSlot(self.follow_ups.clone()))
     }
 
     /// A newer version of `obj` arrived (a watch event): a lower-lane pass under way on an
@@ -525,6 +555,21 @@ mod tests {
             );
             assert!(!follow_up(&deleting, Some(st)), "a deletion");
         }
+    }
+
+    #[test]
+    fn follow_ups_hold_at_most_their_share_of_the_slots() {
+        assert_eq!(follow_up_slots(16), 8);
+        assert_eq!(follow_up_slots(1), 1);
+        let busy = Busy::default();
+        let first = busy.follow_up(2).expect("a free slot");
+        let second = busy.follow_up(2).expect("a free slot");
+        assert!(busy.follow_up(2).is_none(), "a third follow-up at once");
+        drop(first);
+        let third = busy.follow_up(2).expect("given back");
+        assert!(busy.follow_up(2).is_none());
+        drop((second, third));
+        assert!(busy.follow_up(2).is_some());
     }
 
     #[tokio::test]

@@ -39,6 +39,15 @@ pub async fn reconcile(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> Result<Acti
     let mut held = ctx.busy.enter(&obj).await;
     // Decided once the object is held: a refresh that ran meanwhile may have moved the status.
     let next = if lanes::follow_up(&obj, Some(&ctx.objects.status(&obj))) {
+        // Under a budget a follow-up may wait for tokens: it holds at most its share of the
+        // controller's slots, so that changes always find one.
+        let limited = ctx.cloud.background_rate().is_some();
+        let cap = lanes::follow_up_slots(ctx.config.concurrency);
+        let slot = ctx.busy.follow_up(cap);
+        if limited && slot.is_none() {
+            debug!(agent = %obj.agent_name(), "follow-up deferred: its slots are taken");
+            return Ok(Action::requeue(ctx.config.poll_interval));
+        }
         let promotion = held.lower(Lane::FollowUp, &obj);
         let _pass = ctx.cloud.pass(Lane::FollowUp);
         cloud::in_lane(promotion, pass(&obj, &ctx)).await
