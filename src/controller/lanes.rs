@@ -8,7 +8,8 @@
 //! - A *follow-up* is a pass of the same controller on an object whose spec the status already
 //!   shows but that is not caught up otherwise ([`follow_up`]): a roll-out being polled, an
 //!   error being retried. Its reads go after changes in the rate limiter; its writes are
-//!   changes ([`crate::cloud::Lane`]).
+//!   changes ([`crate::cloud::Lane`]). Under a budget, follow-ups hold at most half the
+//!   controller's slots ([`follow_up_slots`]), so that changes always find one.
 //! - *Background* work is the periodic refresh (resync) of agents that are caught up: session
 //!   counts and drift. The [`pace`] task walks the watch caches and runs the same reconcile
 //!   pass for the agents that are due, a few at a time, every read of it in the rate
