@@ -1,14 +1,16 @@
 //! End-to-end: a user's change never waits behind the operator's own resyncs. With a tiny API
 //! budget and many ready agents, the start-up pass over them (background work) would take
 //! far longer than one change; the emulator's journal shows the change's calls ahead of the
-//! remaining refreshes and no refresh between them. Counts and order, never timings.
+//! remaining refreshes and no refresh between them. Nor behind its own roll-out polls: with
+//! roll-outs being polled faster than the budget allows, a change's read and update still go
+//! back to back. Counts and order, never timings.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use pipecat_operator::emulator::JournalEntry;
+use pipecat_operator::emulator::{ConfigUpdate, JournalEntry};
 use support::operator::{Env, Operator, Options, is_ready};
 use support::reliability::{journal_seq, journal_since};
 
@@ -253,4 +255,177 @@ async fn change_before_backlog(prefix: &str, change_share: f64) {
         "dailyco/voice-starter:2"
     );
     assert!(agent.status.unwrap().observed_at.is_some());
+}
+
+fn patch_image(env: &Env, name: &str, tag: u32) {
+    let out = env.kubectl(&[
+        "patch",
+        "pipecatagent",
+        name,
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"image":"dailyco/voice-starter:{tag}"}}}}"#),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The journal from `since` once it shows an update of `agent`.
+async fn until_updated(env: &Env, agent: &str, since: u64) -> Vec<JournalEntry> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let journal = journal_since(env, since).await.unwrap();
+        if journal
+            .iter()
+            .any(|e| e.operation == "update_agent" && e.agent.as_deref() == Some(agent))
+        {
+            return journal;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change of {agent} never reached Pipecat Cloud: {}",
+            env.operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Roll-outs that never finish, polled every 200 ms to 1 s (the suite's poll interval), ask
+/// for more than the budget of 1 request/s; spec changes made meanwhile still go read, then
+/// update, with no poll (or refresh) between them: the polls are follow-ups, served after
+/// changes. With polls in the change lane, first come first served, a poll that reserved its
+/// token while the change read took the slot before its update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roll_out_polls_wait_for_changes() {
+    const ROLLING: usize = 2;
+    const CHANGES: usize = 4;
+    let mut env = Env::start(
+        "lanes-polls",
+        Options {
+            extra_args: vec!["--api-rate-limit=0".into()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let rolling: Vec<String> = (0..ROLLING).map(|i| format!("rolling-{i}")).collect();
+    let changed: Vec<String> = (0..CHANGES).map(|i| format!("changed-{i}")).collect();
+    let all: Vec<String> = rolling.iter().chain(&changed).cloned().collect();
+    env.apply(&manifest(&all));
+    for n in &all {
+        env.wait_for(n, Duration::from_secs(120), "Ready=True", is_ready)
+            .await;
+    }
+
+    // From now on no deployment becomes ready during the test: every update starts a
+    // roll-out the operator keeps polling.
+    env.admin
+        .set_config(ConfigUpdate {
+            ready_delay_ms: Some(600_000),
+            reconcile_delay_ms: Some(600_000),
+            ..ConfigUpdate::default()
+        })
+        .await
+        .unwrap();
+    env.operator.kill();
+    env.operator = Operator::start(
+        env.cp,
+        &env.ns,
+        &env.emulator.base_url(),
+        Duration::from_secs(1),
+        &[
+            "--api-rate-limit=1".to_string(),
+            "--api-burst=1".to_string(),
+        ],
+    );
+
+    // The roll-outs, each polled at least once.
+    let start = journal_seq(&env).await.unwrap();
+    for n in &rolling {
+        patch_image(&env, n, 2);
+    }
+    for n in &rolling {
+        until_updated(&env, n, start).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let journal = journal_since(&env, start).await.unwrap();
+        let polled = rolling.iter().all(|n| {
+            let mine = journal.iter().filter(|e| e.agent.as_deref() == Some(n));
+            mine.skip_while(|e| e.operation != "update_agent")
+                .any(|e| e.operation == "get_agent")
+        });
+        if polled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the roll-outs were not polled: {}",
+            env.operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The changes, one after the other while the polls go on.
+    let mut polls_before = 0;
+    for n in &changed {
+        let patched = journal_seq(&env).await.unwrap();
+        patch_image(&env, n, 2);
+        let journal = until_updated(&env, n, patched).await;
+        let order: Vec<String> = journal
+            .iter()
+            .map(|e| format!("{} {}", e.operation, e.agent.as_deref().unwrap_or("-")))
+            .collect();
+        let update = journal
+            .iter()
+            .position(|e| e.operation == "update_agent" && e.agent.as_deref() == Some(n))
+            .unwrap();
+        // The read the update was planned from: the last one of the agent before it.
+        let read = journal[..update]
+            .iter()
+            .rposition(|e| e.operation == "get_agent" && e.agent.as_deref() == Some(n))
+            .unwrap_or_else(|| panic!("no read of {n} before its update: {order:?}"));
+        assert_eq!(
+            read + 1,
+            update,
+            "calls between the read and the update of {n}: {order:?}"
+        );
+        polls_before += journal[..read]
+            .iter()
+            .filter(|e| e.operation == "get_agent" && e.agent.as_deref() != Some(n))
+            .count();
+    }
+    // The polls were due all along (two roll-outs polled at least once a second against a
+    // budget of 1 request/s, and none finishes): once the changes are done they go on.
+    let done = journal_seq(&env).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let journal = journal_since(&env, done).await.unwrap();
+        let polled = rolling.iter().all(|n| {
+            journal
+                .iter()
+                .any(|e| e.operation == "get_agent" && e.agent.as_deref() == Some(n))
+        });
+        if polled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the roll-outs are no longer polled: {}",
+            env.operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let polls = journal_since(&env, start)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.seq < done && e.operation == "get_agent")
+        .filter(|e| rolling.iter().any(|n| e.agent.as_deref() == Some(n)))
+        .count();
+    eprintln!(
+        "{polls} polls of the rolling agents until the last change; {polls_before} reads of others between the patches and the changes' reads"
+    );
 }

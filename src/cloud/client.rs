@@ -183,10 +183,11 @@ impl Client {
         self.limiter.as_ref().and_then(|l| l.background_rate())
     }
 
-    /// Marks a change pass under way until the guard is dropped: background requests yield to
-    /// every call it makes, the second as well as the first (no-op without a rate limiter).
-    pub fn change_pass(&self) -> Option<super::ChangePass<'_>> {
-        self.limiter.as_ref().map(|l| l.change_pass())
+    /// Marks a controller pass in `lane` under way until the guard is dropped: lower lanes
+    /// yield to every call it makes, the second as well as the first (no-op without a rate
+    /// limiter; see [`RateLimiter::pass`]).
+    pub fn pass(&self, lane: super::Lane) -> Option<super::Pass<'_>> {
+        self.limiter.as_ref().map(|l| l.pass(lane))
     }
 
     /// The base URL.
@@ -285,7 +286,12 @@ impl Client {
         body: Option<&B>,
     ) -> Result<T, Error> {
         if let Some(limiter) = &self.limiter {
-            let waited = limiter.acquire().await;
+            // A write is a change whatever the pass's lane (it promotes the pass).
+            let waited = if method == Method::GET {
+                limiter.acquire().await
+            } else {
+                limiter.acquire_write().await
+            };
             if let (Some(observer), true) = (&self.observer, waited > Duration::ZERO) {
                 observer.rate_limited(waited);
             }

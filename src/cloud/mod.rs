@@ -12,6 +12,4 @@ pub mod types;
 
 pub use client::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Observer, Operation, classify};
 pub use error::{Error, ErrorKind};
-pub use ratelimit::{
-    ChangePass, Lane, Promotion, RateLimiter, background, background_until, current_lane,
-};
+pub use ratelimit::{Lane, Pass, Promotion, RateLimiter, background, current_lane, in_lane};

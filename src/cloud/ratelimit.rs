@@ -1,15 +1,27 @@
-//! Client-side rate limiting toward Pipecat Cloud: a token bucket shared by every request, two
-//! priorities (changes before background refreshes), and a whole-client pause when the server
-//! keeps answering 429.
+//! Client-side rate limiting toward Pipecat Cloud: a token bucket shared by every request, three
+//! priorities, and a whole-client pause when the server keeps answering 429.
 //!
-//! A request belongs to a [`Lane`]: a *change* (the default) or *background* work (periodic
-//! refreshes, run inside [`background`]). Changes reserve tokens first come, first served. A
-//! background request only takes a token that is free *and* not reserved: it waits while any
-//! change waits, while any change pass is under way ([`RateLimiter::change_pass`], so the
-//! second call of a change finds its token too), and for a token of its own share
-//! (`rate x background share`), so that changes always find tokens left. A background pass
-//! can be promoted ([`Promotion`]) when a change comes to wait for it: its requests are
-//! changes from then on.
+//! Every request belongs to a [`Lane`], first to last:
+//!
+//! 1. **[`Lane::Change`]**: something the status has not caught up with yet (a new object, a
+//!    spec change, a deletion, a ready agent woken by its credentials or secret set), and every
+//!    write. Changes reserve tokens first come, first served.
+//! 2. **[`Lane::FollowUp`]**: the controller following up on a spec the status already shows (a
+//!    roll-out being polled, an error being retried). A follow-up read takes a token only when
+//!    it is free and no change waits for it, and waits while any change pass is under way
+//!    ([`RateLimiter::pass`], so the second call of a change finds its token too); it has no
+//!    share cap. It waits only while changes use the budget.
+//! 3. **[`Lane::Background`]**: periodic refreshes. Like a follow-up, and it also waits while
+//!    any follow-up pass is under way, and for a token of its own share (`rate x background
+//!    share`), so that changes always find tokens left.
+//!
+//! How a task says its lane: a task outside any scope is a change; [`in_lane`] runs a pass
+//! in a lower lane, kept in a tokio task-local as an [`Arc<Promotion>`] (and [`background`]
+//! is its shorthand for a refresh), so every call of the pass is in that lane without a
+//! parameter through the steps. The pass is promoted ([`Promotion::promote`]: its requests are
+//! changes from then on) when a change comes to wait for its object, and by its first write
+//! ([`RateLimiter::acquire_write`]): a write is always a change (drift found by a poll, the
+//! retry of an update), it never waits behind reads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,32 +36,48 @@ const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// The priority of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
-    /// Something the status has not caught up with: first served.
+    /// Something the status has not caught up with, and every write: first served.
     Change,
-    /// A periodic refresh: only with tokens no change is waiting for, within its share.
+    /// Following up on a spec the status already shows (a roll-out being polled, an error
+    /// being retried): only tokens no change is waiting for, and none while a change pass is
+    /// under way.
+    FollowUp,
+    /// A periodic refresh: as a follow-up, also never while a follow-up pass is under way, and
+    /// within its share.
     Background,
 }
 
-/// The lane of one background pass, which a change may promote (a change waiting for the
-/// pass's object must not wait behind background priority).
-#[derive(Debug, Default)]
+/// The lane of one pass below [`Lane::Change`], which may be promoted to a change (a change
+/// waiting for the pass's object, or the pass's own write, must not wait behind polling).
+#[derive(Debug)]
 pub struct Promotion {
+    lane: Lane,
     promoted: AtomicBool,
     notify: Notify,
 }
 
 impl Promotion {
+    /// A pass in `lane` until promoted.
+    pub fn new(lane: Lane) -> Self {
+        Promotion {
+            lane,
+            promoted: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
     /// From now on, the pass's requests are changes (a request waiting already goes at once).
     pub fn promote(&self) {
         self.promoted.store(true, Ordering::SeqCst);
         self.notify.notify_waiters();
     }
 
-    fn lane(&self) -> Lane {
+    /// The pass's lane now.
+    pub fn lane(&self) -> Lane {
         if self.promoted.load(Ordering::SeqCst) {
             Lane::Change
         } else {
-            Lane::Background
+            self.lane
         }
     }
 }
@@ -58,26 +86,23 @@ tokio::task_local! {
     static LANE: Arc<Promotion>;
 }
 
-/// Runs `fut` with every Pipecat Cloud request it makes in the background lane.
-pub async fn background<F: std::future::Future>(fut: F) -> F::Output {
-    background_until(Arc::default(), fut).await
-}
-
-/// Like [`background`], until `promotion` is promoted.
-pub async fn background_until<F: std::future::Future>(
-    promotion: Arc<Promotion>,
-    fut: F,
-) -> F::Output {
+/// Runs `fut` with every Pipecat Cloud request it makes in `promotion`'s lane (until it is
+/// promoted). The one way to put a task in a lane other than [`Lane::Change`].
+pub async fn in_lane<F: std::future::Future>(promotion: Arc<Promotion>, fut: F) -> F::Output {
     LANE.scope(promotion, fut).await
 }
 
-/// The lane of the current task: background inside [`background`] (unless promoted), a change
-/// otherwise.
+/// Runs `fut` in the background lane ([`in_lane`] with a fresh [`Lane::Background`]).
+pub async fn background<F: std::future::Future>(fut: F) -> F::Output {
+    in_lane(Arc::new(Promotion::new(Lane::Background)), fut).await
+}
+
+/// The lane of the current task: the one of [`in_lane`] (unless promoted), a change outside.
 pub fn current_lane() -> Lane {
     LANE.try_with(|p| p.lane()).unwrap_or(Lane::Change)
 }
 
-/// A token bucket (requests per second with a burst) with two priorities, plus a 429 brake.
+/// A token bucket (requests per second with a burst) with three priorities, plus a 429 brake.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
@@ -86,8 +111,8 @@ pub struct RateLimiter {
     background_share: f64,
     background_burst: f64,
     state: Mutex<State>,
-    /// Change passes under way.
-    changes: watch::Sender<usize>,
+    /// Controller passes under way, by lane.
+    passes: watch::Sender<Passes>,
 }
 
 #[derive(Debug)]
@@ -101,15 +126,48 @@ struct State {
     consecutive_429: u32,
 }
 
-/// Marks a change pass under way (see [`RateLimiter::change_pass`]); ends when dropped.
-#[must_use = "the pass counts as under way only while the guard lives"]
-pub struct ChangePass<'a> {
-    changes: &'a watch::Sender<usize>,
+/// Controller passes under way.
+#[derive(Clone, Copy, Debug, Default)]
+struct Passes {
+    changes: usize,
+    follow_ups: usize,
 }
 
-impl Drop for ChangePass<'_> {
+impl Passes {
+    /// True when a request of `lane` must let these passes go first.
+    fn hold(&self, lane: Lane) -> bool {
+        match lane {
+            Lane::Change => false,
+            Lane::FollowUp => self.changes > 0,
+            Lane::Background => self.changes > 0 || self.follow_ups > 0,
+        }
+    }
+
+    fn count(&mut self, lane: Lane) -> Option<&mut usize> {
+        match lane {
+            Lane::Change => Some(&mut self.changes),
+            Lane::FollowUp => Some(&mut self.follow_ups),
+            Lane::Background => None,
+        }
+    }
+}
+
+/// Marks a controller pass under way (see [`RateLimiter::pass`]); ends when dropped.
+#[must_use = "the pass counts as under way only while the guard lives"]
+pub struct Pass<'a> {
+    passes: &'a watch::Sender<Passes>,
+    lane: Lane,
+}
+
+impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        self.changes.send_modify(|n| *n = n.saturating_sub(1));
+        self.passes.send_if_modified(|p| match p.count(self.lane) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                true
+            }
+            None => false,
+        });
     }
 }
 
@@ -138,7 +196,7 @@ impl RateLimiter {
                 paused_until: None,
                 consecutive_429: 0,
             }),
-            changes: watch::Sender::new(0),
+            passes: watch::Sender::new(Passes::default()),
         }
     }
 
@@ -147,12 +205,20 @@ impl RateLimiter {
         (self.rate > 0.0).then_some(self.rate * self.background_share)
     }
 
-    /// Marks a change pass under way until the guard is dropped: background requests wait
-    /// meanwhile, also between the pass's calls.
-    pub fn change_pass(&self) -> ChangePass<'_> {
-        self.changes.send_modify(|n| *n += 1);
-        ChangePass {
-            changes: &self.changes,
+    /// Marks a controller pass in `lane` under way until the guard is dropped: lower lanes
+    /// wait meanwhile, also between the pass's calls (a change holds follow-ups and background
+    /// requests, a follow-up holds background requests; a background pass holds nothing).
+    pub fn pass(&self, lane: Lane) -> Pass<'_> {
+        self.passes.send_if_modified(|p| match p.count(lane) {
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None => false,
+        });
+        Pass {
+            passes: &self.passes,
+            lane,
         }
     }
 
@@ -182,9 +248,9 @@ impl RateLimiter {
         at
     }
 
-    /// A background slot if one is free now; otherwise when to look again (`None`: when no
-    /// change pass is under way any more).
-    fn try_background(&self) -> Result<(), Option<Instant>> {
+    /// A slot for a follow-up or background request if one is free now; otherwise when to
+    /// look again (`None`: when the passes it yields to have ended).
+    fn try_lower(&self, lane: Lane) -> Result<(), Option<Instant>> {
         let mut st = self.state.lock().expect("rate limiter lock");
         let now = Instant::now();
         if let Some(p) = st.paused_until.filter(|p| *p > now) {
@@ -194,18 +260,27 @@ impl RateLimiter {
             // Unlimited: there is no token a change could miss.
             return Ok(());
         }
-        if *self.changes.borrow() > 0 {
+        if self.passes.borrow().hold(lane) {
             return Err(None);
         }
         self.refill(&mut st, now);
+        // A free token of the bucket: at least one whole, so none a waiting change reserved
+        // (their reservations take the count below zero).
+        let missing = (1.0 - st.tokens).max(0.0) / self.rate;
+        if lane == Lane::FollowUp {
+            if st.tokens >= 1.0 {
+                st.tokens -= 1.0;
+                return Ok(());
+            }
+            // A change arriving meanwhile takes it, and this looks again.
+            return Err(Some(now + Duration::from_secs_f64(missing)));
+        }
         if st.tokens >= 1.0 && st.background_tokens >= 1.0 {
             st.tokens -= 1.0;
             st.background_tokens -= 1.0;
             return Ok(());
         }
-        // Wait for a free token of the bucket and one of the share; a change arriving
-        // meanwhile takes the first, and this looks again.
-        let missing = (1.0 - st.tokens).max(0.0) / self.rate;
+        // Wait for a free token of the bucket and one of the share.
         let missing_share =
             (1.0 - st.background_tokens).max(0.0) / (self.rate * self.background_share);
         let wait = missing.max(missing_share);
@@ -216,20 +291,27 @@ impl RateLimiter {
         Err(Some(now + Duration::from_secs_f64(wait)))
     }
 
-    /// Waits for a slot in the current task's lane ([`current_lane`]); returns how long it
-    /// waited.
+    /// Waits for a slot for a read in the current task's lane ([`current_lane`]); returns how
+    /// long it waited.
     pub async fn acquire(&self) -> Duration {
         match LANE.try_with(|p| p.clone()) {
-            Ok(promotion) => self.acquire_background(&promotion).await,
+            Ok(promotion) => self.acquire_lower(&promotion).await,
             Err(_) => self.acquire_change().await,
         }
+    }
+
+    /// Waits for a slot for a write (create, update, delete): always a change, and it
+    /// promotes the current task's pass (its later requests are changes too).
+    pub async fn acquire_write(&self) -> Duration {
+        let _ = LANE.try_with(|p| p.promote());
+        self.acquire_change().await
     }
 
     /// Waits for a slot in `lane`; returns how long it waited.
     pub async fn acquire_in(&self, lane: Lane) -> Duration {
         match lane {
             Lane::Change => self.acquire_change().await,
-            Lane::Background => self.acquire_background(&Promotion::default()).await,
+            lane => self.acquire_lower(&Promotion::new(lane)).await,
         }
     }
 
@@ -242,27 +324,28 @@ impl RateLimiter {
         start.elapsed()
     }
 
-    /// A background slot, or a change's once `promotion` is promoted.
-    async fn acquire_background(&self, promotion: &Promotion) -> Duration {
+    /// A slot in `promotion`'s lane, or a change's once it is promoted.
+    async fn acquire_lower(&self, promotion: &Promotion) -> Duration {
         let start = Instant::now();
         loop {
             let promoted = promotion.notify.notified();
             let mut promoted = std::pin::pin!(promoted);
             promoted.as_mut().enable();
-            if promotion.lane() == Lane::Change {
+            let lane = promotion.lane();
+            if lane == Lane::Change {
                 return start.elapsed() + self.acquire_change().await;
             }
-            match self.try_background() {
+            match self.try_lower(lane) {
                 Ok(()) => return start.elapsed(),
                 Err(Some(at)) => tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}
                     _ = promoted => {}
                 },
                 Err(None) => {
-                    let mut rx = self.changes.subscribe();
-                    // The pass count may be zero already: `wait_for` checks first.
+                    let mut rx = self.passes.subscribe();
+                    // The passes may have ended already: `wait_for` checks first.
                     tokio::select! {
-                        _ = rx.wait_for(|n| *n == 0) => {}
+                        _ = rx.wait_for(|p| !p.hold(lane)) => {}
                         _ = promoted => {}
                     }
                 }
@@ -435,7 +518,7 @@ mod lane_tests {
     async fn background_waits_while_a_change_pass_is_under_way() {
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 5, 0.5));
         let log: Log = Arc::default();
-        let pass = rl.change_pass();
+        let pass = rl.pass(Lane::Change);
         spawn(&rl, &log, "background", Lane::Background);
         // Tokens are there, but the pass may need them for its next call.
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -450,7 +533,7 @@ mod lane_tests {
 
         // Unlimited: there is no token to keep, background never waits.
         let unlimited = Arc::new(RateLimiter::with_background_share(0.0, 1, 0.5));
-        let _pass = unlimited.change_pass();
+        let _pass = unlimited.pass(Lane::Change);
         spawn(&unlimited, &log, "unlimited", Lane::Background);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(labels(&log), ["background", "unlimited"]);
@@ -488,11 +571,11 @@ mod lane_tests {
     async fn a_promoted_background_request_goes_as_a_change() {
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.5));
         let log: Log = Arc::default();
-        let pass = rl.change_pass();
-        let promotion = Arc::new(Promotion::default());
+        let pass = rl.pass(Lane::Change);
+        let promotion = Arc::new(Promotion::new(Lane::Background));
         {
             let (rl, log, promotion) = (rl.clone(), log.clone(), promotion.clone());
-            tokio::spawn(background_until(promotion, async move {
+            tokio::spawn(in_lane(promotion, async move {
                 rl.acquire().await;
                 log.lock().unwrap().push(("refresh", Instant::now()));
                 // Later calls of the pass are changes too.
@@ -513,10 +596,10 @@ mod lane_tests {
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.1));
         rl.acquire_in(Lane::Background).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let promotion = Arc::new(Promotion::default());
+        let promotion = Arc::new(Promotion::new(Lane::Background));
         {
             let (rl, log, promotion) = (rl.clone(), log.clone(), promotion.clone());
-            tokio::spawn(background_until(promotion, async move {
+            tokio::spawn(in_lane(promotion, async move {
                 rl.acquire().await;
                 log.lock().unwrap().push(("share", Instant::now()));
             }));
@@ -530,6 +613,108 @@ mod lane_tests {
             ["refresh", "share"],
             "promoted: no wait for the share"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_up_never_takes_a_token_a_waiting_change_needs() {
+        let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.5));
+        let log: Log = Arc::default();
+        rl.acquire_in(Lane::Change).await; // the bucket is empty now
+        spawn(&rl, &log, "follow-up", Lane::FollowUp);
+        tokio::task::yield_now().await;
+        spawn(&rl, &log, "change", Lane::Change);
+        spawn(&rl, &log, "second change", Lane::Change);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(
+            labels(&log),
+            ["change", "second change", "follow-up"],
+            "a follow-up took a token a change was waiting for"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_up_waits_while_a_change_pass_is_under_way_but_not_for_follow_ups() {
+        let rl = Arc::new(RateLimiter::with_background_share(1.0, 5, 0.5));
+        let log: Log = Arc::default();
+        // Other follow-up passes do not hold it: tokens are there, it goes.
+        let poll = rl.pass(Lane::FollowUp);
+        spawn(&rl, &log, "during a follow-up", Lane::FollowUp);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(labels(&log), ["during a follow-up"]);
+        drop(poll);
+
+        let pass = rl.pass(Lane::Change);
+        spawn(&rl, &log, "during a change", Lane::FollowUp);
+        // Tokens are there, but the change may need them for its next call.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(
+            labels(&log),
+            ["during a follow-up"],
+            "a follow-up ran during a change pass"
+        );
+        rl.acquire_in(Lane::Change).await;
+        drop(pass);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(
+            labels(&log),
+            ["during a follow-up", "during a change"],
+            "released when the change pass ends"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_waits_for_follow_up_passes_which_have_no_share_cap() {
+        // Background: 10% of 1/s, a burst of 1.
+        let rl = Arc::new(RateLimiter::with_background_share(1.0, 5, 0.1));
+        let log: Log = Arc::default();
+        let poll = rl.pass(Lane::FollowUp);
+        spawn(&rl, &log, "background", Lane::Background);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            labels(&log).is_empty(),
+            "background ran during a follow-up pass"
+        );
+        // The follow-up pass's reads take the whole burst at once, beyond the share.
+        let before = Instant::now();
+        for _ in 0..5 {
+            rl.acquire_in(Lane::FollowUp).await;
+        }
+        assert_eq!(Instant::now(), before, "a follow-up waited for a share");
+        drop(poll);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(labels(&log), ["background"], "released after the pass");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_ups_write_goes_as_a_change() {
+        let rl = Arc::new(RateLimiter::with_background_share(1.0, 5, 0.5));
+        let log: Log = Arc::default();
+        let pass = rl.pass(Lane::Change);
+        spawn(&rl, &log, "other follow-up read", Lane::FollowUp);
+        {
+            let (rl, log) = (rl.clone(), log.clone());
+            let promotion = Arc::new(Promotion::new(Lane::FollowUp));
+            tokio::spawn(in_lane(promotion, async move {
+                assert_eq!(current_lane(), Lane::FollowUp);
+                rl.acquire_write().await;
+                log.lock().unwrap().push(("write", Instant::now()));
+                // Promoted: the pass's later reads are changes too.
+                assert_eq!(current_lane(), Lane::Change);
+                rl.acquire().await;
+                log.lock()
+                    .unwrap()
+                    .push(("read after the write", Instant::now()));
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            labels(&log),
+            ["write", "read after the write"],
+            "a follow-up's write waited behind the change pass like a read"
+        );
+        drop(pass);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(labels(&log).len(), 3);
     }
 
     #[tokio::test]

@@ -1,12 +1,18 @@
-//! Two lanes of work, so that a user's change never waits behind the operator's own polling.
+//! Three priorities of work, so that a user's change never waits behind the operator's own
+//! polling.
 //!
 //! - A *change* is anything the status has not caught up with: a new object, a spec change
-//!   (`generation` differs from `status.observedGeneration`), a deletion, changed credentials,
-//!   an error retry, a roll-out being polled. Changes run in kube-runtime's controller
-//!   ([`super::watch`]), whose slots they never share with background work.
+//!   (`generation` differs from `status.observedGeneration`), a deletion, a pending rotation,
+//!   changed credentials. Changes run in kube-runtime's controller ([`super::watch`]), whose
+//!   slots they never share with background work.
+//! - A *follow-up* is a pass of the same controller on an object whose spec the status already
+//!   shows but that is not caught up otherwise ([`follow_up`]): a roll-out being polled, an
+//!   error being retried. Its reads go after changes in the rate limiter; its writes are
+//!   changes ([`crate::cloud::Lane`]). Under a budget, follow-ups hold at most half the
+//!   controller's slots ([`follow_up_slots`]), so that changes always find one.
 //! - *Background* work is the periodic refresh (resync) of agents that are caught up: session
 //!   counts and drift. The [`pace`] task walks the watch caches and runs the same reconcile
-//!   pass for the agents that are due, a few at a time, every request of it in the rate
+//!   pass for the agents that are due, a few at a time, every read of it in the rate
 //!   limiter's background lane ([`crate::cloud::background`]).
 //!
 //! The resync period stretches to the API budget: with `n` ready agents, `c` calls per resync
@@ -14,11 +20,13 @@
 //! at least `n x c / r`; the period is the longer of that and `--resync-interval`. Refreshes
 //! are spread evenly over the period (one every `period / n`), never in bursts.
 //!
-//! [`Busy`] keeps the two lanes off the same object at once: a change waits for a refresh
-//! under way on its object (and is not lost), a refresh skips an object a change holds.
+//! [`Busy`] keeps two passes off the same object at once: a change waits for a refresh under
+//! way on its object (and is not lost), a refresh skips an object a change holds, and a newer
+//! version of an object promotes the lower-lane pass under way on it ([`Busy::changed`]).
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +35,7 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::debug;
 
 use super::{Context, reconcile, status};
-use crate::cloud::{self, Promotion};
+use crate::cloud::{self, Lane, Promotion};
 use crate::crd::{PipecatAgent, PipecatAgentStatus};
 
 /// Pipecat Cloud calls of one resync of a ready agent (its `GET`).
@@ -52,6 +60,23 @@ pub fn caught_up(obj: &PipecatAgent, status: Option<&PipecatAgentStatus>) -> boo
             .conditions
             .iter()
             .any(|c| c.type_ == status::SYNCED && c.status == "False")
+}
+
+/// True when a controller pass over `obj` is a follow-up ([`Lane::FollowUp`]): the latest
+/// status (`status`: this process's copy, else the object's) already shows its spec
+/// (`observedGeneration` is its generation, no deletion, no rotation's redeploy pending) but is
+/// not caught up otherwise: a roll-out being polled (not ready) or an error being retried
+/// (`Synced=False`). A failed pass does not move `observedGeneration`, so the retry of a spec
+/// change that never reached Pipecat Cloud is still a change; a follow-up's write is a change
+/// anyway. A caught-up object in the controller was woken by something else (its credentials
+/// Secret, a secret set): a change.
+pub fn follow_up(obj: &PipecatAgent, status: Option<&PipecatAgentStatus>) -> bool {
+    let Some(st) = status else { return false };
+    obj.metadata.deletion_timestamp.is_none()
+        && st.observed_generation.is_some()
+        && st.observed_generation == obj.metadata.generation
+        && st.pending_rotation.is_none()
+        && !caught_up(obj, status)
 }
 
 /// The resync period that fits the budget: `configured`, or longer when `agents` resyncs of
@@ -84,20 +109,39 @@ pub fn accrue(credit: f64, elapsed: Duration, agents: usize, period: Duration, c
     (credit + elapsed.as_secs_f64() * per_second).min(cap)
 }
 
-/// One object under way: the lock its passes take in turn, and the lane of the refresh
-/// holding it (if one does), which a change coming to wait promotes.
+/// One object under way: the lock its passes take in turn, and the lane of the lower-lane pass
+/// holding it (a refresh or a follow-up) with the generation it started from, which a change
+/// promotes.
 #[derive(Default)]
 struct Slot {
     lock: Arc<tokio::sync::Mutex<()>>,
-    refresh: Mutex<Option<Arc<Promotion>>>,
+    lower: Mutex<Option<(Arc<Promotion>, Option<i64>)>>,
 }
 
 type Slots = Arc<Mutex<HashMap<ObjectRef<PipecatAgent>, Arc<Slot>>>>;
 
-/// The objects a pass is under way for, in either lane.
+/// The objects a pass is under way for, in either lane, and the controller's slots follow-ups
+/// hold.
 #[derive(Clone, Default)]
 pub struct Busy {
     slots: Slots,
+    follow_ups: Arc<AtomicUsize>,
+}
+
+/// The controller's slots follow-up passes may hold at once, when the budget is limited:
+/// half of `--concurrency` (at least one), so that a follow-up waiting for tokens never keeps
+/// a change from starting.
+pub fn follow_up_slots(concurrency: u16) -> usize {
+    usize::from(concurrency / 2).max(1)
+}
+
+/// A controller slot held by a follow-up pass ([`Busy::follow_up`]); given back when dropped.
+pub struct FollowUpSlot(Arc<AtomicUsize>);
+
+impl Drop for FollowUpSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One object held by a pass; released when dropped.
@@ -106,7 +150,7 @@ pub struct Held {
     key: ObjectRef<PipecatAgent>,
     slot: Option<Arc<Slot>>,
     guard: Option<OwnedMutexGuard<()>>,
-    /// A refresh's lane.
+    /// The lane of a lower-lane pass (a refresh, a follow-up).
     pub promotion: Option<Arc<Promotion>>,
 }
 
@@ -127,10 +171,10 @@ impl Busy {
         let slot = self.slot(&key);
         // Under the slot's lock: a refresh taking the object meanwhile is seen with its lane.
         let free = {
-            let refresh = slot.refresh.lock().expect("slot lock");
+            let lower = slot.lower.lock().expect("slot lock");
             let free = slot.lock.clone().try_lock_owned().ok();
             if free.is_none()
-                && let Some(refresh) = refresh.as_ref()
+                && let Some((refresh, _)) = lower.as_ref()
             {
                 refresh.promote();
             }
@@ -154,11 +198,11 @@ impl Busy {
         let key = ObjectRef::from_obj(obj);
         let slot = self.slot(&key);
         let (guard, promotion) = {
-            let mut refresh = slot.refresh.lock().expect("slot lock");
+            let mut lower = slot.lower.lock().expect("slot lock");
             let guard = slot.lock.clone().try_lock_owned().ok();
             let promotion = guard.as_ref().map(|_| {
-                let p = Arc::new(Promotion::default());
-                *refresh = Some(p.clone());
+                let p = Arc::new(Promotion::new(Lane::Background));
+                *lower = Some((p.clone(), obj.metadata.generation));
                 p
             });
             (guard, promotion)
@@ -174,6 +218,36 @@ impl Busy {
         held.guard.is_some().then_some(held)
     }
 
+    /// A slot for one more follow-up pass, unless `cap` of them run already (the pass then
+    /// comes back later and leaves the controller's slot to changes).
+    pub fn follow_up(&self, cap: usize) -> Option<FollowUpSlot> {
+        self.follow_ups
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| FollowUpSlot(self.follow_ups.clone()))
+    }
+
+    /// A newer version of `obj` arrived (a watch event): a lower-lane pass under way on an
+    /// older generation of it, or on it before its deletion, is promoted. The controller runs
+    /// one pass per object at a time, so a spec change would otherwise wait behind the
+    /// follow-up (a roll-out poll) it queued behind.
+    pub fn changed(&self, obj: &PipecatAgent) {
+        let slot = self
+            .slots
+            .lock()
+            .expect("busy lock")
+            .get(&ObjectRef::from_obj(obj))
+            .cloned();
+        if let Some(slot) = slot
+            && let Some((promotion, generation)) = slot.lower.lock().expect("slot lock").as_ref()
+            && (obj.metadata.generation != *generation || obj.metadata.deletion_timestamp.is_some())
+        {
+            promotion.promote();
+        }
+    }
+
     /// Objects held or waited for (tests).
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -181,11 +255,26 @@ impl Busy {
     }
 }
 
+impl Held {
+    /// Runs the pass holding the object in `lane` (a follow-up; a change needs nothing):
+    /// returns its lane for [`cloud::in_lane`], promoted when a newer version of the object
+    /// arrives ([`Busy::changed`]).
+    pub fn lower(&mut self, lane: Lane, obj: &PipecatAgent) -> Arc<Promotion> {
+        let promotion = Arc::new(Promotion::new(lane));
+        if let Some(slot) = &self.slot {
+            *slot.lower.lock().expect("slot lock") =
+                Some((promotion.clone(), obj.metadata.generation));
+        }
+        self.promotion = Some(promotion.clone());
+        promotion
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
             if self.promotion.is_some() {
-                *slot.refresh.lock().expect("slot lock") = None;
+                *slot.lower.lock().expect("slot lock") = None;
             }
             drop(self.guard.take());
             drop(slot);
@@ -291,9 +380,11 @@ async fn refresh(
     follow_ups: mpsc::UnboundedSender<ObjectRef<PipecatAgent>>,
 ) {
     ctx.metrics.resynced();
-    let promotion = held.promotion.clone().unwrap_or_default();
-    let next =
-        cloud::background_until(promotion, reconcile::refresh(obj.clone(), ctx.clone())).await;
+    let promotion = held
+        .promotion
+        .clone()
+        .unwrap_or_else(|| Arc::new(Promotion::new(Lane::Background)));
+    let next = cloud::in_lane(promotion, reconcile::refresh(obj.clone(), ctx.clone())).await;
     drop(held);
     if let Some(delay) = next {
         let r = ObjectRef::from_obj(&*obj);
@@ -408,13 +499,125 @@ mod tests {
         assert!(!caught_up(&a, Some(&rotating)), "a redeploy to settle");
     }
 
+    #[test]
+    fn follow_ups_are_passes_on_a_spec_the_status_already_shows() {
+        let a = agent("a");
+        let ready = PipecatAgentStatus {
+            ready: true,
+            observed_generation: Some(2),
+            ..Default::default()
+        };
+        let synced_false = serde_json::from_value(serde_json::json!({
+            "type": "Synced", "status": "False", "reason": "ApiUnavailable",
+            "message": "x", "lastTransitionTime": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let rolling = PipecatAgentStatus {
+            ready: false,
+            ..ready.clone()
+        };
+        assert!(follow_up(&a, Some(&rolling)), "a roll-out being polled");
+        let mut failing = ready.clone();
+        failing.conditions.push(synced_false);
+        assert!(follow_up(&a, Some(&failing)), "an error being retried");
+
+        assert!(
+            !follow_up(&a, Some(&ready)),
+            "caught up: woken by its credentials or a secret set, a change"
+        );
+        assert!(!follow_up(&a, None), "new: no status yet");
+        let unobserved = PipecatAgentStatus {
+            observed_generation: None,
+            ..rolling.clone()
+        };
+        let mut no_generation = a.clone();
+        no_generation.metadata.generation = None;
+        assert!(
+            !follow_up(&no_generation, Some(&unobserved)),
+            "nothing observed yet"
+        );
+        for st in [&rolling, &failing] {
+            let old_generation = PipecatAgentStatus {
+                observed_generation: Some(1),
+                ..st.clone()
+            };
+            assert!(
+                !follow_up(&a, Some(&old_generation)),
+                "a spec change (or its retry) is a change"
+            );
+            let rotating = PipecatAgentStatus {
+                pending_rotation: Some(crate::crd::PendingRotation::default()),
+                ..st.clone()
+            };
+            assert!(!follow_up(&a, Some(&rotating)), "a redeploy to settle");
+            let mut deleting = a.clone();
+            deleting.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            );
+            assert!(!follow_up(&deleting, Some(st)), "a deletion");
+        }
+    }
+
+    #[test]
+    fn follow_ups_hold_at_most_their_share_of_the_slots() {
+        assert_eq!(follow_up_slots(16), 8);
+        assert_eq!(follow_up_slots(1), 1);
+        let busy = Busy::default();
+        let first = busy.follow_up(2).expect("a free slot");
+        let second = busy.follow_up(2).expect("a free slot");
+        assert!(busy.follow_up(2).is_none(), "a third follow-up at once");
+        drop(first);
+        let third = busy.follow_up(2).expect("given back");
+        assert!(busy.follow_up(2).is_none());
+        drop((second, third));
+        assert!(busy.follow_up(2).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_newer_version_of_the_object_promotes_the_follow_up_under_way() {
+        let busy = Busy::default();
+        let a = agent("a");
+        let mut held = busy.enter(&a).await;
+        let promotion = held.lower(cloud::Lane::FollowUp, &a);
+        // Our own status write: the same generation.
+        busy.changed(&a);
+        assert_eq!(promotion.lane(), cloud::Lane::FollowUp);
+        busy.changed(&agent("b"));
+        assert_eq!(promotion.lane(), cloud::Lane::FollowUp, "another object");
+        let mut newer = a.clone();
+        newer.metadata.generation = Some(3);
+        busy.changed(&newer);
+        assert_eq!(
+            promotion.lane(),
+            cloud::Lane::Change,
+            "a spec change waits behind the follow-up: promoted"
+        );
+
+        let mut held_again = {
+            drop(held);
+            busy.enter(&a).await
+        };
+        let promotion = held_again.lower(cloud::Lane::FollowUp, &a);
+        let mut deleting = a.clone();
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        busy.changed(&deleting);
+        assert_eq!(promotion.lane(), cloud::Lane::Change, "a deletion");
+        drop(held_again);
+        assert_eq!(busy.len(), 0, "nothing left behind");
+        // No pass under way: nothing to promote, nothing remembered.
+        busy.changed(&newer);
+        assert_eq!(busy.len(), 0);
+    }
+
     #[tokio::test]
     async fn a_change_waits_for_a_refresh_of_its_object_and_a_refresh_skips_a_held_one() {
         let busy = Busy::default();
         let (a, b) = (agent("a"), agent("b"));
         let lane_of = |held: &Held| {
             let promotion = held.promotion.clone().expect("a refresh's lane");
-            cloud::background_until(promotion, async { cloud::current_lane() })
+            cloud::in_lane(promotion, async { cloud::current_lane() })
         };
         let refresh = busy.try_enter(&a).expect("free");
         assert!(busy.try_enter(&a).is_none(), "one pass per object");

@@ -14,7 +14,8 @@ use tracing::{debug, info};
 
 use super::outcome::{OrphanReason, Outcome};
 use super::plan::UpdateReason;
-use super::{Context, Error, apply, backoff, cleanup, events, status};
+use super::{Context, Error, apply, backoff, cleanup, events, lanes, status};
+use crate::cloud::{self, Lane};
 use crate::crd::PipecatAgent;
 
 /// The result of a successful pass.
@@ -31,12 +32,31 @@ struct Pass {
 }
 
 /// Reconciles one resource in the change lane: after any refresh under way for it, and with
-/// every Pipecat Cloud call ahead of background work. A ready agent is left to the background
+/// every Pipecat Cloud call ahead of background work; a follow-up (a roll-out poll, an error
+/// retry: [`lanes::follow_up`]) reads after changes. A ready agent is left to the background
 /// lane (no requeue).
 pub async fn reconcile(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _held = ctx.busy.enter(&obj).await;
-    let _pass = ctx.cloud.change_pass();
-    pass(&obj, &ctx).await.map(|next| match next {
+    let mut held = ctx.busy.enter(&obj).await;
+    // Decided once the object is held: a refresh that ran meanwhile may have moved the status.
+    let next = if lanes::follow_up(&obj, Some(&ctx.objects.status(&obj))) {
+        // Under a budget a follow-up may wait for tokens: it holds at most its share of the
+        // controller's slots, so that changes always find one.
+        let limited = ctx.cloud.background_rate().is_some();
+        let cap = lanes::follow_up_slots(ctx.config.concurrency);
+        let slot = ctx.busy.follow_up(cap);
+        if limited && slot.is_none() {
+            debug!(agent = %obj.agent_name(), "follow-up deferred: its slots are taken");
+            return Ok(Action::requeue(ctx.config.poll_interval));
+        }
+        let promotion = held.lower(Lane::FollowUp, &obj);
+        let _pass = ctx.cloud.pass(Lane::FollowUp);
+        cloud::in_lane(promotion, pass(&obj, &ctx)).await
+    } else {
+        let _pass = ctx.cloud.pass(Lane::Change);
+        pass(&obj, &ctx).await
+    };
+    drop(held);
+    next.map(|next| match next {
         Some(delay) => Action::requeue(delay),
         None => Action::await_change(),
     })

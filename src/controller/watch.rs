@@ -167,11 +167,14 @@ fn agent_events(
             Ok(watcher::Event::Apply(a)) => {
                 ctx.names.upsert(a);
                 ctx.sets.upsert_agent(a);
+                // A spec change or deletion must not wait behind a poll of the object.
+                ctx.busy.changed(a);
             }
             Ok(watcher::Event::Init) => listed.clear(),
             Ok(watcher::Event::InitApply(a)) => {
                 ctx.names.upsert(a);
                 ctx.sets.upsert_agent(a);
+                ctx.busy.changed(a);
                 listed.insert(ObjectRef::from_obj(a));
             }
             Ok(watcher::Event::Delete(a)) => ctx.forget(a),
