@@ -381,6 +381,59 @@ mod tests {
     }
 
     #[test]
+    fn the_copy_goes_once_the_watch_shows_it_and_a_stale_copy_still_sees_it() {
+        let o = Objects::new(Arc::default());
+        let stale = agent("ns", "a", "u1");
+        let written = PipecatAgentStatus {
+            applied_config_hash: Some("h".into()),
+            ..Default::default()
+        };
+        o.status_written(&stale, &written);
+        // The watch shows another version first (say, a spec change from before the write).
+        let mut other = stale.clone();
+        other.metadata.generation = Some(2);
+        o.shown(&Arc::new(other));
+        assert!(
+            o.with(&stale, |e| e.status.is_some()),
+            "not shown yet: kept"
+        );
+        // Then the version that carries it.
+        let mut showing = stale.clone();
+        showing.status = Some(written.clone());
+        o.shown(&Arc::new(showing));
+        assert!(o.with(&stale, |e| e.status.is_none()), "shown: no copy");
+        assert!(!o.unwritten(&stale));
+        assert_eq!(
+            o.status(&stale),
+            written,
+            "a pass that started from an older copy of the object still finds it"
+        );
+        // A newer version (another writer's status) is followed, never an older one kept.
+        let mut newer = stale.clone();
+        let theirs = PipecatAgentStatus {
+            applied_config_hash: Some("h2".into()),
+            ..Default::default()
+        };
+        newer.status = Some(theirs.clone());
+        let newer = Arc::new(newer);
+        o.shown(&newer);
+        assert_eq!(o.status(&stale), theirs);
+        assert_eq!(
+            Arc::strong_count(&newer),
+            2,
+            "the entry shares the store's copy"
+        );
+        // A re-list that no longer holds it: back to the object's own status.
+        o.relisted(|_| None);
+        assert_eq!(o.status(&stale), PipecatAgentStatus::default());
+        // An object this process never wrote a status for is not followed.
+        let b = Arc::new(agent("ns", "b", "u2"));
+        o.set_ready(&b, true);
+        o.shown(&b);
+        assert_eq!(Arc::strong_count(&b), 1);
+    }
+
+    #[test]
     fn a_status_whose_write_failed_is_still_the_latest() {
         let o = Objects::new(Arc::default());
         let a = agent("ns", "a", "u1");

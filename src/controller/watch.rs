@@ -133,9 +133,9 @@ fn controller_for(
             _ => {}
         });
     let agents = relist::applied_when_stored(stored, change)
-    // Only spec changes (generation) and deletions start a reconcile: our own status
-    // writes do not come back as work.
-    .predicate_filter(predicates::generation, Default::default());
+        // Only spec changes (generation) and deletions start a reconcile: our own status
+        // writes do not come back as work.
+        .predicate_filter(predicates::generation, Default::default());
     let secrets = secret_changes(ctx.clone(), namespace.as_deref());
     let mapper = agents_using_secret(ctx.clone(), reader.clone());
     let sets = set_changes(ctx.clone(), namespace.clone());
