@@ -16,8 +16,9 @@
 #               p50/p99/max patch -> update, the most calls in any second
 #   scale-30k   30000 agents (cold convergence may take half an hour here)
 # Bench flags: --concurrency, --resync, --poll-interval, --steady, --idle, --client-concurrency,
-# --changes, --timeout, --operator-env KEY=VALUE, --out (see `target/release/examples/bench
-# --help`; give experiments an --out in another directory so their logs do not overwrite these).
+# --changes, --timeout, --operator-env KEY=VALUE, --operator-wrapper CMD (e.g. "heaptrack -o
+# FILE": a heap profile), --out (see `target/release/examples/bench --help`; give experiments an
+# --out in another directory so their logs do not overwrite these).
 # Results: target/bench/results.json (one entry per N, replaced by a new run of the same N) and
 # target/bench/operator-N.log; the figures are also printed as a table.
 set -euo pipefail

@@ -139,6 +139,14 @@ struct Args {
     /// Extra environment of the operator, `KEY=VALUE` (repeatable), e.g. `MALLOC_ARENA_MAX=2`.
     #[arg(long = "operator-env", value_parser = parse_env)]
     operator_env: Vec<(String, String)>,
+    /// Start the operator under this command (split at spaces; the operator's path and
+    /// arguments follow it), at every start. E.g. a heap profile:
+    /// `--operator-wrapper "heaptrack -o target/heap/operator"` (writes
+    /// `target/heap/operator.zst`; read it with `heaptrack_print -p target/heap/operator.zst`).
+    /// The figures (RSS, CPU, connections) are read from the operator process itself, which
+    /// then does not die with the bench.
+    #[arg(long)]
+    operator_wrapper: Option<String>,
     /// The operator binary (a release build).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/pipecat-operator"))]
     operator_bin: PathBuf,

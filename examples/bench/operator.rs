@@ -35,7 +35,10 @@ impl Launch {
 
 /// The operator process (killed when dropped).
 pub struct Operator {
+    /// The operator, or the wrapper that runs it (`--operator-wrapper`).
     child: Child,
+    /// The operator process itself (with a wrapper: its descendant running the binary).
+    pid: u32,
     metrics_port: u16,
     health_port: u16,
     log: PathBuf,
@@ -59,7 +62,19 @@ impl Operator {
         let file = std::fs::File::create(log)
             .with_context(|| format!("failed to create {}", log.display()))?;
         let ms = |d: Duration| format!("{}ms", d.as_millis());
-        let mut cmd = Command::new(&args.operator_bin);
+        let wrapper: Vec<&str> = args
+            .operator_wrapper
+            .as_deref()
+            .map(|w| w.split_whitespace().collect())
+            .unwrap_or_default();
+        let mut cmd = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(wrapper_args).arg(&args.operator_bin);
+                cmd
+            }
+            None => Command::new(&args.operator_bin),
+        };
         cmd.args(["run", "--api-url", api_url, "--namespace", ns])
             .args(["--api-rate-limit", &launch.api_rate_limit.to_string()])
             .args(["--poll-interval", &ms(args.poll_interval)])
@@ -97,11 +112,29 @@ impl Operator {
                 Ok(())
             });
         }
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("failed to start {}", args.operator_bin.display()))?;
+        let pid = if wrapper.is_empty() {
+            child.id()
+        } else {
+            match find_descendant(child.id(), &args.operator_bin, Duration::from_secs(30)) {
+                Some(pid) => pid,
+                None => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    anyhow::bail!(
+                        "no process of {} under the wrapper {:?} after 30 s (see {})",
+                        args.operator_bin.display(),
+                        args.operator_wrapper.as_deref().unwrap_or_default(),
+                        log.display()
+                    );
+                }
+            }
+        };
         Ok(Operator {
             child,
+            pid,
             metrics_port,
             health_port,
             log: log.to_path_buf(),
@@ -109,7 +142,7 @@ impl Operator {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
@@ -158,18 +191,30 @@ impl Operator {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    /// SIGTERM, then SIGKILL after 10 s.
+    /// SIGTERM to the operator, then SIGKILL after 10 s. A wrapper gets 10 minutes more to
+    /// finish after the operator exits (heaptrack writes its profile then).
     pub fn stop(&mut self) {
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: a signal to our own unreaped child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
+        let wrapped = self.pid != self.child.id();
+        signal(self.pid, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if !wrapped && matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
             }
+            if wrapped && !is_running(self.pid) {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if wrapped {
+            signal(self.pid, libc::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -178,9 +223,65 @@ impl Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
+        if self.pid != self.child.id() && is_running(self.pid) {
+            signal(self.pid, libc::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn signal(pid: u32, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: a signal to the operator this bench started (a child, or the wrapper's).
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// True while `pid` exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s[s.rfind(')')? + 1..].split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
+
+/// The process under `root` (itself excluded) that runs `binary`, waited for up to `timeout`.
+fn find_descendant(root: u32, binary: &Path, timeout: Duration) -> Option<u32> {
+    let binary = std::fs::canonicalize(binary).ok()?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        // Every process and its parent, from /proc/PID/stat (the field after the state).
+        let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let ppid = stat[stat.rfind(')')? + 1..]
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()?;
+                Some((pid, ppid))
+            })
+            .collect();
+        let mut under = vec![root];
+        let mut i = 0;
+        while i < under.len() {
+            let parent = under[i];
+            under.extend(parents.iter().filter(|p| p.1 == parent).map(|p| p.0));
+            i += 1;
+        }
+        let found = under[1..].iter().copied().find(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary)
+        });
+        if found.is_some() {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 fn free_ports() -> (u16, u16) {

@@ -6,7 +6,10 @@
 //! - retry and polling counters (read by [`super::backoff`]);
 //! - what this process last wrote (the finalizer, the status): under load the watch cache lags
 //!   behind our own writes by up to seconds, and a reconcile that starts from a stale copy must
-//!   neither redo them nor mistake an agent it created a moment ago for one to adopt;
+//!   neither redo them nor mistake an agent it created a moment ago for one to adopt. The
+//!   status is a copy only until the watch shows it ([`Objects::shown`]); from then on the entry
+//!   points at the cached object that shows it (shared with the reflector's store), so a ready
+//!   fleet costs no second copy of every status;
 //! - the readiness last counted in the `pipecat_operator_agents` gauge;
 //! - whether the agent has per-agent gauges (`--agent-metrics`), removed when it leaves;
 //! - its lane ([`super::lanes`]): whether its last pass left it to periodic refreshes, and
@@ -29,7 +32,12 @@ struct Entry {
     polls: u32,
     finalizer: bool,
     creating: Option<String>,
-    status: Option<PipecatAgentStatus>,
+    /// The status this process wrote last (or is about to write), until the watch shows it.
+    /// Boxed: most entries have none, and the map's slots stay small.
+    status: Option<Box<PipecatAgentStatus>>,
+    /// Once the watch showed a status of this process: the newest cached object (the
+    /// reflector's own copy), so that a pass that started from an older one still finds it.
+    shown: Option<Arc<PipecatAgent>>,
     unwritten: bool,
     ready: Option<bool>,
     failed: bool,
@@ -102,7 +110,7 @@ impl Objects {
     /// after a failed write still knows what was applied, and never resends it).
     pub fn status_pending(&self, obj: &PipecatAgent, status: &PipecatAgentStatus) {
         self.with(obj, |e| {
-            e.status = Some(status.clone());
+            e.status = Some(Box::new(status.clone()));
             e.unwritten = true;
         });
     }
@@ -110,9 +118,42 @@ impl Objects {
     /// Records a status written.
     pub fn status_written(&self, obj: &PipecatAgent, status: &PipecatAgentStatus) {
         self.with(obj, |e| {
-            e.status = Some(status.clone());
+            e.status = Some(Box::new(status.clone()));
             e.unwritten = false;
         });
+    }
+
+    /// The watch applied `latest` to the reflector's store (`latest` is the store's own copy).
+    /// A status copy it shows is dropped for a pointer to `latest`, which is kept pointing at
+    /// the newest version from then on (it never holds an older version alive). Remembers
+    /// nothing for an object this process has written no status for.
+    pub fn shown(&self, latest: &Arc<PipecatAgent>) {
+        let uid = latest.uid().unwrap_or_default();
+        let mut entries = self.entries.lock().expect("objects lock");
+        let Some(e) = entries
+            .get_mut(&ObjectRef::from_obj(&**latest))
+            .filter(|e| e.uid == uid)
+        else {
+            return;
+        };
+        if e.status.is_some() && e.status.as_deref() == latest.status.as_ref() {
+            e.status = None;
+            e.unwritten = false;
+            e.shown = Some(latest.clone());
+        } else if e.shown.is_some() {
+            e.shown = Some(latest.clone());
+        }
+    }
+
+    /// After a re-list: points every entry that follows the cache at the store's new copy
+    /// (`lookup`), or at nothing when the store no longer holds the object.
+    pub fn relisted(&self, lookup: impl Fn(&ObjectRef<PipecatAgent>) -> Option<Arc<PipecatAgent>>) {
+        let mut entries = self.entries.lock().expect("objects lock");
+        for (r, e) in entries.iter_mut() {
+            if e.shown.is_some() {
+                e.shown = lookup(r).filter(|a| a.uid().as_deref() == Some(e.uid.as_str()));
+            }
+        }
     }
 
     /// True when the latest status was computed but its write failed.
@@ -137,15 +178,19 @@ impl Objects {
         });
     }
 
-    /// The latest status: the one this process wrote last, else the object's. Once the
-    /// object shows what was written, the copy is dropped (memory stays flat at scale).
+    /// The latest status: the one this process wrote last, else the newest the watch showed
+    /// after it, else the object's. Once the object shows what was written, the copy is
+    /// dropped (memory stays flat at scale).
     pub fn status(&self, obj: &PipecatAgent) -> PipecatAgentStatus {
         self.with(obj, |e| {
-            if e.status.is_some() && e.status == obj.status {
+            if e.status.is_some() && e.status.as_deref() == obj.status.as_ref() {
                 e.status = None;
                 e.unwritten = false;
             }
-            e.status.clone()
+            e.status
+                .as_deref()
+                .or_else(|| e.shown.as_ref().and_then(|a| a.status.as_ref()))
+                .cloned()
         })
         .or_else(|| obj.status.clone())
         .unwrap_or_default()
@@ -185,7 +230,11 @@ impl Objects {
             .get(&ObjectRef::from_obj(obj))
             .filter(|e| e.uid == uid);
         let status = entry
-            .and_then(|e| e.status.as_ref())
+            .and_then(|e| {
+                e.status
+                    .as_deref()
+                    .or_else(|| e.shown.as_ref().and_then(|a| a.status.as_ref()))
+            })
             .or(obj.status.as_ref());
         match entry.and_then(|e| e.background) {
             // After a pass of this process: it decided (a spec change since sends it back).
@@ -329,6 +378,59 @@ mod tests {
         let recreated = agent("ns", "a", "u2");
         assert!(!w.has_finalizer(&recreated, "f"));
         assert_eq!(w.status(&recreated), PipecatAgentStatus::default());
+    }
+
+    #[test]
+    fn the_copy_goes_once_the_watch_shows_it_and_a_stale_copy_still_sees_it() {
+        let o = Objects::new(Arc::default());
+        let stale = agent("ns", "a", "u1");
+        let written = PipecatAgentStatus {
+            applied_config_hash: Some("h".into()),
+            ..Default::default()
+        };
+        o.status_written(&stale, &written);
+        // The watch shows another version first (say, a spec change from before the write).
+        let mut other = stale.clone();
+        other.metadata.generation = Some(2);
+        o.shown(&Arc::new(other));
+        assert!(
+            o.with(&stale, |e| e.status.is_some()),
+            "not shown yet: kept"
+        );
+        // Then the version that carries it.
+        let mut showing = stale.clone();
+        showing.status = Some(written.clone());
+        o.shown(&Arc::new(showing));
+        assert!(o.with(&stale, |e| e.status.is_none()), "shown: no copy");
+        assert!(!o.unwritten(&stale));
+        assert_eq!(
+            o.status(&stale),
+            written,
+            "a pass that started from an older copy of the object still finds it"
+        );
+        // A newer version (another writer's status) is followed, never an older one kept.
+        let mut newer = stale.clone();
+        let theirs = PipecatAgentStatus {
+            applied_config_hash: Some("h2".into()),
+            ..Default::default()
+        };
+        newer.status = Some(theirs.clone());
+        let newer = Arc::new(newer);
+        o.shown(&newer);
+        assert_eq!(o.status(&stale), theirs);
+        assert_eq!(
+            Arc::strong_count(&newer),
+            2,
+            "the entry shares the store's copy"
+        );
+        // A re-list that no longer holds it: back to the object's own status.
+        o.relisted(|_| None);
+        assert_eq!(o.status(&stale), PipecatAgentStatus::default());
+        // An object this process never wrote a status for is not followed.
+        let b = Arc::new(agent("ns", "b", "u2"));
+        o.set_ready(&b, true);
+        o.shown(&b);
+        assert_eq!(Arc::strong_count(&b), 1);
     }
 
     #[test]

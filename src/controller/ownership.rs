@@ -7,7 +7,8 @@
 //! no remote call, and does not delete the agent when it goes away. When the owner is deleted,
 //! the waiting claimants are re-queued at once and the oldest takes over.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Mutex;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -53,7 +54,9 @@ impl Claim {
 
 /// Agent name -> the resources claiming it, fed by the watch streams.
 pub struct NameIndex {
-    claims: Mutex<HashMap<String, BTreeSet<Claim>>>,
+    /// Each name's claims, sorted oldest first, without duplicates. A sorted `Vec`, not a
+    /// `BTreeSet`: nearly every name has one claim, and a set's first node holds eleven.
+    claims: Mutex<HashMap<String, Vec<Claim>>>,
     released: broadcast::Sender<ObjectRef<PipecatAgent>>,
 }
 
@@ -69,11 +72,19 @@ impl Default for NameIndex {
 impl NameIndex {
     /// Records that `agent` exists (watch apply events).
     pub fn upsert(&self, agent: &PipecatAgent) {
+        let claim = Claim::of(agent);
         let mut claims = self.claims.lock().expect("name index lock");
-        claims
-            .entry(agent.agent_name().to_string())
-            .or_default()
-            .insert(Claim::of(agent));
+        match claims.entry(agent.agent_name().to_string()) {
+            Entry::Vacant(v) => {
+                v.insert(vec![claim]);
+            }
+            Entry::Occupied(mut o) => {
+                let set = o.get_mut();
+                if let Err(at) = set.binary_search(&claim) {
+                    set.insert(at, claim);
+                }
+            }
+        }
     }
 
     /// Records that `agent` is gone; the other claimants of its name are re-queued.
@@ -84,8 +95,10 @@ impl NameIndex {
             let Some(set) = claims.get_mut(&name) else {
                 return;
             };
-            set.remove(&Claim::of(agent));
-            let rest = set.iter().cloned().collect();
+            if let Ok(at) = set.binary_search(&Claim::of(agent)) {
+                set.remove(at);
+            }
+            let rest = set.clone();
             if set.is_empty() {
                 claims.remove(&name);
             }
@@ -195,6 +208,39 @@ mod tests {
             ObjectRef::new("bot").within("team-b")
         );
         assert!(index.older_than("shared", &Claim::of(&new)).is_empty());
+    }
+
+    #[test]
+    fn claims_stay_oldest_first_and_once_each_whatever_the_order_of_events() {
+        let index = NameIndex::default();
+        let (a, b, c) = (
+            agent("ns", "a", 100, "shared"),
+            agent("ns", "b", 200, "shared"),
+            agent("ns", "c", 300, "shared"),
+        );
+        // Newest first, and repeated (every watch event of an object upserts it).
+        for x in [&c, &a, &b, &a, &c] {
+            index.upsert(x);
+        }
+        assert_eq!(
+            index.older_than("shared", &Claim::of(&c)),
+            vec![Claim::of(&a), Claim::of(&b)]
+        );
+        let mut rx = index.subscribe();
+        index.remove(&b);
+        assert_eq!(
+            index.older_than("shared", &Claim::of(&c)),
+            vec![Claim::of(&a)]
+        );
+        let released: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(
+            released,
+            [
+                ObjectRef::new("a").within("ns"),
+                ObjectRef::new("c").within("ns")
+            ],
+            "the remaining claimants, once each, oldest first"
+        );
     }
 
     #[test]

@@ -132,7 +132,7 @@ async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
     // The latest status, including a rotation's redeploy announced during the pass: a failed
     // pass keeps the announcement (the next one checks whether the redeploy happened).
     let old = ctx.objects.status(obj);
-    let now = Time(jiff::Timestamp::now());
+    let now = status::now();
     let mut new = status::next_status(obj, &old, &result, &now);
     if new != old && result.is_ok() {
         // Only with a write that happens anyway: a resync that changes nothing writes nothing.

@@ -95,6 +95,14 @@ pub fn observe_into(status: &mut PipecatAgentStatus, agent: &Agent) {
     }
 }
 
+/// The time of a pass, in whole seconds: a status is written with whole seconds (`Time`
+/// serializes no fraction), so the copy this process keeps of it equals the object the watch
+/// shows afterwards, and can be dropped then ([`super::objects::Objects::shown`]).
+pub fn now() -> Time {
+    let now = jiff::Timestamp::now();
+    Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
 /// Sets a condition, keeping `lastTransitionTime` unless the status flips.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
@@ -305,6 +313,31 @@ mod tests {
 
     fn cond<'a>(st: &'a PipecatAgentStatus, t: &str) -> &'a Condition {
         st.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    /// What a pass keeps in memory equals what the watch later shows of its write: the
+    /// status as it comes back from JSON (the copy is dropped only then).
+    #[test]
+    fn a_status_made_now_comes_back_from_its_write_unchanged() {
+        let obj = agent_obj(1);
+        let remote = Agent {
+            name: "bot".into(),
+            desired_deployment_id: Some("d1".into()),
+            reconciled_deployment_id: Some("d1".into()),
+            active_deployment_id: Some("d1".into()),
+            ready: Some(true),
+            ..Default::default()
+        };
+        let st = next_status(
+            &obj,
+            &PipecatAgentStatus::default(),
+            &Ok(applied(&obj, remote)),
+            &now(),
+        );
+        assert!(!st.conditions.is_empty());
+        let back: PipecatAgentStatus =
+            serde_json::from_value(serde_json::to_value(&st).unwrap()).unwrap();
+        assert_eq!(back, st);
     }
 
     #[test]

@@ -118,13 +118,24 @@ fn controller_for(
         }
         change
     };
-    let agents = relist::applied_when_stored(
-        agent_events(ctx.clone(), namespace.clone(), unsynced).reflect(writer),
-        change,
-    )
-    // Only spec changes (generation) and deletions start a reconcile: our own status
-    // writes do not come back as work.
-    .predicate_filter(predicates::generation, Default::default());
+    // Once the store holds what the watch applied, a status copy it shows is dropped for the
+    // store's own object ([`super::objects::Objects::shown`]).
+    let (shown, store) = (ctx.clone(), reader.clone());
+    let stored = agent_events(ctx.clone(), namespace.clone(), unsynced)
+        .reflect(writer)
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Apply(a)) => {
+                if let Some(latest) = store.get(&ObjectRef::from_obj(a)) {
+                    shown.objects.shown(&latest);
+                }
+            }
+            Ok(watcher::Event::InitDone) => shown.objects.relisted(|r| store.get(r)),
+            _ => {}
+        });
+    let agents = relist::applied_when_stored(stored, change)
+        // Only spec changes (generation) and deletions start a reconcile: our own status
+        // writes do not come back as work.
+        .predicate_filter(predicates::generation, Default::default());
     let secrets = secret_changes(ctx.clone(), &ctx.kube, namespace.as_deref());
     let mapper = agents_using_secret(ctx.clone(), reader.clone());
     let sets = set_changes(ctx.clone(), namespace.clone());
