@@ -49,6 +49,8 @@ struct Entry {
     background: Option<bool>,
     /// When a pass last found the agent ready.
     synced: Option<Instant>,
+    /// The generation the change trigger last let through ([`Objects::generation_changed`]).
+    generation: Option<i64>,
 }
 
 /// The per-object state of the controller.
@@ -104,6 +106,19 @@ impl Objects {
     /// True when the object carries the finalizer, or this process added it.
     pub fn has_finalizer(&self, obj: &PipecatAgent, finalizer: &str) -> bool {
         obj.finalizers().iter().any(|f| f == finalizer) || self.with(obj, |e| e.finalizer)
+    }
+
+    /// The generation predicate of the change trigger: true when `obj`'s generation is not the
+    /// one last seen here (a new object, a spec change, a deletion, which bumps it), so that
+    /// our own status writes do not come back as work. Kept in the entry, forgotten with it,
+    /// rather than in kube-runtime's second map keyed by name, namespace and uid strings.
+    pub fn generation_changed(&self, obj: &PipecatAgent) -> bool {
+        let Some(generation) = obj.metadata.generation else {
+            return true;
+        };
+        self.with(obj, |e| {
+            e.generation.replace(generation) != Some(generation)
+        })
     }
 
     /// Records a status about to be written: until it is, it is the latest status (so a pass
@@ -354,6 +369,30 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix(&line).map(|v| v.parse().unwrap()))
             .unwrap_or(0)
+    }
+
+    #[test]
+    fn only_a_new_generation_passes_the_change_trigger() {
+        let w = Objects::new(Arc::default());
+        let mut a = agent("ns", "a", "u1");
+        a.metadata.generation = Some(1);
+        assert!(w.generation_changed(&a), "first seen");
+        assert!(
+            !w.generation_changed(&a),
+            "our own status write: same generation"
+        );
+        a.metadata.generation = Some(2);
+        assert!(w.generation_changed(&a), "a spec change");
+        assert!(!w.generation_changed(&a));
+        // Re-created under the same name, and forgotten: seen afresh.
+        let mut b = agent("ns", "a", "u2");
+        b.metadata.generation = Some(2);
+        assert!(w.generation_changed(&b), "a new object under an old name");
+        w.forget(&ObjectRef::from_obj(&b));
+        assert!(w.generation_changed(&b), "forgotten");
+        // Without a generation, every event passes (as kube-runtime's predicate does).
+        b.metadata.generation = None;
+        assert!(w.generation_changed(&b) && w.generation_changed(&b));
     }
 
     #[test]

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
@@ -120,7 +120,7 @@ fn controller_for(
     };
     // Once the store holds what the watch applied, a status copy it shows is dropped for the
     // store's own object ([`super::objects::Objects::shown`]).
-    let (shown, store) = (ctx.clone(), reader.clone());
+    let (shown, store, generations) = (ctx.clone(), reader.clone(), ctx.clone());
     let stored = agent_events(ctx.clone(), namespace.clone(), unsynced)
         .reflect(writer)
         .inspect(move |event| match event {
@@ -135,7 +135,7 @@ fn controller_for(
     let agents = relist::applied_when_stored(stored, change)
         // Only spec changes (generation) and deletions start a reconcile: our own status
         // writes do not come back as work.
-        .predicate_filter(predicates::generation, Default::default());
+        .try_filter(move |a| futures::future::ready(generations.objects.generation_changed(a)));
     let secrets = secret_changes(ctx.clone(), &ctx.kube, namespace.as_deref());
     let mapper = agents_using_secret(ctx.clone(), reader.clone());
     let sets = set_changes(ctx.clone(), namespace.clone());
