@@ -497,21 +497,26 @@ mod lane_tests {
         log.lock().unwrap().iter().map(|(l, _)| *l).collect()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_change_goes_before_a_background_request_that_waited_longer() {
+    /// A request of `lane` that waited longer still goes after two changes that came later.
+    async fn changes_go_before(lane: Lane, label: &'static str) {
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.5));
         let log: Log = Arc::default();
         rl.acquire_in(Lane::Change).await; // the bucket is empty now
-        spawn(&rl, &log, "background", Lane::Background);
+        spawn(&rl, &log, label, lane);
         tokio::task::yield_now().await;
         spawn(&rl, &log, "change", Lane::Change);
         spawn(&rl, &log, "second change", Lane::Change);
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(
             labels(&log),
-            ["change", "second change", "background"],
-            "background took a token a change was waiting for"
+            ["change", "second change", label],
+            "{label} took a token a change was waiting for"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_goes_before_a_background_request_that_waited_longer() {
+        changes_go_before(Lane::Background, "background").await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -617,19 +622,7 @@ mod lane_tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_follow_up_never_takes_a_token_a_waiting_change_needs() {
-        let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.5));
-        let log: Log = Arc::default();
-        rl.acquire_in(Lane::Change).await; // the bucket is empty now
-        spawn(&rl, &log, "follow-up", Lane::FollowUp);
-        tokio::task::yield_now().await;
-        spawn(&rl, &log, "change", Lane::Change);
-        spawn(&rl, &log, "second change", Lane::Change);
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(
-            labels(&log),
-            ["change", "second change", "follow-up"],
-            "a follow-up took a token a change was waiting for"
-        );
+        changes_go_before(Lane::FollowUp, "follow-up").await;
     }
 
     #[tokio::test(start_paused = true)]
