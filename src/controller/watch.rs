@@ -155,6 +155,16 @@ fn controller_for(
         .for_each(|_| futures::future::ready(()))
 }
 
+/// What the watch caches of an object, without what no pass reads: `managedFields` (nearly
+/// half of each object) and the copy of the whole spec `kubectl apply` keeps in an annotation.
+pub fn trim_cached<K: ResourceExt>(obj: &mut K) {
+    obj.managed_fields_mut().clear();
+    obj.annotations_mut().remove(LAST_APPLIED);
+}
+
+/// The annotation `kubectl apply` keeps its last applied configuration in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// The resources' watch events. Every event also keeps the per-object state and the name
 /// index current: a deletion (however it happened, or leaving the label selector) forgets the
 /// object, and so does a re-list that no longer holds it. The first complete list of each scope
@@ -173,7 +183,7 @@ fn agent_events(
     watcher(agents_api(&ctx.kube, namespace.as_deref()), cfg)
         .default_backoff()
         // managedFields is nearly half of each cached object and never read here.
-        .modify(|a: &mut PipecatAgent| a.managed_fields_mut().clear())
+        .modify(trim_cached::<PipecatAgent>)
         .inspect(move |event| match event {
             Ok(watcher::Event::Apply(a)) => {
                 ctx.names.upsert(a);
@@ -412,4 +422,36 @@ fn released_claims(
     .filter(move |r: &ObjectRef<PipecatAgent>| {
         futures::future::ready(scope.is_none() || r.namespace == scope)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_what_passes_read_and_drops_the_rest() {
+        let mut a: PipecatAgent = serde_json::from_value(serde_json::json!({
+            "apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatAgent",
+            "metadata": {
+                "name": "a", "namespace": "ns",
+                "annotations": {
+                    LAST_APPLIED: "{\"spec\":{\"image\":\"a/b:1\"}}",
+                    crate::crd::CREATE_MARKER: "a",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "spec": {"image": "a/b:1"}
+        }))
+        .unwrap();
+        trim_cached(&mut a);
+        assert!(a.managed_fields().is_empty());
+        assert!(!a.annotations().contains_key(LAST_APPLIED));
+        assert_eq!(
+            a.annotations()
+                .get(crate::crd::CREATE_MARKER)
+                .map(String::as_str),
+            Some("a"),
+            "the create marker stays: passes read it"
+        );
+    }
 }

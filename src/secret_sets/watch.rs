@@ -88,7 +88,7 @@ fn controller_for(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(|s: &mut PipecatSecretSet| s.managed_fields_mut().clear())
+    .modify(crate::controller::watch::trim_cached::<PipecatSecretSet>)
     .inspect(move |event| match event {
         Ok(watcher::Event::Delete(s)) => forget.objects.forget(&ObjectRef::from_obj(s)),
         Ok(watcher::Event::Init) => listed.clear(),
