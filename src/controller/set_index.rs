@@ -103,14 +103,7 @@ impl SetIndex {
     /// After a complete list of `namespace` (`None`: all): forgets the sets of that scope it no
     /// longer holds.
     pub fn listed(&self, namespace: Option<&str>, listed: &HashSet<SetRef>) {
-        let gone: Vec<SetRef> = self
-            .lock()
-            .sets
-            .keys()
-            .filter(|r| namespace.is_none() || r.namespace.as_deref() == namespace)
-            .filter(|r| !listed.contains(*r))
-            .cloned()
-            .collect();
+        let gone = unlisted(self.lock().sets.keys(), namespace, listed);
         for r in gone {
             self.remove_set_ref(&r);
         }
@@ -143,11 +136,7 @@ impl SetIndex {
         if inner.agent_names.get(&key) == Some(&names) {
             return;
         }
-        if let Some(old) = inner.agent_names.remove(&key) {
-            for n in old {
-                remove_from(&mut inner.agents, &n, &key);
-            }
-        }
+        inner.unlink_agent(&key);
         if names.is_empty() {
             return;
         }
@@ -163,25 +152,13 @@ impl SetIndex {
 
     /// Forgets an agent.
     pub fn remove_agent(&self, agent: &ObjectRef<PipecatAgent>) {
-        let mut inner = self.lock();
-        if let Some(old) = inner.agent_names.remove(agent) {
-            for n in old {
-                remove_from(&mut inner.agents, &n, agent);
-            }
-        }
+        self.lock().unlink_agent(agent);
     }
 
     /// After a complete list of the agents of `namespace` (`None`: all): forgets the agents of
     /// that scope it no longer holds (deleted while the watch was down).
     pub fn retain_agents(&self, namespace: Option<&str>, listed: &HashSet<AgentRef>) {
-        let gone: Vec<AgentRef> = self
-            .lock()
-            .agent_names
-            .keys()
-            .filter(|r| namespace.is_none() || r.namespace.as_deref() == namespace)
-            .filter(|r| !listed.contains(*r))
-            .cloned()
-            .collect();
+        let gone = unlisted(self.lock().agent_names.keys(), namespace, listed);
         for r in gone {
             self.remove_agent(&r);
         }
@@ -241,6 +218,33 @@ fn strip(set: &PipecatSecretSet) -> PipecatSecretSet {
     set.metadata.managed_fields = None;
     set.metadata.annotations = None;
     set
+}
+
+impl Inner {
+    /// Removes an agent from the index, under every set name it was recorded with.
+    fn unlink_agent(&mut self, agent: &AgentRef) {
+        if let Some(old) = self.agent_names.remove(agent) {
+            for n in old {
+                remove_from(&mut self.agents, &n, agent);
+            }
+        }
+    }
+}
+
+/// The keys of scope `namespace` (`None`: all) that a complete list no longer holds.
+fn unlisted<'a, K>(
+    keys: impl Iterator<Item = &'a ObjectRef<K>>,
+    namespace: Option<&str>,
+    listed: &HashSet<ObjectRef<K>>,
+) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource + 'a,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    keys.filter(|r| namespace.is_none() || r.namespace.as_deref() == namespace)
+        .filter(|r| !listed.contains(*r))
+        .cloned()
+        .collect()
 }
 
 fn remove_from<K: Eq + std::hash::Hash>(
