@@ -18,7 +18,7 @@ use super::outcome::Outcome;
 use super::plan::{self, Plan, UpdateReason};
 use super::rotation::{self, ManagedSet, SetState};
 use super::status::{SYNCED, next_status};
-use crate::cloud::types::Agent;
+use crate::cloud::types::{Agent, UpdateAgentRequest};
 use crate::crd::{PipecatAgent, PipecatAgentSpec, PipecatAgentStatus, SecretRotation};
 
 /// Passes a deployment takes to roll out.
@@ -488,8 +488,61 @@ fn rotating_spec(image: &str, policy: SecretRotation) -> PipecatAgentSpec {
     spec
 }
 
-/// One pass with both sets managed and ready (the apply step's order: plan, rotations folded
-/// in, announcement stored, update sent, status recorded), ending as `event` says.
+/// The model as the world of one pass ([`apply::Effects`]): the status announcing a redeploy
+/// is stored; the update reaches the model or not, and its answer comes back or not, as
+/// `event` says.
+struct World<'a> {
+    server: &'a mut Server,
+    event: Event,
+    /// The stored status (written before the update, as the announcement is).
+    stored: PipecatAgentStatus,
+    /// The process died after the update reached Pipecat Cloud.
+    killed: bool,
+}
+
+/// A call that fails (before or after reaching Pipecat Cloud).
+fn unavailable() -> crate::controller::Error {
+    crate::controller::Error::cloud(
+        "update",
+        "bot",
+        crate::cloud::Error::Transient {
+            status: Some(503),
+            message: "unavailable".into(),
+            retry_after: None,
+        },
+    )
+}
+
+impl apply::Effects for World<'_> {
+    async fn announce(&mut self, st: &PipecatAgentStatus) -> Result<(), crate::controller::Error> {
+        self.stored = st.clone();
+        Ok(())
+    }
+
+    async fn update(
+        &mut self,
+        _name: &str,
+        request: &UpdateAgentRequest,
+    ) -> Result<Agent, crate::controller::Error> {
+        if let Event::FailedCall = self.event {
+            return Err(unavailable());
+        }
+        let answer = self.server.update(&serde_json::to_value(request).unwrap());
+        match self.event {
+            Event::KilledAfterCall => {
+                self.killed = true;
+                Err(unavailable())
+            }
+            Event::LostAnswer => Err(unavailable()),
+            _ => Ok(answer),
+        }
+    }
+}
+
+/// One pass with both sets managed and ready, through apply's own order
+/// ([`apply::manage`]: plan, rotations folded in, announcement stored, update sent, revisions
+/// recorded), ending as `event` says; then the status the pass leaves (the stored one when the
+/// process was killed).
 fn rotation_pass(
     server: &mut Server,
     obj: &PipecatAgent,
@@ -520,60 +573,19 @@ fn rotation_pass(
         return next_status(obj, st, &Ok(applied), &now);
     }
     let observed = server.answer(None);
-    let step = rotation::step(
-        plan::plan(&desired, Some(&observed), &last),
-        &desired,
-        st,
-        &sets,
-        &observed,
-        last.config_hash.is_none(),
-        obj.spec.secret_rotation,
-    );
-    // The announcement is written before the call.
-    let mut stored = st.clone();
-    if let Some(p) = &step.announce {
-        stored.pending_rotation = Some(p.clone());
+    let mut world = World {
+        server,
+        event,
+        stored: st.clone(),
+        killed: false,
+    };
+    let result = futures::executor::block_on(apply::manage(
+        &mut world, obj, st, &sets, desired, &last, observed,
+    ));
+    if world.killed {
+        return world.stored;
     }
-    let lost = || {
-        Err(crate::controller::Error::cloud(
-            "update",
-            "bot",
-            crate::cloud::Error::Transient {
-                status: Some(503),
-                message: "unavailable".into(),
-                retry_after: None,
-            },
-        ))
-    };
-    let applied = match step.plan {
-        Plan::Update { request, reason } => {
-            if let Event::FailedCall = event {
-                return next_status(obj, &stored, &lost(), &now);
-            }
-            let answer = server.update(&serde_json::to_value(&request).unwrap());
-            match event {
-                Event::KilledAfterCall => return stored,
-                Event::LostAnswer => return next_status(obj, &stored, &lost(), &now),
-                _ => {}
-            }
-            apply::updated(
-                desired,
-                &observed,
-                answer,
-                request.force_redeploy,
-                reason,
-                step.requested,
-            )
-        }
-        Plan::Nothing => apply::kept(desired, observed, Outcome::Unchanged, step.requested, None),
-        other => panic!("unexpected plan {other:?}"),
-    };
-    next_status(
-        obj,
-        &stored,
-        &Ok(applied.with_secret_sets(step.record)),
-        &now,
-    )
+    next_status(obj, &world.stored, &result, &now)
 }
 
 /// Rotations, spec edits, kills and failed calls in any order: a forced redeploy is only ever
