@@ -472,6 +472,13 @@ impl Operator {
         self.spawn();
     }
 
+    /// True while the process runs (it has not exited, crashed or been killed).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
