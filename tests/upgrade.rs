@@ -711,16 +711,23 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
     .await
     .expect("the blocked deletion is reported as 0.1 did");
 
-    // Nothing was sent to Pipecat Cloud but reads.
+    // Nothing was sent to Pipecat Cloud but reads: no agent write, and no other request that
+    // is not a GET either (secret set PUTs, key DELETEs, sessions, ...).
     let counts = env.admin.counts().await.unwrap();
-    let writes: Vec<String> = env
-        .admin
-        .journal(&JournalFilter::default())
-        .await
-        .unwrap()
+    let journal = env.admin.journal(&JournalFilter::default()).await.unwrap();
+    assert!(
+        journal.iter().any(|e| e.operation == "get_agent"),
+        "the journal holds the operator's reads: {journal:#?}"
+    );
+    let writes: Vec<String> = journal
         .iter()
-        .filter(|e| e.operation != "get_agent")
-        .map(|e| format!("{} {} -> {:?}", e.method, e.path, e.status))
+        .filter(|e| e.method != "GET")
+        .map(|e| {
+            format!(
+                "{} {} ({}) -> {:?}",
+                e.method, e.path, e.operation, e.status
+            )
+        })
         .collect();
     for op in ["create_agent", "update_agent", "delete_agent"] {
         assert_eq!(
@@ -729,6 +736,16 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
             "{op} after the upgrade: {writes:#?}"
         );
     }
+    assert!(
+        writes.is_empty(),
+        "requests other than reads after the upgrade: {writes:#?}"
+    );
+    assert!(
+        journal.len() as u64 >= counts.total,
+        "the journal dropped requests ({} kept of {}): some went unchecked",
+        journal.len(),
+        counts.total
+    );
 
     // No event says something was created, adopted, updated or deleted.
     let events = support::reliability::events(&env).await.unwrap();
