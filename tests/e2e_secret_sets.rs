@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kube::Api;
 use pipecat_operator::crd::secret_set::PipecatSecretSet;
-use pipecat_operator::emulator;
+use pipecat_operator::emulator::{self, Fault, FaultBody};
 use serde_json::Value;
 use support::operator::{API_KEY, Env, Options};
 
@@ -583,4 +583,69 @@ async fn deleting_the_namespace_deletes_the_set_with_the_key_kept_until_then() {
         remote(&env, "ns-keys").await.is_none(),
         "the set was deleted"
     );
+}
+
+/// A listing that never shows the Secret's keys (here: the keys under another name than the
+/// contract's `secrets[].fieldName`): the values are sent once more, then the set says
+/// `NotConverging` with what differs and nothing more is sent; an agent using it waits and
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_whose_listing_never_matches_gets_one_more_put_then_not_converging() {
+    let env = Env::start("pcss-nc", options()).await;
+    env.apply(&opaque("odd-keys-values", &[("A", "a1"), ("B", "b1")]));
+    env.apply(&secret_set("odd-keys", ""));
+    wait_set(&env, "odd-keys", "Ready", is_ready).await;
+    assert_eq!(env.calls("put_secret_set").await, 1);
+    let odd = serde_json::json!({"region": "us-west", "status": "ready", "fieldNames": ["A", "B"]});
+    env.admin
+        .inject_fault(
+            Fault::body("/v1/secrets/odd-keys", FaultBody::Custom(odd.to_string()))
+                .with_method("GET")
+                .with_status(200)
+                .with_count(100_000),
+        )
+        .await
+        .expect("fault");
+    let s = wait_set(&env, "odd-keys", "Synced=False NotConverging", |s| {
+        cond(s, "Synced").is_some_and(|c| c.status == "False" && c.reason == "NotConverging")
+    })
+    .await;
+    let message = &cond(&s, "Synced").unwrap().message;
+    assert!(message.contains("without A, B"), "{message}");
+    assert_eq!(cond(&s, "Ready").unwrap().status, "False");
+    resyncs(&env, 4).await;
+    assert_eq!(
+        env.calls("put_secret_set").await,
+        2,
+        "one more PUT, then none\n{}",
+        env.operator.log_tail(20)
+    );
+    // An agent using the set waits for it, and says why.
+    env.apply(
+        "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatAgent\nmetadata: {name: odd-agent}\nspec:\n  image: acme/bot:1\n  secretSet: odd-keys\n",
+    );
+    let a = env
+        .wait_for(
+            "odd-agent",
+            TIMEOUT,
+            "Synced=False SecretSetNotReady",
+            |a| {
+                a.condition("Synced")
+                    .is_some_and(|c| c.status == "False" && c.reason == "SecretSetNotReady")
+            },
+        )
+        .await;
+    let message = &a.condition("Synced").unwrap().message;
+    assert!(
+        message.contains("odd-keys") && message.contains("NotConverging"),
+        "{message}"
+    );
+    assert_eq!(env.calls("create_agent").await, 0);
+    // A change to the Secret sends the values again.
+    env.apply(&opaque("odd-keys-values", &[("A", "a2"), ("B", "b1")]));
+    let deadline = Instant::now() + TIMEOUT;
+    while env.calls("put_secret_set").await < 3 {
+        assert!(Instant::now() < deadline, "the new values were never sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
