@@ -30,6 +30,11 @@ hack/kstatus/build.sh
 echo "==> promtool (tests/alerts.rs runs Prometheus's promtool on the chart's alerts, built from hack/promtool/)"
 hack/promtool/build.sh
 
+echo "==> the emulator against Pipecat Cloud's OpenAPI contract (hack/contract/run.sh: schemathesis, every profile and strict mode)"
+mkdir -p target
+hack/contract/run.sh > target/contract.log 2>&1 || { tail -n 80 target/contract.log; tail -n 1 target/contract.log; exit 1; }
+tail -n 1 target/contract.log
+
 echo "==> the README's first command, end to end (hack/demo.sh --exit)"
 hack/demo.sh --exit > target/demo-smoke.log 2>&1 || { cat target/demo-smoke.log; exit 1; }
 grep -q "condition met" target/demo-smoke.log

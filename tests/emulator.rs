@@ -274,14 +274,25 @@ async fn seed_request_gets_the_seed_response_shape() {
         "state",
         "restartCount",
         "replicasStarted",
-        "reason",
-        "lastExitCode",
-        "lastTerminationReason",
-        "message",
         "headline",
     ] {
         assert!(revision["health"].get(field).is_some(), "health.{field}");
     }
+    // Typed string or integer, not nullable, in the contract: left out when there is none.
+    for field in ["lastExitCode", "lastTerminationReason", "message"] {
+        assert!(
+            revision["health"].get(field).is_none(),
+            "health.{field} of a starting revision: {}",
+            revision["health"]
+        );
+    }
+    // The contract's state, and the Kubernetes-like reason.
+    assert_eq!(
+        (&revision["health"]["state"], &revision["health"]["reason"]),
+        (&json!("waiting"), &json!("ContainerCreating")),
+        "{}",
+        revision["health"]
+    );
     assert_eq!(
         updated["previousRevision"]["deploymentID"],
         created["desiredDeploymentId"]
@@ -416,11 +427,11 @@ async fn validation_errors_have_status_code_and_message() {
             "autoScaling.maxAgents must be an integer, got a string",
         ),
         (
-            "/agents/existing",
-            json!({"enableKrisp": 1}),
+            "/agents",
+            json!({"serviceName": "elsewhere", "image": "a/b:1", "region": "mars-north"}),
             StatusCode::BAD_REQUEST,
             "GENERIC_BAD_REQUEST",
-            "enableKrisp must be a boolean",
+            "Invalid region or organization does not have access",
         ),
         (
             "/agents/existing",
@@ -533,7 +544,7 @@ async fn lifecycle_reconciles_after_the_delay() {
     assert_eq!(done["available"], true);
     assert_eq!(done["activeDeploymentReady"], true);
     assert_eq!(done["currentRevision"]["phase"], "Active");
-    assert_eq!(done["currentRevision"]["health"]["state"], "Running");
+    assert_eq!(done["currentRevision"]["health"]["state"], "running");
     handle.shutdown().await;
 }
 
@@ -740,8 +751,14 @@ async fn secret_sets_provision_asynchronously() {
     let (status, body) =
         put(json!({"secrets": [{"secretKey": "API_KEY", "secretValue": "s3cret-value"}]})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body["status"], "pending");
-    assert_eq!(body["type"], "secret");
+    // The contract's answer: accepted, and where; the state is read with GET.
+    assert_eq!(body, json!({"status": "OK", "region": "us-west"}));
+    let (_, read) = api.get("/secrets/bot-secrets").await;
+    assert_eq!(
+        (&read["status"], &read["type"]),
+        (&json!("pending"), &json!("secret"))
+    );
+    assert!(read.get("errorMessage").is_none(), "{read}");
 
     let (status, body) =
         put(json!({"secrets": [{"secretKey": "OTHER", "secretValue": "v"}]})).await;
@@ -809,10 +826,11 @@ async fn secret_sets_provision_asynchronously() {
         )
         .await;
     assert_eq!(
-        (status, pull["type"].as_str()),
-        (StatusCode::ACCEPTED, Some("imagePullSecret"))
+        (status, pull["region"].as_str()),
+        (StatusCode::ACCEPTED, Some("us-west"))
     );
     let (_, list) = api.get("/secrets").await;
+    assert_eq!(list["sets"][1]["type"], "imagePullSecret");
     let sets: Vec<(&str, &str)> = list["sets"]
         .as_array()
         .unwrap()
@@ -896,10 +914,11 @@ async fn sessions_fill_the_pool_and_end_through_the_admin_api() {
     assert_eq!(admin.end_sessions(KEY, "bot").await.unwrap(), 2);
     let (_, agent) = api.get("/agents/bot").await;
     assert_eq!(agent["activeSessionCount"], 0);
+    // The contract lists 200, 400 and 401 for starting a session.
     let (status, missing) = api.post("/public/nope/start", json!({})).await;
     assert_eq!(
         (status, missing["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+        (StatusCode::BAD_REQUEST, Some("GENERIC_BAD_REQUEST"))
     );
     assert!(admin.end_session(KEY, "no-such-session").await.is_err());
     handle.shutdown().await;
@@ -937,7 +956,11 @@ async fn crash_and_pull_failure_patterns() {
     );
     assert_eq!(failed["reconciledDeploymentId"], first);
     let health = &failed["currentRevision"]["health"];
-    assert_eq!(health["state"], "CrashLoopBackOff");
+    assert_eq!(
+        (&health["state"], &health["reason"]),
+        (&json!("waiting"), &json!("CrashLoopBackOff"))
+    );
+    assert_eq!(health["lastExitCode"], 1);
     assert!(health["restartCount"].as_u64().unwrap() > 0);
     assert_eq!(failed["currentRevision"]["phase"], "Failed");
     let degraded = failed["conditions"]
@@ -979,7 +1002,7 @@ async fn crash_and_pull_failure_patterns() {
             .contains("private.example.com/team/bot:1")
     );
     assert_eq!(
-        pulled["currentRevision"]["health"]["state"],
+        pulled["currentRevision"]["health"]["reason"],
         "ImagePullBackOff"
     );
     assert_eq!(
@@ -1540,7 +1563,8 @@ async fn secret_set_failures_profiles_and_journal() {
         .await
         .unwrap();
 
-    // The seed profile answers GET /secrets/{set} as the CLI reads it: field names only.
+    // The seed profile answers GET /secrets/{set} with what the CLI reads: field names only
+    // (in the contract's shape).
     admin
         .set_config(ConfigUpdate {
             profile: Some(emulator::Profile::Seed),
@@ -1550,7 +1574,7 @@ async fn secret_set_failures_profiles_and_journal() {
         .unwrap();
     let (status, bare) = api.get("/secrets/broken-set").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(bare, json!([{"fieldName": "API_KEY"}]));
+    assert_eq!(bare, json!({"secrets": [{"fieldName": "API_KEY"}]}));
     let (_, list) = api.get("/secrets").await;
     assert_eq!(
         list["sets"][0]["status"], "ready",

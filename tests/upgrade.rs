@@ -24,7 +24,7 @@ use pipecat_operator::crd::PipecatAgent;
 use pipecat_operator::emulator::{self, JournalFilter, ResetOptions};
 use serde_json::{Value, json};
 use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
-use support::operator::{API_KEY, Env, Operator};
+use support::operator::{API_KEY, ContractGuard, Env, Operator};
 
 /// Where the 0.1 fixtures live.
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v0.1");
@@ -664,6 +664,7 @@ async fn upgrading_from_0_1_changes_nothing_the_user_did_not_ask_for() {
     let fields = status_fields();
     let operator = Operator::start(cp, ns, &emulator.base_url(), Duration::from_secs(2), &[]);
     let env = Env {
+        contract: ContractGuard::new(&emulator),
         cp,
         ns: ns.to_string(),
         emulator,
@@ -929,6 +930,7 @@ async fn capture_v0_1_fixtures() {
         .unwrap();
     let operator = Operator::start(cp, ns, &emulator.base_url(), Duration::from_secs(2), &[]);
     let env = Env {
+        contract: ContractGuard::new(&emulator),
         cp,
         ns: ns.to_string(),
         emulator,

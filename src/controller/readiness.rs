@@ -47,7 +47,12 @@ pub fn readiness(agent: &Agent, requested: Option<&RequestedDeployment>) -> Read
         .and_then(|r| r.health.as_ref());
     if let Some(h) = health
         && h.ready != Some(true)
-        && let Some(state) = h.state.as_deref().filter(|s| is_failure_state(s))
+        // The contract's `state` is running|waiting|terminated, the Kubernetes-like reason is
+        // in `reason`; a failure named in `state` is read too.
+        && let Some(state) = [h.state.as_deref(), h.reason.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|s| is_failure_state(s))
     {
         let detail = error
             .as_ref()
@@ -369,6 +374,30 @@ mod tests {
             r.condition.message
         );
         assert!(r.condition.message.contains("exited with code 1"));
+    }
+
+    #[test]
+    fn a_failure_reason_of_a_waiting_container_is_reported() {
+        let mut a = agent("d2", Some("d1"), false);
+        a.current_revision = Some(Revision {
+            deployment_id: Some("d2".into()),
+            health: Some(RevisionHealth {
+                ready: Some(false),
+                state: Some("waiting".into()),
+                reason: Some("CrashLoopBackOff".into()),
+                restart_count: Some(2),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let r = readiness(&a, None);
+        assert!(r.failed);
+        assert_eq!(r.condition.reason, "CrashLoopBackOff");
+        assert!(
+            r.condition.message.contains("2 restarts"),
+            "{}",
+            r.condition.message
+        );
     }
 
     #[test]
