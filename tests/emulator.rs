@@ -1598,3 +1598,389 @@ async fn secret_set_failures_profiles_and_journal() {
     assert!(entries.iter().any(|e| e.operation == "put_secret_set"));
     handle.shutdown().await;
 }
+
+/// `(status, content type, body)` of a raw request.
+async fn raw_answer(
+    method: Method,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, String, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("request reaches the emulator");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{url}: {status} body is not JSON ({e}): {text}"));
+    (status, content_type, value)
+}
+
+#[tokio::test]
+async fn every_error_is_the_api_json_even_the_router_rejections() {
+    let handle = start_with(|_| {}).await;
+    let root = handle.root_url();
+    for (method, path, status) in [
+        // A repeated query parameter (axum's query rejection).
+        (Method::GET, "/v1/agents?region=us-west&region=us-east", 400),
+        (Method::GET, "/v1/secrets?region=a&region=b", 400),
+        // A path segment that is not UTF-8 (axum's path rejection).
+        (Method::GET, "/v1/agents/%FF", 400),
+        (Method::GET, "/v1/no-such-route", 404),
+        (Method::PATCH, "/v1/agents", 405),
+        (Method::GET, "/_emulator/journal?limit=many", 400),
+    ] {
+        let (got, content_type, body) =
+            raw_answer(method.clone(), &format!("{root}{path}"), Some(KEY), None).await;
+        assert_eq!(got.as_u16(), status, "{method} {path}: {body}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: {content_type}"
+        );
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty())
+                && body["code"].as_str().is_some(),
+            "{method} {path}: {body}"
+        );
+    }
+    let (_, _, body) = raw_answer(
+        Method::GET,
+        &format!("{root}/v1/agents?region=a&region=b"),
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(body["code"], "GENERIC_BAD_REQUEST");
+    assert!(body["error"].as_str().unwrap().contains("region"), "{body}");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn regions_are_listed_and_enforced() {
+    let handle = start_with(|_| {}).await;
+    let api = Api::new(&handle, KEY);
+    let (status, body) = api.get("/regions").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"regions": [
+            {"code": "us-west", "display_name": "US West (Oregon)"},
+            {"code": "us-east", "display_name": "US East (Virginia)"},
+            {"code": "eu-central", "display_name": "Europe (Frankfurt)"},
+            {"code": "ap-south", "display_name": "Asia Pacific (Mumbai)"},
+        ]})
+    );
+    let (status, _, _) = raw_answer(
+        Method::GET,
+        &format!("{}/regions", handle.base_url()),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    handle.shutdown().await;
+
+    let handle = start_with(|c| {
+        c.regions = vec![emulator::Region::parse("eu-west=Europe (Ireland)").unwrap()];
+    })
+    .await;
+    let api = Api::new(&handle, KEY);
+    let (_, body) = api.get("/regions").await;
+    assert_eq!(
+        body,
+        json!({"regions": [{"code": "eu-west", "display_name": "Europe (Ireland)"}]})
+    );
+    let refused = json!({"error": "Invalid region or organization does not have access",
+                         "code": "GENERIC_BAD_REQUEST"});
+    // The default region is not in this list.
+    let (status, body) = api
+        .post("/agents", json!({"serviceName": "bot", "image": "a/b:1"}))
+        .await;
+    assert_eq!((status, &body), (StatusCode::BAD_REQUEST, &refused));
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/secrets/bot-secrets",
+            Some(json!({"secrets": [{"secretKey": "A", "secretValue": "v"}], "region": "us-west"})),
+        )
+        .await;
+    assert_eq!((status, &body), (StatusCode::BAD_REQUEST, &refused));
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/secrets/bot-secrets",
+            Some(json!({"secrets": [{"secretKey": "A", "secretValue": "v"}], "region": "eu-west"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::ACCEPTED,
+            json!({"status": "OK", "region": "eu-west"})
+        )
+    );
+    let (status, _) = api
+        .post(
+            "/agents",
+            json!({"serviceName": "bot", "image": "a/b:1", "region": "eu-west"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn enable_krisp_is_ignored_and_an_empty_set_name_detaches_the_set() {
+    let handle = start_with(|_| {}).await;
+    let api = Api::new(&handle, KEY);
+    handle
+        .admin()
+        .create_secret_set(KEY, "bot-secrets", &[("A", "v")])
+        .await
+        .unwrap();
+    let (status, created) = api
+        .post(
+            "/agents",
+            json!({"serviceName": "bot", "image": "a/b:1", "secretSet": "bot-secrets",
+                   "enableKrisp": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let spec = &created["deployment"]["manifest"]["spec"];
+    assert_eq!(spec["krispModels"], json!({"enabled": false}), "{spec}");
+    assert_eq!(spec["envFromSecretNames"], json!(["bot-secrets"]));
+    // Neither stored nor honoured: no change, no new deployment.
+    let (_, same) = api.post("/agents/bot", json!({"enableKrisp": false})).await;
+    assert!(same["warning"].is_string(), "{same}");
+    assert_eq!(same["desiredDeploymentId"], created["desiredDeploymentId"]);
+    let stored = handle.admin().agent(KEY, "bot").await.unwrap().unwrap();
+    assert!(
+        !stored.to_string().contains("enableKrisp"),
+        "stored: {stored}"
+    );
+    // An empty name detaches the set: a new deployment without it.
+    let (status, detached) = api.post("/agents/bot", json!({"secretSet": ""})).await;
+    assert_eq!(status, StatusCode::OK, "{detached}");
+    assert!(detached.get("warning").is_none(), "{detached}");
+    assert_eq!(
+        detached["deployment"]["manifest"]["spec"]["envFromSecretNames"],
+        json!([])
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn strict_mode_refuses_and_journals_contract_violations() {
+    let handle = start_with(|c| {
+        c.strict = true;
+        c.public_keys = vec![("pk_public".into(), KEY.into())];
+    })
+    .await;
+    let api = Api::new(&handle, KEY);
+    let admin = handle.admin();
+    assert!(admin.config().await.unwrap().strict);
+    api.create("bot", "a/b:1").await;
+
+    for (body, error) in [
+        (
+            json!({"secretSet": null}),
+            "body.secretSet: null is not allowed (expected string; the contract does not mark it nullable)",
+        ),
+        (
+            json!({"enableKrisp": true}),
+            "body.enableKrisp: unknown field: the contract does not define it",
+        ),
+        (
+            json!({"autoScaling": {"minAgents": 1, "maxReplicas": 3}}),
+            "body.autoScaling.maxReplicas: unknown field: the contract does not define it",
+        ),
+    ] {
+        let (status, answer) = api.post("/agents/bot", body.clone()).await;
+        assert_eq!(
+            (status, answer),
+            (
+                StatusCode::BAD_REQUEST,
+                json!({"error": error, "code": "GENERIC_BAD_REQUEST"})
+            ),
+            "{body}"
+        );
+    }
+    // Refused, so not carried out.
+    let stored = admin.agent(KEY, "bot").await.unwrap().unwrap();
+    assert_eq!(
+        stored["deployment"]["manifest"]["spec"]["autoScaling"]["minReplicas"],
+        0
+    );
+    // An unknown key is a 401 before anything is checked.
+    let (status, _, _) = raw_answer(
+        Method::POST,
+        &format!("{}/agents/bot", handle.base_url()),
+        Some("pk_unknown"),
+        Some(r#"{"enableKrisp": true}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let counts = admin.counts().await.unwrap();
+    assert_eq!(counts.violations, 3);
+    let violations = admin.violations().await.unwrap();
+    assert_eq!(violations.len(), 3);
+    assert_eq!(
+        violations[1].violation.as_deref(),
+        Some("request: body.enableKrisp: unknown field: the contract does not define it")
+    );
+    assert_eq!(
+        (violations[1].operation.as_str(), violations[1].status),
+        ("update_agent", Some(400))
+    );
+    let filtered = admin
+        .journal(&JournalFilter {
+            violations: true,
+            ..JournalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(filtered, violations);
+    let report = handle.check_contract().unwrap_err().to_string();
+    assert!(
+        report.contains("3 contract violation") && report.contains("body.autoScaling.maxReplicas"),
+        "{report}"
+    );
+    assert!(admin.check_contract().await.is_err());
+
+    // Answers made by faults are exempt, and so are their requests.
+    admin.reset(ResetOptions::default()).await.unwrap();
+    admin
+        .inject_fault(Fault::status("/v1/agents/*", 503))
+        .await
+        .unwrap();
+    let (status, _) = api.post("/agents/bot", json!({"enableKrisp": true})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    handle.check_contract().unwrap();
+
+    // Every profile answers a tour of the API as the contract says.
+    for profile in [
+        emulator::Profile::Full,
+        emulator::Profile::Seed,
+        emulator::Profile::Rewriting,
+    ] {
+        admin
+            .reset(ResetOptions {
+                faults: true,
+                state: true,
+            })
+            .await
+            .unwrap();
+        admin
+            .set_config(ConfigUpdate {
+                profile: Some(profile),
+                secret_ready_delay_ms: Some(0),
+                ..ConfigUpdate::default()
+            })
+            .await
+            .unwrap();
+        let (status, _) = api
+            .call(
+                Method::PUT,
+                "/secrets/bot-secrets",
+                Some(json!({"secrets": [{"secretKey": "A", "secretValue": "v"}]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (status, _) = api
+            .call(
+                Method::PUT,
+                "/secrets/registry",
+                Some(json!({"isImagePullSecret": true, "host": "https://ghcr.io",
+                            "secretValue": "dXNlcjpw"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        admin
+            .wait_secret_set_ready(KEY, "registry", Duration::from_secs(5))
+            .await
+            .unwrap();
+        let (status, body) = api
+            .post(
+                "/agents",
+                json!({"serviceName": "bot", "image": "acme/bot:1", "region": "us-west",
+                       "secretSet": "bot-secrets", "imagePullSecretSet": "registry",
+                       "autoScaling": {"minAgents": 0, "maxAgents": 2},
+                       "krispViva": {"audioFilter": "tel"}, "agentProfile": "agent-2x",
+                       "maxSessionDuration": 600}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        api.wait_agent("bot", Duration::from_secs(5), |a| a["ready"] == true)
+            .await;
+        for path in [
+            "/agents",
+            "/agents?includeActiveDeployment=true&region=us-west",
+            "/agents/bot",
+            "/regions",
+            "/secrets",
+            "/secrets/bot-secrets",
+        ] {
+            let (status, body) = api.get(path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        }
+        for body in [
+            json!({"image": "acme/bot:2", "secretSet": ""}),
+            json!({"krispViva": {"audioFilter": null}, "forceRedeploy": true}),
+            json!({"maxSessionDuration": 600}),
+        ] {
+            let (status, answer) = api.post("/agents/bot", body).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+        let (status, _) = api.post("/agents/missing", json!({"image": "a/b:1"})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = api
+            .call(Method::DELETE, "/secrets/bot-secrets/A", None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = raw_answer(
+            Method::POST,
+            &format!("{}/public/bot/start", handle.base_url()),
+            Some("pk_public"),
+            Some(r#"{"createDailyRoom": true}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = api.call(Method::DELETE, "/agents/bot", None).await;
+        assert_eq!(status, StatusCode::OK);
+        if let Err(e) = handle.check_contract() {
+            panic!("profile {}: {e:#}", profile.as_str());
+        }
+    }
+
+    // Off again: lenient, as without strict mode.
+    admin
+        .set_config(ConfigUpdate {
+            strict: Some(false),
+            ..ConfigUpdate::default()
+        })
+        .await
+        .unwrap();
+    api.create("lenient", "a/b:1").await;
+    let (status, body) = api
+        .post(
+            "/agents/lenient",
+            json!({"secretSet": null, "enableKrisp": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    handle.shutdown().await;
+}

@@ -173,10 +173,12 @@ async fn strict_call(
     };
     let method = parts.method.as_str().to_owned();
     let path = parts.uri.path().to_owned();
+    // A path the contract does not know is answered as usual (404 or 405): nothing to check.
     let Some((op, params)) = contract.operation(&method, &path) else {
-        let response = call(router, Request::from_parts(parts, Body::from(bytes))).await;
-        let violation = format!("request: {method} {path} is no operation of the contract");
-        return (response, Some(violation));
+        return (
+            call(router, Request::from_parts(parts, Body::from(bytes))).await,
+            None,
+        );
     };
     // An unknown key is answered 401 before anything is checked, as the API does.
     let known = bearer(&parts.headers).is_some_and(|t| shared.auth.session_org(t).is_some());
