@@ -100,11 +100,6 @@ pub fn manifest(agent: &Agent, args: &ExportArgs) -> Option<PipecatAgent> {
             min_agents: min as i32,
             max_agents: max as i32,
         });
-    spec.enable_krisp = deployed
-        .krisp_models
-        .as_ref()
-        .and_then(|k| k.enabled)
-        .filter(|e| *e != defaults::ENABLE_KRISP);
     spec.krisp_viva = agent
         .krisp_viva
         .as_ref()
@@ -185,7 +180,10 @@ mod tests {
         );
         assert_eq!(s.agent_profile, Some(AgentProfile::Agent2x));
         assert_eq!(s.max_session_duration, None, "the default is left out");
-        assert_eq!(s.enable_krisp, None, "the default is left out");
+        assert_eq!(
+            s.enable_krisp, None,
+            "never written: Pipecat Cloud removed it"
+        );
         assert_eq!(
             s.krisp_viva.as_ref().and_then(|k| k.audio_filter),
             Some(AudioFilter::Tel)

@@ -18,9 +18,11 @@ struct Cli {
 enum Command {
     /// Run the controller.
     Run(Box<operator::RunArgs>),
-    /// Print the CustomResourceDefinitions (YAML): both, or the one named.
+    /// Print the CustomResourceDefinitions and the apply-time warnings policy (YAML, the files
+    /// of `crds/`): all, or the one named.
     Crd {
-        /// Only this CRD (by plural): `pipecatagents` or `pipecatsecretsets`.
+        /// Only this one: `pipecatagents`, `pipecatsecretsets`, or `warnings` (the
+        /// ValidatingAdmissionPolicy that warns about ignored fields).
         #[arg(value_enum)]
         name: Option<CrdName>,
     },
@@ -33,6 +35,7 @@ enum Command {
 enum CrdName {
     Pipecatagents,
     Pipecatsecretsets,
+    Warnings,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +68,7 @@ async fn cli() -> anyhow::Result<()> {
             match name {
                 Some(CrdName::Pipecatagents) => print!("{}", crd::crd_yaml()),
                 Some(CrdName::Pipecatsecretsets) => print!("{}", crd::secret_set::crd_yaml()),
+                Some(CrdName::Warnings) => print!("{}", crd::warnings::warnings_yaml()),
                 None => print!("{}", crd::all_crds_yaml()),
             }
             Ok(())

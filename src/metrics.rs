@@ -186,7 +186,7 @@ impl Metrics {
         let secret_set_reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
             "secret_set_reconciles",
-            "PipecatSecretSet reconciles by result (created, adopted, updated, key_deleted, waiting, unchanged, held, deleted, orphaned, left, error)",
+            "PipecatSecretSet reconciles by result (created, adopted, updated, key_deleted, waiting, unchanged, not_converging, held, deleted, orphaned, left, error)",
             secret_set_reconciles.clone(),
         );
         let secret_set_reconcile_errors = Family::<ReasonLabels, Counter>::default();

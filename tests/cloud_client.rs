@@ -39,7 +39,6 @@ fn config(image: &str) -> AgentConfig {
             min_agents: 1,
             max_agents: 5,
         }),
-        enable_krisp: Some(false),
         ..Default::default()
     }
 }

@@ -475,3 +475,19 @@ mod secret_set {
         assert!(rotated.validate_cel_update(&old).is_ok());
     }
 }
+
+#[test]
+fn the_chart_installs_the_same_warnings_policy_unless_turned_off() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("charts/pipecat-operator/templates/warnings.yaml");
+    let template = std::fs::read_to_string(&path).expect("the chart has templates/warnings.yaml");
+    let expected = format!(
+        "{{{{- if .Values.admissionWarnings.enabled }}}}\n{}{{{{- end }}}}\n",
+        pipecat_operator::crd::warnings::warnings_yaml()
+    );
+    assert!(
+        template == expected,
+        "{} is stale: it is `pipecat-operator crd warnings` inside `{{{{- if .Values.admissionWarnings.enabled }}}}`",
+        path.display()
+    );
+}

@@ -1,15 +1,17 @@
 //! End-to-end: agents and the PipecatSecretSets their secret sets come from, on the real
-//! control plane with the operator binary and the emulator. Three agents, two sets: `bot-env`
+//! control plane with the operator binary and the emulator. Four agents, two sets: `bot-env`
 //! (an env set from an Opaque Secret) used by `rot-a` and `rot-b`, `bot-registry` (an
-//! image-pull set from a dockerconfigjson Secret) used by `rot-b` and by `rot-c`, which opts
-//! out of rotations (`secretRotation: Ignore`).
+//! image-pull set from a dockerconfigjson Secret) used by `rot-b`, by `rot-c`, which opts
+//! out of rotations (`secretRotation: Ignore`), and by `rot-d`, which opts in to image-pull
+//! redeploys (`secretRotation: RedeployIncludingImagePull`).
 //!
 //! - Agents applied together with their sets wait while the sets provision (`Synced=False`,
 //!   reason `SecretSetNotReady`, no create call, no 409 from binding a pending set), then
 //!   become Ready.
 //! - At steady state: no secret set write and no agent update over several resyncs.
-//! - A rotated value: one PUT of the set, then exactly one forced redeploy per agent using it
-//!   (counted in the emulator's journal), none for the agent that opted out.
+//! - A rotated env value: one PUT of the set, then exactly one forced redeploy per agent using
+//!   it (counted in the emulator's journal). A rotated image-pull value: one PUT, and no
+//!   forced redeploy by default; one for the agent that opted in.
 //! - The operator killed right after a forced redeploy was carried out (its answer lost, so
 //!   only the announcement is recorded) and restarted: no second forced redeploy.
 
@@ -28,7 +30,7 @@ use support::operator::{Env, Options, is_ready};
 
 const ENV_SET: &str = "bot-env";
 const PULL_SET: &str = "bot-registry";
-const AGENTS: [&str; 3] = ["rot-a", "rot-b", "rot-c"];
+const AGENTS: [&str; 4] = ["rot-a", "rot-b", "rot-c", "rot-d"];
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn manifests() -> Vec<String> {
@@ -55,6 +57,10 @@ fn manifests() -> Vec<String> {
         agent(
             "rot-c",
             json!({"imagePullSecretSet": PULL_SET, "secretRotation": "Ignore"}),
+        ),
+        agent(
+            "rot-d",
+            json!({"imagePullSecretSet": PULL_SET, "secretRotation": "RedeployIncludingImagePull"}),
         ),
     ];
     docs.iter().map(|d| d.to_string()).collect()
@@ -256,6 +262,7 @@ async fn secret_sets_gate_agents_and_each_rotation_redeploys_them_once() {
     wait_recorded(&env, "rot-a", ENV_SET, 1).await;
     wait_recorded(&env, "rot-b", PULL_SET, 1).await;
     wait_recorded(&env, "rot-c", PULL_SET, 1).await;
+    wait_recorded(&env, "rot-d", PULL_SET, 1).await;
 
     // 2. Steady state: several resyncs, no write at all.
     let quiet = last_seq(&env).await;
@@ -309,7 +316,8 @@ async fn secret_sets_gate_agents_and_each_rotation_redeploys_them_once() {
         "no event names the rotation: {events}"
     );
 
-    // 4. The image-pull set rotated: rot-b redeploys; rot-c (Ignore) only records it.
+    // 4. The image-pull set rotated: by default nothing redeploys (rot-b), nor with Ignore
+    // (rot-c); rot-d opted in and redeploys once. Each records the new revision.
     let before = last_seq(&env).await;
     rotate(
         &env,
@@ -321,10 +329,16 @@ async fn secret_sets_gate_agents_and_each_rotation_redeploys_them_once() {
     wait_set(&env, PULL_SET, 2).await;
     wait_recorded(&env, "rot-b", PULL_SET, 2).await;
     wait_recorded(&env, "rot-c", PULL_SET, 2).await;
+    wait_recorded(&env, "rot-d", PULL_SET, 2).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(puts(&env, PULL_SET, before).await, 1, "PUTs of {PULL_SET}");
-    assert_eq!(forced(&env, "rot-b", before).await, 1, "rot-b");
+    assert_eq!(
+        forced(&env, "rot-b", before).await,
+        0,
+        "rot-b: an image-pull rotation redeploys nothing by default"
+    );
     assert_eq!(forced(&env, "rot-c", before).await, 0, "rot-c opted out");
+    assert_eq!(forced(&env, "rot-d", before).await, 1, "rot-d opted in");
     assert_eq!(
         forced(&env, "rot-a", before).await,
         0,
@@ -374,4 +388,5 @@ async fn secret_sets_gate_agents_and_each_rotation_redeploys_them_once() {
     );
     assert_eq!(forced(&env, "rot-b", before).await, 1, "rot-b");
     assert_eq!(forced(&env, "rot-c", before).await, 0, "rot-c");
+    assert_eq!(forced(&env, "rot-d", before).await, 0, "rot-d");
 }

@@ -9,7 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use pipecat_operator::crd::PipecatAgent;
-use pipecat_operator::emulator::{self, JournalFilter, MAX_AGENTS_LIMIT, Profile};
+use pipecat_operator::emulator::{
+    self, Fault, FaultBody, JournalFilter, MAX_AGENTS_LIMIT, Profile,
+};
 use serde_json::{Value, json};
 use support::operator::{API_KEY, Env, Options, is_ready};
 
@@ -109,7 +111,7 @@ fn profile_options(profile: Profile) -> Options {
 /// The fields in the order they are removed, each with what the stored agent shows once it
 /// is cleared or back at its default.
 type Check = fn(&Value) -> bool;
-const REMOVALS: [(&str, Check); 7] = [
+const REMOVALS: [(&str, Check); 6] = [
     ("secretSet", |s| {
         s["deployment"]["manifest"]["spec"]["envFromSecretNames"] == json!([])
     }),
@@ -119,9 +121,6 @@ const REMOVALS: [(&str, Check); 7] = [
     ("agentProfile", |s| s["agentProfile"] == "agent-1x"),
     ("maxSessionDuration", |s| s["maxSessionDuration"] == 7200),
     ("krispViva", |s| s["krispViva"]["audioFilter"].is_null()),
-    ("enableKrisp", |s| {
-        s["deployment"]["manifest"]["spec"]["krispModels"]["enabled"] == false
-    }),
     // maxAgents has no documented default: only minAgents goes back to its default (0).
     ("autoScaling", |s| {
         s["autoScaling"]["minReplicas"] == 0 && s["autoScaling"]["maxReplicas"] == 5
@@ -144,9 +143,9 @@ async fn removed_fields_against(profile: Profile) {
     for (field, cleared) in REMOVALS {
         assert!(!cleared(&s), "{field} starts at its default: {s}");
     }
-    assert_eq!(
-        s["deployment"]["manifest"]["spec"]["krispModels"]["enabled"],
-        true
+    assert_ne!(
+        s["deployment"]["manifest"]["spec"]["krispModels"]["enabled"], true,
+        "enableKrisp is never sent: {s}"
     );
 
     for (i, (field, cleared)) in REMOVALS.into_iter().enumerate() {
@@ -529,4 +528,166 @@ async fn profile_at_run_time_stored_agent_and_forced_updates_in_the_journal() {
     let forced: Vec<bool> = updates.iter().map(|e| e.force_redeploy).collect();
     assert_eq!(forced, [false, true]);
     emu.shutdown().await;
+}
+
+/// Waits until the agent's status describes its current generation.
+async fn wait_observed(env: &Env, name: &str) -> PipecatAgent {
+    env.wait_for(
+        name,
+        Duration::from_secs(30),
+        "the generation observed",
+        |a| a.status.as_ref().and_then(|s| s.observed_generation) == a.metadata.generation,
+    )
+    .await
+}
+
+/// `enableKrisp` (removed from Pipecat Cloud's API) is accepted, never sent, changes nothing
+/// remotely whatever its value, and is warned about once per spec generation that sets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_krisp_is_never_sent_and_warned_about_once_per_generation() {
+    let env = Env::start("krisp", profile_options(Profile::Full)).await;
+    let spec = |krisp: Option<bool>| {
+        let mut s = json!({"image": "acme/bot:1", "autoScaling": {"minAgents": 0, "maxAgents": 2}});
+        if let Some(k) = krisp {
+            s["enableKrisp"] = json!(k);
+        }
+        s
+    };
+    env.apply(&agent("krisp", spec(Some(true))));
+    env.wait_ready("krisp").await;
+    let s = stored(&env, "krisp").await;
+    assert_ne!(
+        s["deployment"]["manifest"]["spec"]["krispModels"]["enabled"], true,
+        "enableKrisp reached Pipecat Cloud: {s}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await; // ~4 resyncs
+    assert_eq!(warnings(&env, "krisp", "EnableKrispIgnored"), 1);
+    let updates = env.calls("update_agent").await;
+    assert_eq!(updates, 0);
+
+    // Another value, then none: new generations, no update, one warning for the one that sets it.
+    for (krisp, events) in [(Some(false), 2), (None, 2)] {
+        env.apply(&agent("krisp", spec(krisp)));
+        wait_observed(&env, "krisp").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            env.calls("update_agent").await,
+            0,
+            "enableKrisp {krisp:?}: an update was sent\n{}",
+            env.operator.log_tail(20)
+        );
+        assert_eq!(
+            warnings(&env, "krisp", "EnableKrispIgnored"),
+            events,
+            "enableKrisp {krisp:?}"
+        );
+        let a = env.agents().get("krisp").await.unwrap();
+        assert!(is_ready(&a), "{:?}", a.status);
+    }
+}
+
+/// Removing a secret set sends an empty name (the contract has no null for it). A server that
+/// refuses that update gets it once: `Synced=False SecretSetRemovalRefused`, with what to do,
+/// and no retry until the spec changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_secret_set_removal_is_reported_and_not_resent() {
+    let env = Env::start("removal", profile_options(Profile::Full)).await;
+    let with_set = json!({"image": "acme/bot:1", "secretSet": "voice-starter-secrets",
+        "autoScaling": {"minAgents": 0, "maxAgents": 2}});
+    env.apply(&agent("detach", with_set.clone()));
+    env.wait_ready("detach").await;
+    // The service refuses the detaching update.
+    env.admin
+        .inject_fault(
+            Fault::body(
+                "/v1/agents/detach",
+                FaultBody::Custom(
+                    json!({"error": "Secret set '' not found", "code": "NOT_FOUND"}).to_string(),
+                ),
+            )
+            .with_status(404)
+            .with_method("POST")
+            .with_count(100),
+        )
+        .await
+        .expect("fault");
+    let mut without = with_set.clone();
+    without.as_object_mut().unwrap().remove("secretSet");
+    env.apply(&agent("detach", without));
+    let a = env
+        .wait_for(
+            "detach",
+            Duration::from_secs(30),
+            "Synced=False SecretSetRemovalRefused",
+            |a| {
+                a.condition("Synced")
+                    .is_some_and(|c| c.status == "False" && c.reason == "SecretSetRemovalRefused")
+            },
+        )
+        .await;
+    let message = &a.condition("Synced").unwrap().message;
+    assert!(
+        message.contains("voice-starter-secrets") && message.contains("dashboard"),
+        "{message}"
+    );
+    let stalled = a.condition("Stalled").expect("Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "SecretSetRemovalRefused")
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await; // ~6 resyncs
+    assert_eq!(
+        env.calls("update_agent").await,
+        1,
+        "the refused update was sent again\n{}",
+        env.operator.log_tail(20)
+    );
+    // A spec change is sent again (here: the set back, which the agent still has: nothing to do).
+    env.admin.clear_faults().await.expect("clear faults");
+    env.apply(&agent("detach", with_set));
+    env.wait_for("detach", Duration::from_secs(30), "Synced=True", |a| {
+        a.condition("Synced").is_some_and(|c| c.status == "True")
+    })
+    .await;
+}
+
+/// A region Pipecat Cloud does not list (`GET /regions`) is reported before anything is
+/// created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_region_creates_nothing() {
+    let env = Env::start("region", profile_options(Profile::Full)).await;
+    env.apply(&agent(
+        "far",
+        json!({"image": "acme/bot:1", "region": "mars-north"}),
+    ));
+    let a = env
+        .wait_for(
+            "far",
+            Duration::from_secs(30),
+            "Synced=False UnknownRegion",
+            |a| {
+                a.condition("Synced")
+                    .is_some_and(|c| c.status == "False" && c.reason == "UnknownRegion")
+            },
+        )
+        .await;
+    let message = &a.condition("Synced").unwrap().message;
+    assert!(
+        message.contains("us-west") && message.contains("mars-north"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(env.calls("create_agent").await, 0);
+    assert!(
+        a.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty()),
+        "nothing remote, nothing to finalize: {:?}",
+        a.metadata.finalizers
+    );
+    // A known region is created (spec.region is immutable: another resource).
+    env.apply(&agent(
+        "near",
+        json!({"image": "acme/bot:1", "region": "eu-central"}),
+    ));
+    env.wait_ready("near").await;
+    assert_eq!(env.calls("create_agent").await, 1);
 }

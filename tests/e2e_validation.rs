@@ -280,3 +280,79 @@ fn explain_reads_as_documentation() {
     );
     assert!(text.contains("scale to zero"), "{text}");
 }
+
+#[test]
+fn enable_krisp_applies_with_a_warning_that_points_to_krisp_viva() {
+    let cp = ControlPlane::get();
+    cp.apply_crds(); // crds/ holds the warnings policy too
+    let ns = cp.namespace("krisp");
+    let apply = |name: &str, spec: &str| {
+        kubectl_stdin(
+            cp.kubeconfig_path(),
+            &["apply", "-n", &ns, "-f", "-"],
+            &manifest(name, spec),
+        )
+    };
+    // The policy reaches the apiserver's admission a moment after it is created.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let out = loop {
+        let out = apply("krisp", "  image: a/b:1\n  enableKrisp: true");
+        assert!(
+            out.status.success(),
+            "a manifest with enableKrisp is still accepted: {}",
+            describe_output(&out)
+        );
+        if String::from_utf8_lossy(&out.stderr).contains("Warning")
+            || std::time::Instant::now() > deadline
+        {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Warning:")
+            && stderr.contains("spec.enableKrisp is ignored")
+            && stderr.contains("krispViva"),
+        "no warning for enableKrisp: {}",
+        describe_output(&out)
+    );
+    // Stored as written: the warning rejects nothing.
+    let got = cp.kubectl(&[
+        "get",
+        "-n",
+        &ns,
+        "pipecatagent/krisp",
+        "-o",
+        "jsonpath={.spec.enableKrisp}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "true");
+    // A manifest without it applies with no warning at all.
+    let out = apply("viva", "  image: a/b:1\n  krispViva: {audioFilter: tel}");
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Warning"),
+        "{}",
+        describe_output(&out)
+    );
+}
+
+#[test]
+fn explain_says_enable_krisp_is_ignored() {
+    let cp = ControlPlane::get();
+    cp.apply_crds();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let out = loop {
+        let out = cp.kubectl(&["explain", "pipecatagent.spec.enableKrisp"]);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(
+        text.contains("Ignored") && text.contains("krispViva"),
+        "{text}"
+    );
+}

@@ -44,6 +44,24 @@ build() {
   echo "$name=$out"
 }
 
+# kube-apiserver and kube-controller-manager in one `go build` when neither is cached: one action
+# graph compiles the packages they share once and overlaps one's link with the other's compile.
+build_k8s_pair() {
+  local dir=$cache/k8s-pair.tmp.$$
+  [ ! -x "$cache/kube-apiserver-$K8S_VERSION" ] && [ ! -x "$cache/kube-controller-manager-$K8S_VERSION" ] || return 0
+  need_go
+  echo "building kube-apiserver and kube-controller-manager $K8S_VERSION (first run only; cached in $cache)" >&2
+  mkdir -p "$dir"
+  if ! (cd "$here/kube-apiserver" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "$(k8s_ldflags)" -o "$dir/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager) >&2; then
+    rm -rf "$dir"
+    die "building kube-apiserver and kube-controller-manager $K8S_VERSION failed (see the Go output above)"
+  fi
+  mv "$dir/kube-apiserver" "$cache/kube-apiserver-$K8S_VERSION"
+  mv "$dir/kube-controller-manager" "$cache/kube-controller-manager-$K8S_VERSION"
+  rmdir "$dir"
+}
+
 k8s_ldflags() {
   local v=${K8S_VERSION#v} major minor
   major=${v%%.*}; minor=${v#*.}; minor=${minor%%.*}
@@ -58,6 +76,12 @@ k8s_ldflags() {
 assets=${KUBEBUILDER_ASSETS:-}
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(etcd kube-apiserver kube-controller-manager helm)
+case " ${want[*]} " in
+  *" kube-apiserver "*" kube-controller-manager "*|*" kube-controller-manager "*" kube-apiserver "*)
+    if [ -z "$assets" ] || { [ ! -x "$assets/kube-apiserver" ] && [ ! -x "$assets/kube-controller-manager" ]; }; then
+      build_k8s_pair
+    fi ;;
+esac
 for w in "${want[@]}"; do
   case $w in
     kube-apiserver|kube-controller-manager|etcd)

@@ -4,8 +4,9 @@
 #   ${PIPECAT_OPERATOR_CACHE:-$HOME/.cache/pipecat-operator}/bin/NAME-VERSION
 # and prints the binary's path. Used by hack/kstatus/build.sh and hack/promtool/build.sh.
 #
-# Usage: hack/lib/gotool.sh NAME MODULE_DIR VERSIONED_MODULE PACKAGE
-#   (VERSIONED_MODULE: the go.mod requirement whose version names the cache entry)
+# Usage: [GOTOOL_TAGS=tag,...] hack/lib/gotool.sh NAME MODULE_DIR VERSIONED_MODULE PACKAGE
+#   (VERSIONED_MODULE: the go.mod requirement whose version names the cache entry; GOTOOL_TAGS:
+#   Go build tags, e.g. to leave out what the tests never run)
 set -euo pipefail
 
 name=$1 dir=$2 module=$3 pkg=$4
@@ -18,7 +19,7 @@ if [ ! -x "$out" ]; then
   mkdir -p "$cache"
   echo "building $name $version (first run only; cached in $cache)" >&2
   tmp="$out.tmp.$$"
-  if ! (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$tmp" "$pkg") >&2; then
+  if ! (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -tags "${GOTOOL_TAGS:-}" -ldflags "-s -w" -o "$tmp" "$pkg") >&2; then
     rm -f "$tmp"
     echo "$name build: go build failed (see above)" >&2
     exit 1

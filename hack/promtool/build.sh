@@ -5,5 +5,5 @@
 # first build takes several minutes). Prints the binary's path.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-exec "$here/../lib/gotool.sh" promtool "$here" github.com/prometheus/prometheus \
+GOTOOL_TAGS=remove_all_sd exec "$here/../lib/gotool.sh" promtool "$here" github.com/prometheus/prometheus \
   github.com/prometheus/prometheus/cmd/promtool

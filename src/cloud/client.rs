@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::error::Error;
 use super::ratelimit::RateLimiter;
 use super::types::{
-    Agent, AgentList, AgentSummary, CreateAgentRequest, ErrorBody, UpdateAgentRequest,
+    Agent, AgentList, AgentSummary, CreateAgentRequest, ErrorBody, RegionList, UpdateAgentRequest,
 };
 use crate::text::truncate;
 
@@ -101,6 +101,8 @@ pub enum Operation {
     DeleteSecretSet,
     /// `DELETE /secrets/{set}/{key}`
     DeleteSecret,
+    /// `GET /regions`
+    ListRegions,
 }
 
 impl Operation {
@@ -117,6 +119,7 @@ impl Operation {
             Operation::PutSecretSet => "put_secret_set",
             Operation::DeleteSecretSet => "delete_secret_set",
             Operation::DeleteSecret => "delete_secret",
+            Operation::ListRegions => "list_regions",
         }
     }
 }
@@ -215,6 +218,20 @@ impl Client {
             )
             .await?;
         Ok(list.services)
+    }
+
+    /// `GET /regions`: the region codes the key's organization may use.
+    pub async fn list_regions(&self, key: &ApiKey) -> Result<Vec<String>, Error> {
+        let list: RegionList = self
+            .call(
+                Operation::ListRegions,
+                Method::GET,
+                "/regions",
+                key,
+                None::<&()>,
+            )
+            .await?;
+        Ok(list.regions.into_iter().map(|r| r.code).collect())
     }
 
     /// `POST /agents`.

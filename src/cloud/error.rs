@@ -21,7 +21,10 @@ pub enum Error {
         message: String,
     },
     /// Another 4xx: the request is wrong and retrying will not help until it changes.
-    #[error("invalid request (HTTP {status}, {code}): {message}")]
+    #[error(
+        "invalid request (HTTP {status}, {code}): {message}{}",
+        error_codes_link(code)
+    )]
     InvalidRequest {
         /// HTTP status.
         status: u16,
@@ -69,6 +72,24 @@ pub enum Error {
     /// The client could not be built (bad base URL, TLS setup).
     #[error("invalid client configuration: {0}")]
     Config(String),
+}
+
+/// Pipecat Cloud's page that explains its error codes (`PCC-1004`, `PCC_IMAGE_NOT_FOUND`, ...).
+pub const ERROR_CODES_PAGE: &str =
+    "https://docs.pipecat.ai/deployment/pipecat-cloud/fundamentals/error-codes";
+
+/// True for Pipecat Cloud's own error codes (`PCC-1004`, `PCC_IMAGE_NOT_FOUND`).
+pub fn is_pcc_code(code: &str) -> bool {
+    code.starts_with("PCC-") || code.starts_with("PCC_")
+}
+
+/// "; see <the error codes page>" after a message about a `PCC` code, else nothing.
+pub fn error_codes_link(code: &str) -> String {
+    if is_pcc_code(code) {
+        format!(" (see {ERROR_CODES_PAGE})")
+    } else {
+        String::new()
+    }
 }
 
 /// The class of a failure: the one classification that retries, metrics and condition reasons

@@ -11,5 +11,5 @@ pub mod secret_sets;
 pub mod types;
 
 pub use client::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Observer, Operation, classify};
-pub use error::{Error, ErrorKind};
+pub use error::{ERROR_CODES_PAGE, Error, ErrorKind, error_codes_link, is_pcc_code};
 pub use ratelimit::{Lane, Pass, Promotion, RateLimiter, background, current_lane, in_lane};

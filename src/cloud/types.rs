@@ -28,9 +28,6 @@ pub struct AgentConfig {
     /// Pool bounds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_scaling: Option<AutoScalingRequest>,
-    /// Deprecated Krisp switch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enable_krisp: Option<bool>,
     /// Krisp VIVA settings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub krisp_viva: Option<KrispVivaBody>,
@@ -83,7 +80,7 @@ pub struct UpdateAgentRequest {
     #[serde(flatten)]
     pub config: AgentConfig,
     /// Fields returned to "unset": an omitted field keeps its remote value, so a field removed
-    /// from the spec must be sent as `null` or as its documented default.
+    /// from the spec is sent with its detaching value (see [`Reset`]) or its documented default.
     #[serde(flatten)]
     pub resets: Resets,
     /// Roll a new deployment even when nothing changed.
@@ -102,22 +99,24 @@ pub mod defaults {
     /// Instances kept warm ("defaults to 0 if unspecified"). `maxAgents` has no documented
     /// default, so a removed `autoScaling` returns only `minAgents` to its default.
     pub const MIN_AGENTS: i64 = 0;
-    /// The deprecated Krisp switch.
-    pub const ENABLE_KRISP: bool = false;
 }
 
-/// An optional field returned to "unset" by an update: a secret set unbound (`null`), or a
-/// field sent with its documented default.
+/// An optional field returned to "unset" by an update: a secret set unbound (an empty name), or
+/// a field sent with its documented default.
+///
+/// The contract types `secretSet` and `imagePullSecretSet` as non-nullable strings and documents
+/// no way to detach a set, so `null` is never sent: an empty string is the one detaching value
+/// the contract allows. A service that refuses it answers an error the controller reports as
+/// `SecretSetRemovalRefused`; one that ignores it leaves the set in place, which the
+/// convergence guard reports as `NotConverging`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reset {
-    /// `secretSet: null`.
+    /// `secretSet: ""`.
     SecretSet,
-    /// `imagePullSecretSet: null`.
+    /// `imagePullSecretSet: ""`.
     ImagePullSecretSet,
     /// `autoScaling: {minAgents: 0}`.
     MinAgents,
-    /// `enableKrisp: false`.
-    EnableKrisp,
     /// `krispViva: {audioFilter: null}`.
     KrispViva,
     /// `agentProfile: "agent-1x"`.
@@ -128,11 +127,10 @@ pub enum Reset {
 
 impl Reset {
     /// Every optional field, in body order.
-    pub const ALL: [Reset; 7] = [
+    pub const ALL: [Reset; 6] = [
         Reset::ImagePullSecretSet,
         Reset::SecretSet,
         Reset::MinAgents,
-        Reset::EnableKrisp,
         Reset::KrispViva,
         Reset::AgentProfile,
         Reset::MaxSessionDuration,
@@ -144,7 +142,6 @@ impl Reset {
             Reset::SecretSet => "secretSet",
             Reset::ImagePullSecretSet => "imagePullSecretSet",
             Reset::MinAgents => "autoScaling",
-            Reset::EnableKrisp => "enableKrisp",
             Reset::KrispViva => "krispViva",
             Reset::AgentProfile => "agentProfile",
             Reset::MaxSessionDuration => "maxSessionDuration",
@@ -154,9 +151,8 @@ impl Reset {
     /// The value sent.
     pub fn value(self) -> Value {
         match self {
-            Reset::SecretSet | Reset::ImagePullSecretSet => Value::Null,
+            Reset::SecretSet | Reset::ImagePullSecretSet => Value::String(String::new()),
             Reset::MinAgents => serde_json::json!({"minAgents": defaults::MIN_AGENTS}),
-            Reset::EnableKrisp => Value::Bool(defaults::ENABLE_KRISP),
             Reset::KrispViva => serde_json::json!({"audioFilter": null}),
             Reset::AgentProfile => Value::String(defaults::AGENT_PROFILE.into()),
             Reset::MaxSessionDuration => Value::from(defaults::MAX_SESSION_DURATION),
@@ -228,9 +224,12 @@ pub struct Agent {
     /// Longest session in seconds.
     #[serde(default)]
     pub max_session_duration: Option<i64>,
-    /// The revision being served.
+    /// The revision being served (or rolled out).
     #[serde(default)]
     pub current_revision: Option<Revision>,
+    /// The revision before it (draining after a roll-out).
+    #[serde(default)]
+    pub previous_revision: Option<Revision>,
     /// Conditions (Available, Progressing, Degraded).
     #[serde(default)]
     pub conditions: Option<Vec<AgentCondition>>,
@@ -273,9 +272,15 @@ pub struct Revision {
     /// Creating, Validating, Active, Draining or Failed.
     #[serde(default)]
     pub phase: Option<String>,
+    /// Instances ready.
+    #[serde(default)]
+    pub ready_replicas: Option<i64>,
     /// Health of its instances.
     #[serde(default)]
     pub health: Option<RevisionHealth>,
+    /// Pipecat Cloud's own infrastructure is at fault, not the agent.
+    #[serde(default)]
+    pub has_infrastructure_issue: Option<bool>,
     /// Other fields.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -288,16 +293,26 @@ pub struct RevisionHealth {
     /// Instances ready.
     #[serde(default)]
     pub ready: Option<bool>,
-    /// e.g. Running, CrashLoopBackOff, ImagePullBackOff, OOMKilled.
+    /// `running`, `waiting` or `terminated` (older answers: a reason such as
+    /// `CrashLoopBackOff` here).
     #[serde(default)]
     pub state: Option<String>,
     /// Container restarts.
     #[serde(default)]
     pub restart_count: Option<i64>,
-    /// Short reason.
+    /// Instances started.
+    #[serde(default)]
+    pub replicas_started: Option<i64>,
+    /// Why the containers wait or ended: `CrashLoopBackOff`, `ImagePullBackOff`, ...
     #[serde(default)]
     pub reason: Option<String>,
-    /// Longer message.
+    /// Exit code of the last terminated container.
+    #[serde(default)]
+    pub last_exit_code: Option<i64>,
+    /// Why the last container ended: `Error`, `OOMKilled`, ...
+    #[serde(default)]
+    pub last_termination_reason: Option<String>,
+    /// Longer message (often the agent's Python traceback).
     #[serde(default)]
     pub message: Option<String>,
     /// One-line summary for people.
@@ -443,6 +458,24 @@ pub struct AgentList {
     /// The agents.
     #[serde(default)]
     pub services: Vec<AgentSummary>,
+}
+
+/// One entry of `GET /regions`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Region {
+    /// Region code, as `region` takes it (`us-west`).
+    pub code: String,
+    /// Name for people.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// Body of `GET /regions`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegionList {
+    /// The regions.
+    #[serde(default)]
+    pub regions: Vec<Region>,
 }
 
 /// The API's error body.

@@ -10,12 +10,13 @@ use super::plan::{self, Plan, Stuck, UpdateReason};
 use super::readiness::{Readiness, readiness};
 use super::rotation::{self, ManagedSet};
 use super::{Context, Error, credentials, finalizer, ownership, secret_finalizer, status, watch};
-use crate::cloud::types::{Agent, Resets, UpdateAgentRequest, defaults};
+use crate::cloud::types::{Agent, Reset, Resets, UpdateAgentRequest, defaults};
 use crate::cloud::{self, ApiKey};
 use crate::crd::{
     DeletionPolicy, FINALIZER, PendingRotation, PipecatAgent, PipecatAgentStatus,
     RequestedDeployment, SecretSetRevision,
 };
+use tracing::warn;
 
 /// A successful sync with Pipecat Cloud.
 #[derive(Clone, Debug)]
@@ -93,6 +94,7 @@ pub async fn sync(
         let Plan::Create(req) = plan::plan(&desired, None, &last) else {
             unreachable!("a missing agent is always planned as a create")
         };
+        check_region(ctx, &key, &desired).await?;
         // The finalizer and the create marker, in one write, before the call.
         prepare(ctx, obj, &loc, Some(&desired.name)).await?;
         return match ctx.cloud.create_agent(&key, &req).await {
@@ -156,6 +158,37 @@ pub async fn sync(
             .await
             .map(|a| a.with_secret_sets(rotation::current(&sets)))
     }
+}
+
+/// Before a create: the spec's region is one Pipecat Cloud offers the key's organization
+/// (`GET /regions`); otherwise nothing is created (`UnknownRegion`, until the spec changes). A
+/// spec without a region gets Pipecat Cloud's default, and a server that does not serve
+/// `/regions` (404) is not asked again in this pass: the create's own answer decides.
+async fn check_region(ctx: &Context, key: &ApiKey, desired: &Desired) -> Result<(), Error> {
+    let Some(region) = desired.region.as_deref() else {
+        return Ok(());
+    };
+    let regions = match ctx.cloud.list_regions(key).await {
+        Ok(regions) => regions,
+        Err(cloud::Error::NotFound { .. }) => return Ok(()),
+        Err(source) => return Err(Error::cloud("list regions for", &desired.name, source)),
+    };
+    if regions.iter().any(|r| r == region) {
+        return Ok(());
+    }
+    Err(Error::InvalidSpec {
+        reason: "UnknownRegion",
+        message: format!(
+            "spec.region {region:?} is not a Pipecat Cloud region of this account (it offers: {}); agent {} was not created: set spec.region to one of these, or remove it for Pipecat Cloud's default ({})",
+            if regions.is_empty() {
+                "none".to_string()
+            } else {
+                regions.join(", ")
+            },
+            desired.name,
+            defaults::REGION
+        ),
+    })
 }
 
 /// The managed secret sets the agent uses, all ready; otherwise the agent waits
@@ -282,11 +315,12 @@ async fn carry_out(
 ) -> Result<Applied, Error> {
     match step {
         Plan::Update { request, reason } => {
-            let answer = ctx
-                .cloud
-                .update_agent(key, &desired.name, &request)
-                .await
-                .map_err(|source| Error::cloud("update", &desired.name, source))?;
+            let answer = match ctx.cloud.update_agent(key, &desired.name, &request).await {
+                Ok(answer) => answer,
+                Err(source) => {
+                    return removal_refused(desired, observed, &request, requested, source);
+                }
+            };
             Ok(updated(
                 desired,
                 &observed,
@@ -318,6 +352,45 @@ async fn carry_out(
     }
 }
 
+/// A refused update that detached a secret set (pure): Pipecat Cloud's API documents no way
+/// to detach one, so a 4xx answer to it is kept as [`Stuck::RemovalRefused`] (recorded in the
+/// status like any update the server did not take: never sent again for this spec). Any other
+/// failure is the pass's error.
+fn removal_refused(
+    desired: Desired,
+    observed: Agent,
+    request: &UpdateAgentRequest,
+    requested: Option<RequestedDeployment>,
+    source: cloud::Error,
+) -> Result<Applied, Error> {
+    let detaching = request
+        .resets
+        .0
+        .iter()
+        .any(|r| matches!(r, Reset::SecretSet | Reset::ImagePullSecretSet));
+    let refused = matches!(
+        source.kind(),
+        cloud::ErrorKind::InvalidRequest | cloud::ErrorKind::NotFound
+    );
+    if !(detaching && refused) {
+        return Err(Error::cloud("update", &desired.name, source));
+    }
+    let differ = compare(&desired.config, &desired.omitted, &observed).differ;
+    warn!(
+        agent = %desired.name,
+        error = %source,
+        "Pipecat Cloud refused an update that detaches a secret set; not sending it again"
+    );
+    let stuck = Stuck::refused(&desired, differ);
+    Ok(kept(
+        desired,
+        observed,
+        Outcome::NotConverging,
+        requested,
+        Some(stuck),
+    ))
+}
+
 /// The result of a create (pure): the agent is waited for, and checked against the spec (a
 /// server may store something else than it was asked for).
 pub fn created(desired: Desired, mut agent: Agent) -> Applied {
@@ -335,7 +408,7 @@ pub fn created(desired: Desired, mut agent: Agent) -> Applied {
         replaces: None,
     });
     let still = compare(&desired.config, &desired.omitted, &agent).differ;
-    let stuck = (!still.is_empty()).then_some(Stuck::Refused(still));
+    let stuck = (!still.is_empty()).then(|| Stuck::refused(&desired, still));
     Applied::new(agent, Outcome::Created, desired, requested, stuck)
 }
 
@@ -378,7 +451,7 @@ pub fn updated(
         })
     };
     let still = compare(&desired.config, &desired.omitted, &answer).differ;
-    let stuck = (!still.is_empty()).then_some(Stuck::Refused(still));
+    let stuck = (!still.is_empty()).then(|| Stuck::refused(&desired, still));
     Applied::new(answer, Outcome::Updated(reason), desired, requested, stuck)
 }
 

@@ -7,13 +7,12 @@
 use crate::cloud::types::{Agent, AgentConfig, Reset, defaults};
 
 /// Every spec field the comparison knows, by its name in the spec.
-pub const FIELDS: [&str; 9] = [
+pub const FIELDS: [&str; 8] = [
     "image",
     "buildId",
     "autoScaling",
     "secretSet",
     "imagePullSecretSet",
-    "enableKrisp",
     "agentProfile",
     "krispViva",
     "maxSessionDuration",
@@ -63,9 +62,6 @@ pub fn compare(config: &AgentConfig, omitted: &[Reset], observed: &Agent) -> Com
         .or_else(|| spec.and_then(|s| s.auto_scaling.as_ref()));
     let secret_sets = spec.map(|s| s.env_from_secret_names.clone().unwrap_or_default());
     let pull_secret = spec.map(|s| s.image_pull_secret_name.clone());
-    let krisp_enabled = spec
-        .and_then(|s| s.krisp_models.as_ref())
-        .and_then(|k| k.enabled);
 
     let mut set = |field: &'static str, remote: Option<(bool, String)>| match remote {
         Some((true, _)) => {}
@@ -110,12 +106,6 @@ pub fn compare(config: &AgentConfig, omitted: &[Reset], observed: &Agent) -> Com
             pull_secret.clone().flatten().map(|n| (&n == want, n)),
         );
     }
-    if let Some(want) = config.enable_krisp {
-        set(
-            "enableKrisp",
-            krisp_enabled.map(|e| (e == want, e.to_string())),
-        );
-    }
     if let Some(want) = &config.agent_profile {
         set(
             "agentProfile",
@@ -156,9 +146,6 @@ pub fn compare(config: &AgentConfig, omitted: &[Reset], observed: &Agent) -> Com
             Reset::MinAgents => scaling
                 .and_then(|s| s.min_replicas)
                 .map(|m| (m != defaults::MIN_AGENTS).then(|| format!("minAgents {m}"))),
-            Reset::EnableKrisp => {
-                krisp_enabled.map(|e| (e != defaults::ENABLE_KRISP).then(|| e.to_string()))
-            }
             Reset::KrispViva => observed.krisp_viva.as_ref().map(|k| k.audio_filter.clone()),
             Reset::AgentProfile => observed
                 .agent_profile

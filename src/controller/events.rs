@@ -131,12 +131,35 @@ pub fn transitions(
                 notes.push(Note::normal(e.reason(), n.message))
             }
             Err(e) => notes.push(Note::warning(e.reason(), n.message)),
-            Ok(a) if a.stuck.is_some() => notes.push(Note::warning(NOT_CONVERGING, n.message)),
+            Ok(a) if a.stuck.is_some() => notes.push(Note::warning(
+                a.stuck.as_ref().map_or(NOT_CONVERGING, |s| s.reason()),
+                n.message,
+            )),
             Ok(_) => {}
         }
     }
     notes
 }
+
+/// Warns, once per spec generation (when the status first shows it), about spec fields the
+/// operator accepts but never sends.
+pub fn ignored_fields(
+    spec: &crate::crd::PipecatAgentSpec,
+    old: &PipecatAgentStatus,
+    new: &PipecatAgentStatus,
+) -> Option<Note> {
+    let first_seen =
+        new.observed_generation.is_some() && new.observed_generation != old.observed_generation;
+    (first_seen && spec.enable_krisp.is_some()).then(|| {
+        Note::warning(
+            ENABLE_KRISP_IGNORED,
+            crate::crd::warnings::ENABLE_KRISP_WARNING.into(),
+        )
+    })
+}
+
+/// The event reason of [`ignored_fields`].
+pub const ENABLE_KRISP_IGNORED: &str = "EnableKrispIgnored";
 
 /// Events waiting at most (about 0.5 KB each); when full, the oldest waiting event is dropped
 /// (counted in `pipecat_operator_events_dropped_total`): the newer ones describe the current
@@ -341,6 +364,24 @@ mod tests {
 
     fn reasons(notes: &[Note]) -> Vec<&str> {
         notes.iter().map(|n| n.reason.as_str()).collect()
+    }
+
+    #[test]
+    fn enable_krisp_is_warned_about_once_per_generation() {
+        let mut spec = obj().spec;
+        let st = |g: Option<i64>| PipecatAgentStatus {
+            observed_generation: g,
+            ..Default::default()
+        };
+        assert_eq!(ignored_fields(&spec, &st(None), &st(Some(1))), None);
+        spec.enable_krisp = Some(true);
+        let note = ignored_fields(&spec, &st(None), &st(Some(1))).expect("warned");
+        assert!(note.warning);
+        assert_eq!(note.reason, ENABLE_KRISP_IGNORED);
+        assert!(note.message.contains("krispViva"), "{}", note.message);
+        assert_eq!(ignored_fields(&spec, &st(Some(1)), &st(Some(1))), None);
+        assert!(ignored_fields(&spec, &st(Some(1)), &st(Some(2))).is_some());
+        assert_eq!(ignored_fields(&spec, &st(Some(1)), &st(None)), None);
     }
 
     #[test]

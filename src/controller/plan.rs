@@ -85,15 +85,40 @@ impl UpdateReason {
 pub enum Stuck {
     /// The same update was sent for this spec and Pipecat Cloud kept these values.
     Refused(Vec<Mismatch>),
+    /// The update detached a secret set (the spec no longer names one the agent has) and
+    /// Pipecat Cloud refused it or kept the set: its API documents no way to detach one.
+    RemovalRefused(Vec<Mismatch>),
     /// The agent was changed elsewhere again after each of the last corrections.
     DriftLoop(Vec<Mismatch>),
 }
 
+/// `Synced=False` reason of [`Stuck::RemovalRefused`].
+pub const SECRET_SET_REMOVAL_REFUSED: &str = "SecretSetRemovalRefused";
+
 impl Stuck {
+    /// An update for `desired` that Pipecat Cloud did not take (refused, or answered with these
+    /// fields unchanged): [`Stuck::RemovalRefused`] when it detached a secret set the agent
+    /// still has, else [`Stuck::Refused`].
+    pub fn refused(desired: &Desired, mismatches: Vec<Mismatch>) -> Self {
+        if mismatches.iter().any(|m| detaches(desired, m.field)) {
+            Stuck::RemovalRefused(mismatches)
+        } else {
+            Stuck::Refused(mismatches)
+        }
+    }
+
     /// The fields and remote values concerned.
     pub fn mismatches(&self) -> &[Mismatch] {
         match self {
-            Stuck::Refused(m) | Stuck::DriftLoop(m) => m,
+            Stuck::Refused(m) | Stuck::RemovalRefused(m) | Stuck::DriftLoop(m) => m,
+        }
+    }
+
+    /// The `Synced=False` (and `Stalled=True`) reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Stuck::RemovalRefused(_) => SECRET_SET_REMOVAL_REFUSED,
+            Stuck::Refused(_) | Stuck::DriftLoop(_) => super::status::NOT_CONVERGING,
         }
     }
 
@@ -108,6 +133,9 @@ impl Stuck {
         match self {
             Stuck::Refused(_) => format!(
                 "Pipecat Cloud did not take the spec's {fields} for agent {agent}; the operator does not send the same change again: change the spec (or fix the agent in Pipecat Cloud)"
+            ),
+            Stuck::RemovalRefused(_) => format!(
+                "Pipecat Cloud did not detach the secret set from agent {agent} ({fields}): its API documents no way to remove a secret set from an agent, and it refused or ignored the update. The operator does not send it again. To go on: name another set in the spec (secretSet / imagePullSecretSet), or detach the set in the Pipecat Cloud dashboard, or recreate the agent (delete this PipecatAgent with deletionPolicy: Delete and apply it again)"
             ),
             Stuck::DriftLoop(_) => format!(
                 "agent {agent} was changed outside Kubernetes again after {MAX_DRIFT_CORRECTIONS} corrections ({fields}); the operator stopped restoring it: stop the other writer, then change the spec or restart the operator"
@@ -160,7 +188,7 @@ pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> 
             actual: have.clone(),
         };
     }
-    let spec_changed = last.config_hash.as_deref() != Some(desired.hash.as_str());
+    let spec_changed = !desired.is_applied(last.config_hash.as_deref());
     // The first apply (creation or adoption) records the token without forcing a redeploy;
     // removing the token asks for nothing.
     let redeploy = last.config_hash.is_some()
@@ -195,7 +223,7 @@ pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> 
         && refusal.config_hash == desired.hash
         && refusal.mismatches == cmp.differ
     {
-        return Plan::NotConverging(Stuck::Refused(cmp.differ));
+        return Plan::NotConverging(Stuck::refused(desired, cmp.differ));
     }
     if matches!(reason, UpdateReason::Drift(_)) && last.drift_corrections >= MAX_DRIFT_CORRECTIONS {
         return Plan::NotConverging(Stuck::DriftLoop(cmp.differ));
@@ -207,6 +235,15 @@ pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> 
             force_redeploy: redeploy,
         },
         reason,
+    }
+}
+
+/// True when the spec leaves out `field`, a secret set reference: an update detaches it.
+pub fn detaches(desired: &Desired, field: &str) -> bool {
+    match field {
+        "secretSet" => desired.config.secret_set.is_none(),
+        "imagePullSecretSet" => desired.config.image_pull_secret_set.is_none(),
+        _ => false,
     }
 }
 

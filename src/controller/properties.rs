@@ -41,7 +41,6 @@ struct Cfg {
     pull: Option<String>,
     min: i64,
     max: i64,
-    krisp: bool,
     viva: Option<String>,
     profile: String,
     duration: i64,
@@ -55,7 +54,6 @@ impl Cfg {
             pull: None,
             min: 0,
             max: 10,
-            krisp: false,
             viva: None,
             profile: "agent-1x".into(),
             duration: 7200,
@@ -109,7 +107,9 @@ impl Server {
             ("imagePullSecretSet", &mut c.pull),
         ] {
             match body.get(key) {
-                Some(Value::Null) => *slot = None,
+                // The contract types both as non-nullable strings: an empty one detaches.
+                Some(Value::Null) => panic!("{key}: null is not a string: {body}"),
+                Some(Value::String(s)) if s.is_empty() => *slot = None,
                 Some(Value::String(s)) => *slot = Some(s.clone()),
                 _ => {}
             }
@@ -124,9 +124,10 @@ impl Server {
             };
         }
         c.min = c.min.min(c.max);
-        if let Some(k) = body["enableKrisp"].as_bool() {
-            c.krisp = k;
-        }
+        assert!(
+            body.get("enableKrisp").is_none(),
+            "enableKrisp is gone from the API: {body}"
+        );
         if let Some(v) = body.get("krispViva") {
             c.viva = v["audioFilter"].as_str().map(str::to_string);
         }
@@ -191,7 +192,7 @@ impl Server {
             "autoScaling": {"minReplicas": c.min, "maxReplicas": c.max},
             "imagePullSecretName": c.pull,
             "envFromSecretNames": c.secret_set.iter().collect::<Vec<_>>(),
-            "krispModels": {"enabled": c.krisp},
+            "krispModels": {"enabled": false},
         }});
         let mut v = match self.profile {
             Profile::Seed => json!({
@@ -247,7 +248,6 @@ impl Server {
                 Some(a) => (c.min, c.max) == (a.min_agents, a.max_agents),
                 None => c.min == 0,
             }
-            && c.krisp == d.enable_krisp.unwrap_or(false)
             && c.viva == d.krisp_viva.and_then(|k| k.audio_filter)
             && c.profile == d.agent_profile.unwrap_or_else(|| "agent-1x".into())
             && c.duration == d.max_session_duration.unwrap_or(7200)
@@ -638,12 +638,19 @@ fn run_rotations(events: Vec<Event>, policy: SecretRotation) -> Result<(), TestC
     let again = rotation_pass(&mut server, &obj, &st, Event::Pass);
     prop_assert_eq!(server.updates, updates, "an update once calm: {:?}", again);
     prop_assert_eq!(again.pending_rotation, None);
-    if policy == SecretRotation::Redeploy {
-        prop_assert_eq!(
+    match policy {
+        SecretRotation::RedeployIncludingImagePull => prop_assert_eq!(
             server.deployed.last().copied(),
             Some(server.values),
             "the agent's newest deployment lacks the newest values"
-        );
+        ),
+        // Image-pull rotations redeploy nothing: the newest env values, whatever the pull set's.
+        SecretRotation::Redeploy => prop_assert_eq!(
+            server.deployed.last().map(|d| d.0),
+            Some(server.values.0),
+            "the agent's newest deployment lacks the newest env values"
+        ),
+        SecretRotation::Ignore => {}
     }
     Ok(())
 }
@@ -654,6 +661,11 @@ proptest! {
     #[test]
     fn each_rotation_is_redeployed_once_across_kills(events in prop::collection::vec(event_strategy(), 0..12)) {
         run_rotations(events, SecretRotation::Redeploy)?;
+    }
+
+    #[test]
+    fn each_rotation_of_either_set_is_redeployed_once_when_asked(events in prop::collection::vec(event_strategy(), 0..12)) {
+        run_rotations(events, SecretRotation::RedeployIncludingImagePull)?;
     }
 
     #[test]

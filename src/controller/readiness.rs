@@ -4,7 +4,7 @@
 //! deployment errors, and names a failure the way Kubernetes users know it.
 
 use super::status::CondState;
-use crate::cloud::types::Agent;
+use crate::cloud::{self, types::Agent};
 use crate::crd::RequestedDeployment;
 
 /// How far the agent's deployment is, from the agent alone.
@@ -35,42 +35,63 @@ pub fn readiness(agent: &Agent, requested: Option<&RequestedDeployment>) -> Read
         let message = e
             .message
             .as_deref()
-            .map(|m| format!(": {m}"))
+            .map(|m| format!(": {}", detail_text(m)))
             .unwrap_or_default();
-        (code, format!("{code}{message}"))
+        (
+            code,
+            format!("{code}{message}{}", cloud::error_codes_link(code)),
+        )
     });
-    // Revision health names the failure the way Kubernetes users know it (CrashLoopBackOff,
-    // ImagePullBackOff, OOMKilled); a deployment error code refines the message.
-    let health = agent
+    let revision = agent
         .current_revision
         .as_ref()
-        .and_then(|r| r.health.as_ref());
-    if let Some(h) = health
-        && h.ready != Some(true)
-        // The contract's `state` is running|waiting|terminated, the Kubernetes-like reason is
-        // in `reason`; a failure named in `state` is read too.
-        && let Some(state) = [h.state.as_deref(), h.reason.as_deref()]
-            .into_iter()
-            .flatten()
-            .find(|s| is_failure_state(s))
-    {
-        let detail = error
-            .as_ref()
-            .map(|(_, m)| m.as_str())
-            .or(h.headline.as_deref())
-            .or(h.message.as_deref())
-            .or(h.reason.as_deref())
-            .unwrap_or("the agent's containers are failing");
-        let restarts = h
-            .restart_count
-            .filter(|n| *n > 0)
-            .map(|n| format!(" ({n} restarts)"))
-            .unwrap_or_default();
+        .filter(|r| r.deployment_id.is_none() || r.deployment_id.as_deref() == desired);
+    // Pipecat Cloud's own trouble: its own reason, which never blames the agent's code.
+    if revision.and_then(|r| r.has_infrastructure_issue) == Some(true) {
         return Readiness {
             ready: false,
             condition: CondState::fail(
-                &camel(state),
-                format!("deployment {deployment}: {state}{restarts}: {detail}"),
+                INFRASTRUCTURE_ISSUE,
+                format!(
+                    "deployment {deployment}: Pipecat Cloud reports an infrastructure issue (on its side, not in the agent's code or image); nothing to change in the spec: the operator keeps checking, and Pipecat Cloud's status page or support can say more"
+                ),
+            ),
+            failed: true,
+        };
+    }
+    // Revision health names the failure the way Kubernetes users know it (CrashLoopBackOff,
+    // ImagePullBackOff, OOMKilled); a deployment error code refines the message.
+    let health = revision.and_then(|r| r.health.as_ref());
+    let phase_failed = revision.and_then(|r| r.phase.as_deref()) == Some("Failed");
+    if let Some(h) = health.filter(|h| h.ready != Some(true))
+        && let Some(name) = failure_name(h, phase_failed)
+    {
+        let detail = error
+            .as_ref()
+            .map(|(_, m)| m.clone())
+            .or_else(|| h.headline.as_deref().map(detail_text))
+            .or_else(|| h.message.as_deref().map(detail_text))
+            .unwrap_or_else(|| "the agent's containers are failing".into());
+        let mut facts = Vec::new();
+        if let Some(n) = h.restart_count.filter(|n| *n > 0) {
+            facts.push(format!("{n} restarts"));
+        }
+        if let Some(code) = h.last_exit_code {
+            facts.push(format!("last exit code {code}"));
+        }
+        if let Some(r) = h.last_termination_reason.as_deref().filter(|r| *r != name) {
+            facts.push(format!("last termination: {r}"));
+        }
+        let facts = if facts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", facts.join(", "))
+        };
+        return Readiness {
+            ready: false,
+            condition: CondState::fail(
+                &camel(name),
+                format!("deployment {deployment}: {name}{facts}: {detail}"),
             ),
             failed: true,
         };
@@ -81,6 +102,18 @@ pub fn readiness(agent: &Agent, requested: Option<&RequestedDeployment>) -> Read
             condition: CondState::fail(
                 &reason_from_code(code),
                 format!("deployment {deployment} failed: {message}"),
+            ),
+            failed: true,
+        };
+    }
+    if phase_failed {
+        return Readiness {
+            ready: false,
+            condition: CondState::fail(
+                "DeploymentFailed",
+                format!(
+                    "deployment {deployment} failed (Pipecat Cloud reports its revision Failed)"
+                ),
             ),
             failed: true,
         };
@@ -148,6 +181,41 @@ pub fn readiness(agent: &Agent, requested: Option<&RequestedDeployment>) -> Read
     }
 }
 
+/// `Ready=False` reason: Pipecat Cloud reports an infrastructure issue with the revision.
+pub const INFRASTRUCTURE_ISSUE: &str = "InfrastructureIssue";
+
+/// Longest part of a remote message (a Python traceback, often) kept in a condition: its end,
+/// where the exception is.
+const DETAIL_TAIL: usize = 600;
+
+/// A failing revision's name for people: the health's reason (`CrashLoopBackOff`), an older
+/// answer's state, the last termination reason (`OOMKilled`), or `Failed` when only the phase
+/// says so. `None` while nothing fails.
+fn failure_name(h: &crate::cloud::types::RevisionHealth, phase_failed: bool) -> Option<&str> {
+    let reason = h.reason.as_deref().filter(|r| is_failure_state(r));
+    let legacy = h.state.as_deref().filter(|s| is_failure_state(s));
+    let terminated = h.last_termination_reason.as_deref().filter(|r| {
+        is_failure_state(r) && (phase_failed || h.state.as_deref() == Some("terminated"))
+    });
+    reason
+        .or(legacy)
+        .or(terminated)
+        .or(phase_failed.then_some("Failed"))
+}
+
+/// A remote text as a condition shows it: credentials redacted, and its end kept when long.
+fn detail_text(text: &str) -> String {
+    let text = crate::text::redact_credentials(text.trim());
+    if text.len() <= DETAIL_TAIL {
+        return text;
+    }
+    let mut cut = text.len() - DETAIL_TAIL;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!("...{}", &text[cut..])
+}
+
 fn is_failure_state(state: &str) -> bool {
     matches!(
         state,
@@ -163,9 +231,16 @@ fn is_failure_state(state: &str) -> bool {
     )
 }
 
-/// `PCC_IMAGE_PULL_UNAUTHORIZED` -> `ImagePullUnauthorized`.
+/// `PCC_IMAGE_PULL_UNAUTHORIZED` -> `ImagePullUnauthorized`; `PCC-1004` -> `Pcc1004` (a reason
+/// must start with a letter).
 pub fn reason_from_code(code: &str) -> String {
-    let trimmed = code.strip_prefix("PCC_").unwrap_or(code);
+    let trimmed = code
+        .strip_prefix("PCC_")
+        .or_else(|| code.strip_prefix("PCC-"))
+        .unwrap_or(code);
+    if trimmed.starts_with(|c: char| c.is_ascii_digit()) {
+        return format!("Pcc{}", camel(trimmed));
+    }
     camel(trimmed)
 }
 
@@ -377,30 +452,6 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_reason_of_a_waiting_container_is_reported() {
-        let mut a = agent("d2", Some("d1"), false);
-        a.current_revision = Some(Revision {
-            deployment_id: Some("d2".into()),
-            health: Some(RevisionHealth {
-                ready: Some(false),
-                state: Some("waiting".into()),
-                reason: Some("CrashLoopBackOff".into()),
-                restart_count: Some(2),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        let r = readiness(&a, None);
-        assert!(r.failed);
-        assert_eq!(r.condition.reason, "CrashLoopBackOff");
-        assert!(
-            r.condition.message.contains("2 restarts"),
-            "{}",
-            r.condition.message
-        );
-    }
-
-    #[test]
     fn health_state_wins_and_the_error_code_refines_the_message() {
         let mut a = agent("d2", Some("d1"), false);
         a.errors = Some(vec![DeploymentError {
@@ -446,5 +497,136 @@ mod tests {
         assert_eq!(camel("CrashLoopBackOff"), "CrashLoopBackOff");
         assert_eq!(camel("image-pull"), "ImagePull");
         assert_eq!(camel(""), "Unknown");
+    }
+
+    fn failing(health: RevisionHealth, phase: &str) -> Agent {
+        let mut a = agent("d2", Some("d1"), true);
+        a.current_revision = Some(Revision {
+            deployment_id: Some("d2".into()),
+            phase: Some(phase.into()),
+            health: Some(health),
+            ..Default::default()
+        });
+        a
+    }
+
+    #[test]
+    fn a_crash_as_the_contract_reports_it_names_the_exit_and_the_traceback_end() {
+        let traceback = format!(
+            "Traceback (most recent call last):\n{}  File \"/app/bot.py\", line 9\nKeyError: 'OPENAI_API_KEY' (api_key=sk-live-0123456789abcdef)",
+            "  frame\n".repeat(200)
+        );
+        let a = failing(
+            RevisionHealth {
+                ready: Some(false),
+                state: Some("waiting".into()),
+                reason: Some("CrashLoopBackOff".into()),
+                restart_count: Some(4),
+                last_exit_code: Some(1),
+                last_termination_reason: Some("Error".into()),
+                message: Some(traceback),
+                ..Default::default()
+            },
+            "Failed",
+        );
+        let r = readiness(&a, None);
+        assert!(r.failed && !r.ready);
+        assert_eq!(r.condition.reason, "CrashLoopBackOff");
+        let m = &r.condition.message;
+        for part in [
+            "deployment d2: CrashLoopBackOff",
+            "4 restarts",
+            "last exit code 1",
+            "last termination: Error",
+            "KeyError: 'OPENAI_API_KEY'",
+        ] {
+            assert!(m.contains(part), "{part:?} missing: {m}");
+        }
+        assert!(!m.contains("sk-live-0123456789abcdef"), "not redacted: {m}");
+        assert!(
+            m.len() < 900,
+            "the traceback is cut to its end: {} bytes",
+            m.len()
+        );
+        // The same health while running is no failure.
+        let fine = failing(
+            RevisionHealth {
+                ready: Some(true),
+                state: Some("running".into()),
+                ..Default::default()
+            },
+            "Active",
+        );
+        assert!(!readiness(&fine, None).failed);
+    }
+
+    #[test]
+    fn an_oom_kill_shows_as_its_termination_reason() {
+        let a = failing(
+            RevisionHealth {
+                ready: Some(false),
+                state: Some("terminated".into()),
+                last_exit_code: Some(137),
+                last_termination_reason: Some("OOMKilled".into()),
+                ..Default::default()
+            },
+            "Validating",
+        );
+        let r = readiness(&a, None);
+        assert!(r.failed);
+        assert_eq!(r.condition.reason, "OOMKilled");
+        assert!(
+            r.condition.message.contains("last exit code 137"),
+            "{}",
+            r.condition.message
+        );
+    }
+
+    #[test]
+    fn an_infrastructure_issue_never_blames_the_agent() {
+        let mut a = failing(
+            RevisionHealth {
+                ready: Some(false),
+                state: Some("waiting".into()),
+                reason: Some("CrashLoopBackOff".into()),
+                ..Default::default()
+            },
+            "Failed",
+        );
+        a.current_revision
+            .as_mut()
+            .unwrap()
+            .has_infrastructure_issue = Some(true);
+        let r = readiness(&a, None);
+        assert_eq!(r.condition.reason, INFRASTRUCTURE_ISSUE);
+        assert!(
+            r.condition.message.contains("not in the agent's code"),
+            "{}",
+            r.condition.message
+        );
+        // A revision of another deployment (the previous one) says nothing about this one.
+        a.current_revision.as_mut().unwrap().deployment_id = Some("d0".into());
+        assert_ne!(readiness(&a, None).condition.reason, INFRASTRUCTURE_ISSUE);
+    }
+
+    #[test]
+    fn pcc_codes_name_the_reason_and_link_the_error_codes_page() {
+        let mut a = agent("d2", Some("d1"), false);
+        a.errors = Some(vec![DeploymentError {
+            code: Some("PCC-1004".into()),
+            message: Some("Billing credentials not set".into()),
+        }]);
+        let r = readiness(&a, None);
+        assert!(r.failed);
+        assert_eq!(r.condition.reason, "Pcc1004");
+        assert!(
+            r.condition
+                .message
+                .contains("PCC-1004: Billing credentials not set")
+                && r.condition.message.contains(crate::cloud::ERROR_CODES_PAGE),
+            "{}",
+            r.condition.message
+        );
+        assert_eq!(reason_from_code("PCC_IMAGE_NOT_FOUND"), "ImageNotFound");
     }
 }

@@ -151,7 +151,10 @@ async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
         }
     }
     ctx.objects.set_gauges(obj, &new);
-    for note in events::transitions(&old, &new, &result) {
+    for note in events::transitions(&old, &new, &result)
+        .into_iter()
+        .chain(events::ignored_fields(&obj.spec, &old, &new))
+    {
         ctx.events.publish(obj, note);
     }
 

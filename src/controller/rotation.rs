@@ -5,8 +5,9 @@
 //! [`agent_uses_set`](crate::crd::secret_set::agent_uses_set) (the [`super::set_index`] finds
 //! them). While such a set is not ready the agent sends nothing (a create or update binding a
 //! provisioning set is refused with a 409). Each rotation (`status.readyRevision` of the set
-//! going up) reaches the agent as exactly one update with `forceRedeploy: true`, recorded in
-//! the agent's `status.secretSetRevisions`. The redeploy is announced in
+//! going up) of the env set (`secretSet`; of the image-pull set too under
+//! `secretRotation: RedeployIncludingImagePull`) reaches the agent as exactly one update with
+//! `forceRedeploy: true`; every rotation is recorded in the agent's `status.secretSetRevisions`. The redeploy is announced in
 //! `status.pendingRotation` before it is sent; a pass that finds the announcement and a
 //! deployment other than the one it replaced knows the redeploy happened (the operator was
 //! stopped before recording it) and does not send it again.
@@ -276,7 +277,7 @@ pub fn step(
     policy: SecretRotation,
 ) -> Step {
     let deployment = observed.desired_deployment();
-    let decision = decide(
+    let mut decision = decide(
         &status.secret_set_revisions,
         status.pending_rotation.as_ref(),
         sets,
@@ -284,6 +285,14 @@ pub fn step(
         first,
         policy,
     );
+    if policy != SecretRotation::RedeployIncludingImagePull {
+        // A running agent holds its environment values, but never reads its pull credentials
+        // again: new instances pull with the image-pull set's values by name. So only the env
+        // set's rotations are worth a redeploy (the pull set's revision is still recorded).
+        decision
+            .due
+            .retain(|r| desired.config.secret_set.as_deref() == Some(r.name.as_str()));
+    }
     let plan = force(plan, desired, &decision.due);
     let announce = (!decision.due.is_empty() && matches!(plan, Plan::Update { .. })).then(|| {
         // Every current revision, not only the due ones: the new deployment gets them all,

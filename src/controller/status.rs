@@ -74,10 +74,12 @@ pub const MAX_MESSAGE: usize = 1024;
 /// Copies the remote agent's live fields into a status.
 pub fn observe_into(status: &mut PipecatAgentStatus, agent: &Agent) {
     status.available = agent.available;
+    // `activeDeploymentId` is deprecated upstream: the status keeps the field (users read it)
+    // and fills it from `desiredDeploymentId` when the answer has it.
     status.active_deployment_id = agent
-        .active_deployment_id
+        .desired_deployment_id
         .clone()
-        .or_else(|| agent.desired_deployment_id.clone());
+        .or_else(|| agent.active_deployment_id.clone());
     status.active_deployment_ready = agent.active_deployment_ready;
     status.desired_deployment_id = agent.desired_deployment_id.clone();
     status.reconciled_deployment_id = agent.reconciled_deployment_id.clone();
@@ -178,7 +180,7 @@ pub fn next_status(
             );
             let synced = match &applied.stuck {
                 Some(stuck) => {
-                    CondState::fail(NOT_CONVERGING, stuck.describe(&applied.desired.name))
+                    CondState::fail(stuck.reason(), stuck.describe(&applied.desired.name))
                 }
                 None => CondState::ok(
                     "UpToDate",
@@ -205,7 +207,7 @@ pub fn next_status(
         Ok(a) => a
             .stuck
             .as_ref()
-            .map(|stuck| CondState::fail(NOT_CONVERGING, stuck.describe(&a.desired.name))),
+            .map(|stuck| CondState::fail(stuck.reason(), stuck.describe(&a.desired.name))),
         Err(e) if e.needs_user_action() => Some(CondState::fail(e.reason(), e.to_string())),
         Err(_) => None,
     };

@@ -205,11 +205,28 @@ pub struct PipecatSecretSetStatus {
     /// Pipecat Cloud's message when provisioning failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// Set when unchanged values were sent again because Pipecat Cloud did not list the
+    /// Secret's keys: the values' digest and the keys it listed then. The same listing for the
+    /// same values again means resending does not help: the operator stops (`NotConverging`)
+    /// until the Secret changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent_for: Option<ResentFor>,
     /// `Ready`: the set holds the Secret's current values and Pipecat Cloud reports it ready.
     /// `Synced`: the last reconcile with Pipecat Cloud succeeded. Reasons are CamelCase words;
     /// messages say what to do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// What a resend of unchanged values answered (`status.resentFor`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResentFor {
+    /// The digest of the values sent again.
+    pub values_digest: String,
+    /// The keys Pipecat Cloud listed before they were sent again.
+    #[serde(default)]
+    pub remote_keys: Vec<String>,
 }
 
 impl PipecatSecretSet {

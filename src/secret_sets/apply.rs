@@ -31,6 +31,12 @@ pub enum Action {
     Waited,
     /// Nothing to send.
     Nothing,
+    /// The values were already sent again for this listing, which still lacks these keys:
+    /// nothing is sent until the Secret or the listing changes.
+    NotConverging {
+        /// The Secret's keys Pipecat Cloud does not list.
+        missing: Vec<String>,
+    },
 }
 
 /// The result of a successful pass.
@@ -153,6 +159,10 @@ pub async fn sync(
     let last = Last {
         managed,
         digest: old.values_digest.as_deref(),
+        resent_for: old
+            .resent_for
+            .as_ref()
+            .map(|r| (r.values_digest.as_str(), r.remote_keys.as_slice())),
     };
     let decided = plan(&wanted, &last, remote.as_ref())?;
     if managed && obj.spec.deletion_policy == DeletionPolicy::Delete {
@@ -171,6 +181,7 @@ pub async fn sync(
     match decided {
         Plan::Wait => Ok(done(Action::Waited, managed)),
         Plan::InSync => Ok(done(Action::Nothing, managed)),
+        Plan::NotConverging { missing, .. } => Ok(done(Action::NotConverging { missing }, managed)),
         Plan::DeleteKey(k) => match ctx.cloud.delete_secret(&key, &set, &k).await {
             Ok(()) => {
                 info!(set = %set, namespace = %namespace, key = %k, "removed a key that left the Secret");

@@ -10,6 +10,9 @@
 //! - A key that left the Secret: `DELETE /secrets/{set}/{key}`, one per pass (each makes the
 //!   set pending again).
 //! - Failed with the values last sent: nothing is resent until the Secret changes.
+//! - Keys missing from the listing although the values were sent: sent once more; the same
+//!   listing for the same values after that is `NotConverging` (nothing is resent until the
+//!   Secret or the listing changes).
 
 use crate::crd::secret_set::SecretSetType;
 
@@ -86,6 +89,8 @@ pub struct Last<'a> {
     pub managed: bool,
     /// `status.valuesDigest`.
     pub digest: Option<&'a str>,
+    /// `status.resentFor`: the digest of values sent again, and the keys listed then.
+    pub resent_for: Option<(&'a str, &'a [String])>,
 }
 
 /// The decision of a pass.
@@ -104,6 +109,14 @@ pub enum Plan {
     Wait,
     /// Nothing to send (ready, or failed with the values last sent).
     InSync,
+    /// The values were sent again for this very listing and Pipecat Cloud still lists other
+    /// keys: sending them again would not help.
+    NotConverging {
+        /// The Secret's keys the listing lacks.
+        missing: Vec<String>,
+        /// The keys Pipecat Cloud lists.
+        listed: Vec<String>,
+    },
 }
 
 /// Pipecat Cloud's name of a set type.
@@ -171,6 +184,17 @@ pub fn plan(wanted: &Wanted<'_>, last: &Last<'_>, remote: Option<&Remote>) -> Re
             }
         });
     }
+    if same_values && lost_key && last.resent_for == Some((wanted.digest, remote.keys.as_slice())) {
+        return Ok(Plan::NotConverging {
+            missing: wanted
+                .names
+                .iter()
+                .filter(|n| !remote.keys.contains(n))
+                .cloned()
+                .collect(),
+            listed: remote.keys.clone(),
+        });
+    }
     if !same_values || lost_key {
         return Ok(Plan::Put {
             create: false,
@@ -217,6 +241,7 @@ mod tests {
     const MANAGED: Last<'static> = Last {
         managed: true,
         digest: Some("d1"),
+        resent_for: None,
     };
     const PUT: Plan = Plan::Put {
         create: false,
@@ -307,6 +332,47 @@ mod tests {
         assert_eq!(
             plan(&wanted(&n, "d2"), &MANAGED, Some(&pending)).unwrap(),
             Plan::Wait
+        );
+    }
+
+    #[test]
+    fn a_listing_that_never_shows_the_keys_gets_one_more_put_then_not_converging() {
+        let n = names(&["A", "B"]);
+        // A listing the operator cannot read (no keys), after the values were sent.
+        let unread = remote(RemoteStatus::Ready, &[]);
+        assert_eq!(
+            plan(&wanted(&n, "d1"), &MANAGED, Some(&unread)).unwrap(),
+            PUT,
+            "one more PUT"
+        );
+        // That PUT recorded the listing it answered; the same listing again: stop.
+        let listed: Vec<String> = Vec::new();
+        let resent = Last {
+            resent_for: Some(("d1", listed.as_slice())),
+            ..MANAGED
+        };
+        assert_eq!(
+            plan(&wanted(&n, "d1"), &resent, Some(&unread)).unwrap(),
+            Plan::NotConverging {
+                missing: names(&["A", "B"]),
+                listed: Vec::new()
+            }
+        );
+        // A different listing, or new values, are worth a PUT again.
+        let partial = remote(RemoteStatus::Ready, &["A"]);
+        assert_eq!(
+            plan(&wanted(&n, "d1"), &resent, Some(&partial)).unwrap(),
+            PUT
+        );
+        assert_eq!(
+            plan(&wanted(&n, "d2"), &resent, Some(&unread)).unwrap(),
+            PUT
+        );
+        // The listing caught up: in sync.
+        let full = remote(RemoteStatus::Ready, &["A", "B"]);
+        assert_eq!(
+            plan(&wanted(&n, "d1"), &resent, Some(&full)).unwrap(),
+            Plan::InSync
         );
     }
 

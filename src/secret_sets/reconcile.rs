@@ -53,11 +53,13 @@ async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Erro
     let synced = result?;
     ctx.metrics
         .secret_set_reconciled(result_label(&synced.action));
-    let settled = synced.action == Action::Nothing
-        && synced
-            .remote
-            .as_ref()
-            .is_some_and(|r| r.status != RemoteStatus::Pending);
+    let settled = matches!(
+        synced.action,
+        Action::Nothing | Action::NotConverging { .. }
+    ) && synced
+        .remote
+        .as_ref()
+        .is_some_and(|r| r.status != RemoteStatus::Pending);
     let polls = ctx.objects.succeeded(obj, settled);
     let delay = if settled {
         jitter(ctx.config.resync_interval, 0.1)
@@ -84,6 +86,7 @@ fn result_label(action: &Action) -> &'static str {
         Action::DeletedKey(_) => "key_deleted",
         Action::Waited => "waiting",
         Action::Nothing => "unchanged",
+        Action::NotConverging { .. } => "not_converging",
     }
 }
 

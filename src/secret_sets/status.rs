@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::Error;
 use super::apply::{Action, Synced};
 use super::plan::RemoteStatus;
-use crate::controller::status::{CondState, READY, SYNCED, set_condition};
-use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
+use crate::controller::status::{CondState, NOT_CONVERGING, READY, SYNCED, set_condition};
+use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus, ResentFor};
 
 /// The status after a pass.
 pub fn next_status(
@@ -55,6 +55,7 @@ pub fn next_status(
         st.error_message = None;
     }
     let mut in_flight = true;
+    let mut not_converging = None;
     let synced_message = match &synced.action {
         Action::Put {
             created, adopted, ..
@@ -62,6 +63,14 @@ pub fn next_status(
             if st.values_digest.as_deref() != Some(synced.digest.as_str()) {
                 st.revision = Some(st.revision.unwrap_or(0) + 1);
                 st.values_digest = Some(synced.digest.clone());
+                st.resent_for = None;
+            } else if let Some(remote) = &synced.remote {
+                // The same values again, for a listing that lacked keys: remembered, so that
+                // the same listing afterwards stops the resending.
+                st.resent_for = Some(ResentFor {
+                    values_digest: synced.digest.clone(),
+                    remote_keys: remote.keys.clone(),
+                });
             }
             st.remote_status = Some(RemoteStatus::Pending.as_str().into());
             st.error_message = None;
@@ -88,8 +97,24 @@ pub fn next_status(
             )
         }
         Action::Waited => format!("Pipecat Cloud is provisioning secret set {set}"),
+        Action::NotConverging { missing } => {
+            in_flight = false;
+            let listed = if st.keys.is_empty() {
+                "no key".to_string()
+            } else {
+                st.keys.join(", ")
+            };
+            let message = format!(
+                "Pipecat Cloud lists {listed} for secret set {set}, without {} from Secret {}, even after the values were sent again: the operator does not send them again for the same listing. Check the set in Pipecat Cloud; a change to the Secret sends the values again",
+                missing.join(", "),
+                obj.spec.secret_ref.name
+            );
+            not_converging = Some(message.clone());
+            message
+        }
         Action::Nothing => {
             in_flight = false;
+            st.resent_for = None;
             match synced.remote.as_ref().map(|r| &r.status) {
                 Some(RemoteStatus::Failed) => format!(
                     "the values of Secret {} were sent to secret set {set}; they are sent again when the Secret changes",
@@ -102,15 +127,15 @@ pub fn next_status(
             }
         }
     };
-    set_condition(
-        &mut st.conditions,
-        SYNCED,
-        CondState::ok("Synced", synced_message),
-        generation,
-        now,
-    );
+    let synced_state = match &not_converging {
+        Some(_) => CondState::fail(NOT_CONVERGING, synced_message),
+        None => CondState::ok("Synced", synced_message),
+    };
+    set_condition(&mut st.conditions, SYNCED, synced_state, generation, now);
     let remote_status = synced.remote.as_ref().map(|r| &r.status);
-    let ready = if in_flight {
+    let ready = if let Some(message) = not_converging {
+        CondState::fail(NOT_CONVERGING, format!("{message}; agents using it wait"))
+    } else if in_flight {
         CondState::fail(
             "Provisioning",
             format!("Pipecat Cloud is provisioning secret set {set}; agents using it wait"),
@@ -223,7 +248,7 @@ pub fn notes(
                 reason: "Ready".into(),
                 message: message.clone(),
             });
-        } else if reason == "ProvisioningFailed" {
+        } else if reason == "ProvisioningFailed" || reason == NOT_CONVERGING {
             notes.push(Note {
                 warning: true,
                 reason: reason.clone(),
@@ -295,6 +320,46 @@ mod tests {
     fn ready(st: &PipecatSecretSetStatus) -> (String, String) {
         let c = st.conditions.iter().find(|c| c.type_ == READY).unwrap();
         (c.status.clone(), c.reason.clone())
+    }
+
+    #[test]
+    fn a_resend_remembers_the_listing_and_not_converging_says_what_differs() {
+        let o = obj();
+        let s1 = next_status(&o, &Default::default(), &synced(None, put(), "d1"), &now());
+        assert_eq!(s1.resent_for, None, "new values are no resend");
+        // The same values again, for a listing without the keys.
+        let unread = remote(RemoteStatus::Ready, &[]);
+        let s2 = next_status(&o, &s1, &synced(Some(unread.clone()), put(), "d1"), &now());
+        assert_eq!(
+            s2.revision, s1.revision,
+            "no new revision for the same values"
+        );
+        assert_eq!(
+            s2.resent_for,
+            Some(ResentFor {
+                values_digest: "d1".into(),
+                remote_keys: Vec::new()
+            })
+        );
+        let stuck = Action::NotConverging {
+            missing: vec!["A".into(), "B".into()],
+        };
+        let s3 = next_status(&o, &s2, &synced(Some(unread), stuck, "d1"), &now());
+        assert_eq!(ready(&s3), ("False".into(), NOT_CONVERGING.into()));
+        let synced_cond = s3.conditions.iter().find(|c| c.type_ == SYNCED).unwrap();
+        assert_eq!(synced_cond.status, "False");
+        assert_eq!(synced_cond.reason, NOT_CONVERGING);
+        assert!(
+            synced_cond.message.contains("without A, B") && synced_cond.message.contains("no key"),
+            "{}",
+            synced_cond.message
+        );
+        assert_eq!(s3.resent_for, s2.resent_for, "kept while stuck");
+        // A listing that catches up clears it.
+        let full = remote(RemoteStatus::Ready, &["A", "B"]);
+        let s4 = next_status(&o, &s3, &synced(Some(full), Action::Nothing, "d1"), &now());
+        assert_eq!(s4.resent_for, None);
+        assert_eq!(ready(&s4).0, "True");
     }
 
     #[test]

@@ -38,7 +38,7 @@ fn observed_for(spec: &PipecatAgentSpec) -> Agent {
                     auto_scaling: Some(scaling),
                     env_from_secret_names: spec.secret_set.clone().map(|s| vec![s]),
                     krisp_models: Some(KrispModels {
-                        enabled: spec.enable_krisp,
+                        enabled: Some(false),
                     }),
                     ..Default::default()
                 }),
@@ -71,7 +71,10 @@ fn missing_agent_is_created_with_the_full_body() {
             assert_eq!(body["secretSet"], "voice-starter-secrets");
             assert_eq!(body["autoScaling"]["minAgents"], 1);
             assert_eq!(body["autoScaling"]["maxAgents"], 10);
-            assert_eq!(body["enableKrisp"], false);
+            assert!(
+                body.get("enableKrisp").is_none(),
+                "enableKrisp is gone from the API: {body}"
+            );
             assert!(body.get("region").is_none());
             assert!(body.get("forceRedeploy").is_none());
         }
@@ -289,7 +292,7 @@ fn body(p: &Plan) -> serde_json::Value {
 }
 
 #[test]
-fn a_removed_secret_set_is_cleared_with_an_explicit_null() {
+fn a_removed_secret_set_is_cleared_with_an_empty_name() {
     let old = seed_spec();
     let mut new = old.clone();
     new.secret_set = None;
@@ -301,7 +304,7 @@ fn a_removed_secret_set_is_cleared_with_an_explicit_null() {
         "{p:?}"
     );
     let b = body(&p);
-    assert!(b.get("secretSet").is_some_and(|v| v.is_null()), "{b}");
+    assert_eq!(b["secretSet"], "", "{b}");
     // Fields the seed answer does not report are returned to their defaults blindly.
     assert_eq!(b["agentProfile"], "agent-1x");
     assert_eq!(b["maxSessionDuration"], 7200);
@@ -333,10 +336,57 @@ fn removed_fields_return_to_their_documented_defaults() {
     let b = body(&p);
     assert_eq!(b["agentProfile"], "agent-1x");
     assert_eq!(b["autoScaling"], serde_json::json!({"minAgents": 0}));
+    assert!(b.get("enableKrisp").is_none(), "never sent: {b}");
+}
+
+#[test]
+fn a_removed_secret_set_is_detached_with_an_empty_name_never_null() {
+    // The contract types secretSet and imagePullSecretSet as non-nullable strings.
+    let old = seed_spec();
+    let mut new = old.clone();
+    new.secret_set = None;
+    new.image_pull_secret_set = None;
+    let d_old = desired_from_spec("voice-starter", &old);
+    let d_new = desired_from_spec("voice-starter", &new);
+    let mut obs = observed_for(&old);
+    if let Some(spec) = obs
+        .deployment
+        .as_mut()
+        .and_then(|d| d.manifest.as_mut())
+        .and_then(|m| m.spec.as_mut())
+    {
+        spec.image_pull_secret_name = Some("dockerhub-credentials".into());
+    }
+    let p = plan(&d_new, Some(&obs), &applied(&d_old));
+    let b = body(&p);
+    assert_eq!(b["secretSet"], "", "{b}");
+    assert_eq!(b["imagePullSecretSet"], "", "{b}");
     assert!(
-        b.get("enableKrisp").is_none(),
-        "krisp is reported off already: {b}"
+        !b.as_object().unwrap().values().any(|v| v.is_null()),
+        "no null at the top level: {b}"
     );
+}
+
+#[test]
+fn an_upgrade_from_a_version_that_fingerprinted_enable_krisp_plans_nothing() {
+    let spec = seed_spec(); // enableKrisp: false, as 0.1's fixtures have it
+    let d = desired_from_spec("voice-starter", &spec);
+    let last = LastApplied {
+        config_hash: Some(d.legacy_hashes[1].clone()),
+        ..Default::default()
+    };
+    assert!(last.config_hash.is_some() && last.config_hash.as_deref() != Some(d.hash.as_str()));
+    assert_eq!(plan(&d, Some(&observed_for(&spec)), &last), Plan::Nothing);
+    // and an edit of enableKrisp alone (true, or removed) sends nothing either
+    for krisp in [Some(true), None] {
+        let mut edited = spec.clone();
+        edited.enable_krisp = krisp;
+        let d_edited = desired_from_spec("voice-starter", &edited);
+        assert_eq!(
+            plan(&d_edited, Some(&observed_for(&edited)), &last),
+            Plan::Nothing
+        );
+    }
 }
 
 #[test]

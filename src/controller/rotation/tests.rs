@@ -389,6 +389,57 @@ fn a_step_announces_the_redeploy_with_the_deployment_it_replaces() {
 }
 
 #[test]
+fn an_image_pull_rotation_redeploys_nothing_unless_asked() {
+    // Registry tokens expire every few hours: a redeploy per refresh would be for nothing, since
+    // new instances pull with the set's current values anyway.
+    let d = desired(); // secretSet "env", imagePullSecretSet "pull"
+    let observed = Agent {
+        name: "bot".into(),
+        desired_deployment_id: Some("d1".into()),
+        ..Default::default()
+    };
+    let status = PipecatAgentStatus {
+        secret_set_revisions: vec![rev("env", 1), rev("pull", 1)],
+        ..Default::default()
+    };
+    let pull_rotated = [ready("env", 1), ready("pull", 2)];
+    let s = step(
+        Plan::Nothing,
+        &d,
+        &status,
+        &pull_rotated,
+        &observed,
+        false,
+        SecretRotation::Redeploy,
+    );
+    assert_eq!(s.plan, Plan::Nothing, "no redeploy by default");
+    assert_eq!(s.announce, None);
+    assert_eq!(s.record, [rev("env", 1), rev("pull", 2)], "still recorded");
+    let s = step(
+        Plan::Nothing,
+        &d,
+        &status,
+        &pull_rotated,
+        &observed,
+        false,
+        SecretRotation::RedeployIncludingImagePull,
+    );
+    assert!(matches!(s.plan, Plan::Update { ref request, .. } if request.force_redeploy));
+    // The env set's rotation still redeploys by default, once.
+    let env_rotated = [ready("env", 2), ready("pull", 1)];
+    let s = step(
+        Plan::Nothing,
+        &d,
+        &status,
+        &env_rotated,
+        &observed,
+        false,
+        SecretRotation::Redeploy,
+    );
+    assert!(matches!(s.plan, Plan::Update { ref request, .. } if request.force_redeploy));
+}
+
+#[test]
 fn a_new_announcement_keeps_the_revisions_of_an_unrecorded_one() {
     // env was redeployed (announced, d1 -> d2) and the operator killed; then pull rotates.
     let d = desired();
@@ -413,7 +464,7 @@ fn a_new_announcement_keeps_the_revisions_of_an_unrecorded_one() {
         &sets,
         &on_d2,
         false,
-        SecretRotation::Redeploy,
+        SecretRotation::RedeployIncludingImagePull,
     );
     let announced = s.announce.expect("pull is due");
     assert_eq!(announced.revisions, [rev("env", 2), rev("pull", 2)]);
@@ -433,7 +484,7 @@ fn a_new_announcement_keeps_the_revisions_of_an_unrecorded_one() {
         &sets,
         &on_d3,
         false,
-        SecretRotation::Redeploy,
+        SecretRotation::RedeployIncludingImagePull,
     );
     assert_eq!(s.plan, Plan::Nothing);
 }
