@@ -1,10 +1,13 @@
 //! A local emulator of the Pipecat Cloud management API.
 //!
-//! It follows the public API (`/v1/agents`, `/v1/public/{agent}/start`, `/v1/secrets`) closely
-//! enough for the operator's tests and for users who want to try manifests offline: each API
-//! key is an organization, agents go through deployments whose lifecycle (reconciliation,
-//! readiness, crashes, pull failures) is computed from timestamps, secret sets provision
-//! asynchronously, and sessions fill an agent's pool up to `maxAgents`.
+//! It answers as Pipecat's official OpenAPI contract says (`/v1/agents`,
+//! `/v1/public/{agent}/start`, `/v1/secrets`, `/v1/regions`; the contract is vendored in
+//! `contract/pipecat-cloud/` and embedded by [`Contract`]), for the operator's tests and for
+//! users who want to try manifests offline: each API key is an organization, agents go through
+//! deployments whose lifecycle (reconciliation, readiness, crashes, pull failures) is computed
+//! from timestamps, secret sets provision asynchronously, and sessions fill an agent's pool up to
+//! `maxAgents`. In strict mode ([`Config::strict`]) it validates every request and its own
+//! answers against the contract and journals each violation.
 //!
 //! Beside the API, an admin API under `/_emulator/` (no auth) injects faults, reads the
 //! journal of requests, changes delays and failure patterns at run time, edits agents out of

@@ -436,3 +436,19 @@ fn unknown_regions_are_refused() {
     org.put_secret_set("creds", set("eu-central"), &s, t(0))
         .unwrap();
 }
+
+#[test]
+fn regions_parse_from_the_command_line() {
+    assert_eq!(
+        Region::parse("eu-west=Europe (Ireland)").unwrap(),
+        Region {
+            code: "eu-west".into(),
+            display_name: "Europe (Ireland)".into()
+        }
+    );
+    assert_eq!(Region::parse("mars").unwrap().display_name, "mars");
+    assert!(Region::parse("=Nowhere").is_err());
+    assert!(Region::parse("x=").is_err());
+    let codes: Vec<String> = default_regions().into_iter().map(|r| r.code).collect();
+    assert_eq!(codes, ["us-west", "us-east", "eu-central", "ap-south"]);
+}
