@@ -268,8 +268,8 @@ async fn put_secret_set(
 ) -> Result<Response, ApiError> {
     if !valid_set_name(&set) {
         return Err(ApiError::bad_request(format!(
-            "secret set name {set:?} is invalid: use 3 to 63 lowercase letters, digits or '-', \
-             starting and ending with a letter or digit"
+            "secret set name {set:?} is invalid: use 3 to 63 lowercase letters, digits, '-' or \
+             '.', each dot-separated part starting and ending with a letter or digit"
         )));
     }
     let body = SecretSetBody::parse(&parse_object(&body)?)?;

@@ -19,8 +19,11 @@ pub const SESSION_DURATION_RANGE: std::ops::RangeInclusive<i64> = 60..=14400;
 
 static AGENT_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])$").expect("valid regex"));
-static SET_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("valid regex"));
+/// The contract's pattern for `setName`: DNS labels joined by dots.
+static SET_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .expect("valid regex")
+});
 static REGION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]+(-[a-z0-9]+)*$").expect("valid regex"));
 static ENV_KEY: LazyLock<Regex> =
@@ -35,7 +38,7 @@ pub fn valid_agent_name(name: &str) -> bool {
     name.len() <= AGENT_NAME_MAX && AGENT_NAME.is_match(name)
 }
 
-/// Whether `name` is a valid secret set name (3..63 characters, DNS-like).
+/// Whether `name` is a valid secret set name (3..63 characters, the contract's pattern).
 pub fn valid_set_name(name: &str) -> bool {
     (3..=63).contains(&name.len()) && SET_NAME.is_match(name)
 }
@@ -442,6 +445,11 @@ mod tests {
         assert!(!valid_agent_name(&"a".repeat(55)));
         assert!(valid_set_name("abc"));
         assert!(!valid_set_name("ab"));
+        // The contract allows dots between DNS labels.
+        assert!(valid_set_name("team.bot-secrets"));
+        assert!(!valid_set_name("team..secrets"));
+        assert!(!valid_set_name("team.-secrets"));
+        assert!(!valid_set_name("Team"));
     }
 
     #[test]
