@@ -11,14 +11,14 @@
 #   ${PIPECAT_OPERATOR_CACHE:-$HOME/.cache/pipecat-operator}/venv-schemathesis-VERSION
 # The spec's own gaps that the tests tolerate are in contract/pipecat-cloud/baseline.toml.
 #
-# Knobs: CONTRACT_MAX_EXAMPLES (default 20 per operation and phase), CONTRACT_SEED (default 20260731).
+# Knobs: CONTRACT_MAX_EXAMPLES (default 50 per operation and phase), CONTRACT_SEED (default 20260731).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SCHEMATHESIS_VERSION=4.32.5
 cache="${PIPECAT_OPERATOR_CACHE:-$HOME/.cache/pipecat-operator}"
 venv="$cache/venv-schemathesis-$SCHEMATHESIS_VERSION"
-max_examples="${CONTRACT_MAX_EXAMPLES:-20}"
+max_examples="${CONTRACT_MAX_EXAMPLES:-50}"
 seed="${CONTRACT_SEED:-20260731}"
 key="pk_contract_test_key"
 started=$SECONDS
@@ -120,19 +120,22 @@ private_ops=(createService listServices getService updateService deleteService l
   listSecretSets getSecretSet upsertSecretSet deleteSecretSet deleteSecretFromSet)
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
 
-# Starts the emulator with "$@" on a free loopback port; sets $pid and $url.
+# Starts the emulator with "$@" on a free loopback port (its output in $work/NAME.*); sets $pid
+# and $url.
 start_emulator() {
+  local name="$1"
+  shift
   "$emulator" --listen 127.0.0.1:0 --api-key "$key" --ready-delay 0 --reconcile-delay 0 \
-    --secret-ready-delay 300ms "$@" > "$work/stdout" 2> "$work/stderr" &
+    --secret-ready-delay 300ms "$@" > "$work/$name.stdout" 2> "$work/$name.stderr" &
   pid=$!
   url=""
   for _ in $(seq 100); do
-    url="$(sed -n 's/^pipecat-cloud-emulator listening on //p' "$work/stdout")"
+    url="$(sed -n 's/^pipecat-cloud-emulator listening on //p' "$work/$name.stdout" 2> /dev/null)"
     [ -n "$url" ] && return 0
     kill -0 "$pid" 2> /dev/null || break
     sleep 0.1
   done
-  cat "$work/stderr" >&2
+  cat "$work/$name.stderr" >&2
   echo "contract: FAIL: the emulator did not start" >&2
   exit 1
 }
@@ -162,20 +165,22 @@ for profile in full seed rewriting strict; do
   echo "==> contract: profile $profile" >&2
   spec="$work/openapi.json"
   if [ "$profile" = strict ]; then
-    start_emulator --profile full --strict
+    start_emulator "$profile" --profile full --strict
     spec="$work/openapi-strict.json"
   else
-    start_emulator --profile "$profile"
+    start_emulator "$profile" --profile "$profile"
   fi
   ok=true
   schemathesis "$spec" "$url/v1" "${private_ops[@]}" >&2 || ok=false
   # startService's server is /v1/public (the spec's path is /{agentName}/start).
   schemathesis "$spec" "$url/v1/public" startService >&2 || ok=false
   if [ "$profile" = strict ]; then
-    violations="$(curl -fsS "$url/_emulator/journal/counts" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["violations"])')"
+    violations="$(curl -fsS "$url/_emulator/journal/counts" |
+      "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["violations"])')" ||
+      violations="unknown (the emulator did not answer)"
     if [ "$violations" != 0 ]; then
       echo "contract: strict mode journaled $violations violation(s):" >&2
-      curl -fsS "$url/_emulator/violations" >&2
+      curl -fsS "$url/_emulator/violations" >&2 || true
       echo >&2
       ok=false
     fi
