@@ -507,13 +507,9 @@ impl<'a> Validator<'a> {
     }
 }
 
-/// A request, as strict mode sees it.
+/// What strict mode checks of a request besides its path (see [`Contract::operation`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'r> {
-    /// `GET`, `POST`, ...
-    pub method: &'r str,
-    /// The path, from `/v1`.
-    pub path: &'r str,
     /// The raw query string, if any.
     pub query: Option<&'r str>,
     /// The `Content-Type` header, if any.

@@ -191,8 +191,6 @@ async fn strict_call(
             op,
             &params,
             &contract::Request {
-                method: &method,
-                path: &path,
                 query: parts.uri.query(),
                 content_type,
                 body: &bytes,

@@ -18,8 +18,6 @@ fn request(method: &str, path: &str, query: Option<&str>, body: Value) -> Result
             op,
             &params,
             &Request {
-                method,
-                path,
                 query,
                 content_type: Some("application/json"),
                 body: &body,
