@@ -126,6 +126,11 @@ pub enum Reset {
 }
 
 impl Reset {
+    /// True for the secret set references (`secretSet`, `imagePullSecretSet`).
+    pub fn detaches_a_set(self) -> bool {
+        matches!(self, Reset::SecretSet | Reset::ImagePullSecretSet)
+    }
+
     /// Every optional field, in body order.
     pub const ALL: [Reset; 6] = [
         Reset::ImagePullSecretSet,

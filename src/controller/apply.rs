@@ -10,7 +10,7 @@ use super::plan::{self, Plan, Stuck, UpdateReason};
 use super::readiness::{Readiness, readiness};
 use super::rotation::{self, ManagedSet};
 use super::{Context, Error, credentials, finalizer, ownership, secret_finalizer, status, watch};
-use crate::cloud::types::{Agent, Reset, Resets, UpdateAgentRequest, defaults};
+use crate::cloud::types::{Agent, Resets, UpdateAgentRequest, defaults};
 use crate::cloud::{self, ApiKey};
 use crate::crd::{
     DeletionPolicy, FINALIZER, PendingRotation, PipecatAgent, PipecatAgentStatus,
@@ -287,9 +287,17 @@ async fn adopt(
         // `pipecat-operator export`): nothing to send.
         return Ok(kept(desired, agent, Outcome::Adopted, None, None));
     }
+    // Every omitted field back to its default, but a secret set is detached only when the
+    // agent is seen to have one (see `compare`).
+    let resets = desired
+        .omitted
+        .iter()
+        .copied()
+        .filter(|r| !r.detaches_a_set() || cmp.resets.contains(r))
+        .collect();
     let request = UpdateAgentRequest {
         config: desired.config.clone(),
-        resets: Resets(desired.omitted.clone()),
+        resets: Resets(resets),
         force_redeploy: false,
     };
     let answer = ctx
@@ -363,11 +371,7 @@ fn removal_refused(
     requested: Option<RequestedDeployment>,
     source: cloud::Error,
 ) -> Result<Applied, Error> {
-    let detaching = request
-        .resets
-        .0
-        .iter()
-        .any(|r| matches!(r, Reset::SecretSet | Reset::ImagePullSecretSet));
+    let detaching = request.resets.0.iter().any(|r| r.detaches_a_set());
     let refused = matches!(
         source.kind(),
         cloud::ErrorKind::InvalidRequest | cloud::ErrorKind::NotFound

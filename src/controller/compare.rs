@@ -136,7 +136,8 @@ pub fn compare(config: &AgentConfig, omitted: &[Reset], observed: &Agent) -> Com
     }
 
     // Omitted fields: `Some(remote)` when reported away from the default, `None` when at the
-    // default, and unreported ones are reset without counting as a difference.
+    // default, and unreported ones are reset without counting as a difference (but secret
+    // sets: see below).
     for &reset in omitted {
         let reported: Option<Option<String>> = match reset {
             Reset::SecretSet => secret_sets
@@ -164,6 +165,10 @@ pub fn compare(config: &AgentConfig, omitted: &[Reset], observed: &Agent) -> Com
                 });
                 out.resets.push(reset);
             }
+            // A secret set the answer does not report is not detached blindly: the detaching
+            // value (an empty name) is a guess the contract does not document, worth sending
+            // only for a set the agent is seen to have.
+            None if reset.detaches_a_set() => {}
             None => out.resets.push(reset),
         }
     }

@@ -220,7 +220,7 @@ pub fn plan(desired: &Desired, observed: Option<&Agent>, last: &LastApplied) -> 
     };
     if !redeploy
         && let Some(refusal) = &last.refused
-        && refusal.config_hash == desired.hash
+        && desired.is_applied(Some(&refusal.config_hash))
         && refusal.mismatches == cmp.differ
     {
         return Plan::NotConverging(Stuck::refused(desired, cmp.differ));

@@ -3,7 +3,9 @@
 //! warning and still stores the object (an existing manifest keeps applying).
 //!
 //! Shipped as `crds/warnings.pipecat.daily.co.yaml` (after the CRDs, so `cat crds/*.yaml` is
-//! what `pipecat-operator crd` prints) and as the chart's `templates/warnings.yaml`.
+//! what `pipecat-operator crd` prints) and, the same file, in the chart's `crds/`: Helm
+//! installs it with the CRDs and skips it when it exists, so applying `crds/` first and then
+//! installing the chart works (a chart template would fail on the existing object).
 
 /// The policy's name (and its binding's).
 pub const POLICY: &str = "pipecatagents.pipecat.daily.co-ignored-fields";

@@ -421,6 +421,45 @@ fn removing_the_token_forces_nothing() {
 }
 
 #[test]
+fn a_refusal_recorded_under_an_earlier_fingerprint_is_not_resent_after_an_upgrade() {
+    // Recorded by a version whose fingerprint covered enableKrisp (seed_spec sets it false).
+    let spec = seed_spec();
+    let d = desired_from_spec("voice-starter", &spec);
+    let mut clamped = spec.clone();
+    clamped.auto_scaling = Some(AutoScaling {
+        min_agents: 1,
+        max_agents: 5,
+    });
+    let obs = observed_for(&clamped);
+    let mut last = refusal(&d, &obs);
+    last.config_hash = Some(d.legacy_hashes[1].clone());
+    if let Some(r) = last.refused.as_mut() {
+        r.config_hash = d.legacy_hashes[1].clone();
+    }
+    assert!(
+        matches!(plan(&d, Some(&obs), &last), Plan::NotConverging(_)),
+        "the refused update was planned again"
+    );
+}
+
+#[test]
+fn a_secret_set_the_answer_does_not_report_is_not_detached_blindly() {
+    let old = seed_spec();
+    let mut new = old.clone();
+    new.secret_set = None;
+    let d_new = desired_from_spec("voice-starter", &new);
+    let d_old = desired_from_spec("voice-starter", &old);
+    let mut obs = observed_for(&old);
+    obs.deployment = None; // no manifest: the sets are not reported
+    let p = plan(&d_new, Some(&obs), &applied(&d_old));
+    if let Plan::Update { request, .. } = &p {
+        let b = serde_json::to_value(request).unwrap();
+        assert!(b.get("secretSet").is_none(), "{b}");
+        assert!(b.get("imagePullSecretSet").is_none(), "{b}");
+    }
+}
+
+#[test]
 fn a_refused_update_is_not_sent_again_until_something_changes() {
     let spec = seed_spec();
     let d = desired_from_spec("voice-starter", &spec);
