@@ -6,8 +6,25 @@
 mod support;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
+use pipecat_operator::emulator::JournalFilter;
 use support::operator::{API_KEY, Env, Options};
+
+/// Reads of `agent` the emulator answered (the journal's `GET /agents/{agent}`).
+async fn answered_reads(env: &Env, agent: &str) -> usize {
+    env.admin
+        .journal(&JournalFilter {
+            operation: Some("get_agent".into()),
+            agent: Some(agent.into()),
+            ..JournalFilter::default()
+        })
+        .await
+        .expect("journal")
+        .iter()
+        .filter(|e| e.status.is_some())
+        .count()
+}
 
 /// Creates an agent in the emulator the way `pcc deploy` would (same account).
 async fn deploy_outside_kubernetes(env: &Env, body: serde_json::Value) {
@@ -81,6 +98,21 @@ async fn export_then_apply_adopts_every_agent_without_an_update() {
             a.condition("Synced").map(|c| c.reason.clone()).as_deref(),
             Some("UpToDate")
         );
+    }
+    // An adoption whose recorded fingerprint reads as drift would update at the next pass:
+    // count only once two more reads of each agent were answered (the pass of the first one
+    // has ended by the second).
+    for name in ["bot-one", "bot-two"] {
+        let seen = answered_reads(&env, name).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while answered_reads(&env, name).await < seen + 2 {
+            assert!(
+                Instant::now() < deadline,
+                "resyncs stopped reading {name}:\n{}",
+                env.operator.log_tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     assert_eq!(env.calls("update_agent").await, 0, "adopted as they are");
     assert_eq!(env.calls("create_agent").await, 0);

@@ -49,11 +49,15 @@ async fn a_spec_change_goes_before_the_resync_backlog() {
     change_before_backlog("lanes", 0.5).await;
 }
 
-/// No share kept for changes: resyncs pace themselves to the whole budget (a 20 s period) and
-/// the change still goes first. (The rate limiter's priority itself, which matters here only
-/// in races of a few milliseconds, is proven by its unit tests under paused time.)
+/// No share kept for changes (`--api-change-share=0`): resyncs pace themselves to the whole
+/// budget (a 20 s period), and a spec change still reaches Pipecat Cloud ahead of the resync
+/// backlog (at most the refreshes that had their token already before its read), with nothing
+/// between its read and its update. That is the scheduling: the change is not queued behind
+/// the resyncs. Which of two requests waiting for the same token the rate limiter serves first
+/// would show here only in races of a few milliseconds; the unit tests of
+/// `cloud/ratelimit.rs` prove that priority under paused time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rate_limiter_serves_a_change_first_when_resyncs_use_the_whole_budget() {
+async fn a_spec_change_goes_before_the_resync_backlog_when_resyncs_use_the_whole_budget() {
     change_before_backlog("lanes-full", 0.0).await;
 }
 

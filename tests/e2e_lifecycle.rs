@@ -231,12 +231,18 @@ async fn unchanged_resource_costs_no_update_and_no_write() {
     let env = Env::start("steady", opts).await;
     env.apply(SEED);
     let ready = env.wait_ready("voice-starter").await;
-    // Let the last status write land, then take the baseline.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Let the pass after Ready finish (it ends before the second read after it), then take
+    // the baseline.
+    wait_for_reads(&env, env.calls("get_agent").await + 2).await;
     let baseline = env.agents().get("voice-starter").await.unwrap();
     let rv = baseline.metadata.resource_version.clone();
     let updates = env.calls("update_agent").await;
     let gets_before = env.calls("get_agent").await;
+    let writes = env.operator.status_writes(&env.ns, "voice-starter");
+    assert!(
+        writes > 0,
+        "status writes are not counted (Ready was written)"
+    );
     assert_eq!(ready.metadata.generation, baseline.metadata.generation);
 
     env.apply(SEED); // re-apply, unchanged: sends nothing to the apiserver
@@ -244,6 +250,12 @@ async fn unchanged_resource_costs_no_update_and_no_write() {
     wait_for_reads(&env, gets_before + 4).await;
     let after = env.agents().get("voice-starter").await.unwrap();
     assert_eq!(env.calls("update_agent").await, updates, "no update call");
+    // Counted as sent: a status write that changes nothing keeps the resourceVersion.
+    assert_eq!(
+        env.operator.status_writes(&env.ns, "voice-starter"),
+        writes,
+        "no status write"
+    );
     assert_eq!(
         after.metadata.resource_version, rv,
         "no write of any kind to the resource"
@@ -271,6 +283,11 @@ async fn unchanged_resource_costs_no_update_and_no_write() {
         env.calls("update_agent").await,
         updates,
         "no update call after a metadata change"
+    );
+    assert_eq!(
+        env.operator.status_writes(&env.ns, "voice-starter"),
+        writes,
+        "no status write after a metadata change"
     );
     assert_eq!(
         after.metadata.resource_version, annotated.metadata.resource_version,
@@ -753,25 +770,30 @@ async fn lifecycle_against(profile: emulator::Profile) {
         stored_image(profile, v2).as_str()
     );
 
-    // Steady state: re-applying the same spec costs no update and no write.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Steady state: re-applying the same spec costs no update and no write. The pass after
+    // Ready finishes before the second read after it.
+    wait_for_reads(&env, env.calls("get_agent").await + 2).await;
     let baseline = env.agents().get("voice-starter").await.unwrap();
+    let writes = env.operator.status_writes(&env.ns, "voice-starter");
     let gets = env.calls("get_agent").await;
     env.apply(&seed_with(v2));
-    tokio::time::sleep(Duration::from_secs(4)).await; // ~8 resync periods
+    // Every write a resync could make lands before the next resync's read.
+    wait_for_reads(&env, gets + 6).await;
     let after = env.agents().get("voice-starter").await.unwrap();
     assert_eq!(
         env.calls("update_agent").await,
         1,
         "no update at steady state"
     );
+    // Counted as sent: a status write that changes nothing keeps the resourceVersion.
+    assert_eq!(
+        env.operator.status_writes(&env.ns, "voice-starter"),
+        writes,
+        "no status write at steady state"
+    );
     assert_eq!(
         after.metadata.resource_version, baseline.metadata.resource_version,
         "no write of any kind to the resource at steady state"
-    );
-    assert!(
-        env.calls("get_agent").await > gets + 2,
-        "resyncs kept reading the agent"
     );
 
     // Drift: one update restores the spec, with an event, and Ready comes back.

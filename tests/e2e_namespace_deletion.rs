@@ -127,43 +127,84 @@ async fn with_orphan_the_agents_stay_and_the_namespace_still_goes() {
     assert_eq!(env.calls("delete_agent").await, 0);
 }
 
+/// The deletes of these agents are held until the operator is killed: the kill lands with
+/// `bot-a` deleted and the other two asked for but not answered.
+const HELD: [&str; 2] = ["bot-b", "bot-c"];
+
+/// Requests each hold fault applies to: more than the operator can send before the kill.
+const HOLD_COUNT: u32 = 1_000_000;
+
+/// How many requests of each held agent's fault were taken (deletes that arrived, the
+/// operator's retries after its request timeout included).
+async fn held_arrivals(env: &Env) -> BTreeMap<String, u32> {
+    env.admin
+        .faults()
+        .await
+        .expect("faults")
+        .into_iter()
+        .map(|f| (f.fault.path.clone(), HOLD_COUNT - f.remaining))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_killed_in_the_middle_changes_nothing() {
     let mut env = start("nskill", "Delete").await;
-    // Slow deletes, so that the kill lands while they are in flight.
-    env.admin
-        .inject_fault(Fault {
-            method: Some("DELETE".into()),
-            delay_ms: Some(1500),
-            count: 2,
-            ..Fault::new("/v1/agents/*")
-        })
-        .await
-        .unwrap();
+    // The deletes of bot-b and bot-c are held far longer than the operator's request timeout
+    // (3 s): none of them can be answered before the kill, whatever the timing.
+    for name in HELD {
+        env.admin
+            .inject_fault(Fault {
+                method: Some("DELETE".into()),
+                delay_ms: Some(600_000),
+                count: HOLD_COUNT,
+                ..Fault::new(format!("/v1/agents/{name}"))
+            })
+            .await
+            .unwrap();
+    }
     let out = env.kubectl(&["delete", "namespace", &env.ns, "--wait=false"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Kill as soon as the first delete has arrived (it is held by the delay).
+    // Kill once bot-a's delete was answered and the held deletes have arrived.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while env.calls("delete_agent").await == 0
-        && env
-            .admin
-            .journal(&JournalFilter {
-                operation: Some("delete_agent".into()),
-                ..JournalFilter::default()
-            })
-            .await
-            .unwrap()
-            .is_empty()
-    {
-        assert!(Instant::now() < deadline, "no delete arrived");
+    loop {
+        let arrived = held_arrivals(&env).await;
+        let done = successful_deletes(&env).await;
+        if done.get("bot-a") == Some(&1)
+            && arrived.len() == HELD.len()
+            && arrived.values().all(|n| *n > 0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deletion never reached the middle: answered {done:?}, held deletes arrived {arrived:?}\n{}",
+            env.operator.log_tail(30)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     env.operator.kill();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The kill landed in the middle: one delete answered, the others asked for and unanswered,
+    // their agents still there.
+    let answered = successful_deletes(&env).await;
+    assert_eq!(
+        answered,
+        BTreeMap::from([("bot-a".to_string(), 1)]),
+        "deletes answered when the operator was killed"
+    );
+    let mut left = env.remote_names().await;
+    left.sort();
+    assert_eq!(
+        left,
+        HELD.to_vec(),
+        "agents left when the operator was killed"
+    );
+
+    // Pipecat Cloud answers again; a new operator process finishes the deletion.
+    env.admin.clear_faults().await.unwrap();
     env.operator.restart();
 
     wait_namespace_gone(&env, Duration::from_secs(120)).await;

@@ -265,14 +265,40 @@ async fn per_agent_gauges_follow_sessions_and_leave_with_the_agent() {
     // Deleted: the agent's series go with it.
     assert!(env.kubectl(&["delete", "pca", "busy"]).status.success());
     env.wait_gone("busy", Duration::from_secs(60)).await;
+    // Read from an answered scrape only: the error text of a dead endpoint lacks the series
+    // too.
     wait_until(&env, "series removed", Duration::from_secs(30), || async {
-        let (_, text) = env
+        let (status, text) = env
             .operator
             .get(env.operator.metrics_port, "/metrics")
             .await;
+        assert_eq!(
+            status,
+            200,
+            "GET /metrics while the series go: {text}\n{}",
+            env.operator.log_tail(20)
+        );
         !text.contains("name=\"busy\"")
     })
     .await;
+    let mut env = env;
+    assert!(
+        env.operator.running(),
+        "the operator exited while removing the series:\n{}",
+        env.operator.log_tail(20)
+    );
+    support::reliability::check_operator_alive(&env)
+        .await
+        .expect("the operator is alive after removing the series");
+    let (status, text) = env
+        .operator
+        .get(env.operator.metrics_port, "/metrics")
+        .await;
+    assert_eq!(status, 200, "GET /metrics after the removal: {text}");
+    assert!(
+        text.contains("pipecat_operator_agents"),
+        "the scrape holds the operator's other series"
+    );
 }
 
 const HPA: &str = "

@@ -207,9 +207,16 @@ async fn rewriting_server_costs_no_updates_at_steady_state() {
         s["deployment"]["manifest"]["spec"]["image"],
         "docker.io/library/redis:latest"
     );
-    // Let the first passes settle, then watch several resyncs.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Let the pass after Ready finish (two more reads), then watch several resyncs: every
+    // write a resync could make lands before the next resync's read.
+    env.wait_calls("get_agent", env.calls("get_agent").await + 2)
+        .await;
     let updates = env.calls("update_agent").await;
+    let writes = env.operator.status_writes(&env.ns, "bare");
+    assert!(
+        writes > 0,
+        "status writes are not counted (Ready was written)"
+    );
     let rv = env
         .agents()
         .get("bare")
@@ -217,7 +224,8 @@ async fn rewriting_server_costs_no_updates_at_steady_state() {
         .unwrap()
         .metadata
         .resource_version;
-    tokio::time::sleep(Duration::from_secs(4)).await; // ~8 resync periods
+    env.wait_calls("get_agent", env.calls("get_agent").await + 6)
+        .await;
     let a = env.agents().get("bare").await.unwrap();
     assert_eq!(updates, 0, "the create was enough");
     assert_eq!(
@@ -225,10 +233,14 @@ async fn rewriting_server_costs_no_updates_at_steady_state() {
         0,
         "no update at steady state"
     );
+    // Counted as sent: a write of an unchanged status would keep the resourceVersion.
     assert_eq!(
-        a.metadata.resource_version, rv,
-        "no status write at steady state"
+        env.operator.status_writes(&env.ns, "bare"),
+        writes,
+        "no status write at steady state\n{}",
+        env.operator.log_tail(20)
     );
+    assert_eq!(a.metadata.resource_version, rv, "no change to the resource");
     assert_eq!(synced(&a), ("True".into(), "UpToDate".into()));
     assert!(a.status.as_ref().unwrap().non_convergence.is_none());
     assert_eq!(warnings(&env, "bare", "NotConverging"), 0);
@@ -240,11 +252,20 @@ async fn rewriting_server_costs_no_updates_at_steady_state() {
     })
     .await;
     env.wait_ready("bare").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.wait_calls("get_agent", env.calls("get_agent").await + 2)
+        .await;
+    let writes = env.operator.status_writes(&env.ns, "bare");
+    env.wait_calls("get_agent", env.calls("get_agent").await + 6)
+        .await;
     assert_eq!(
         env.calls("update_agent").await,
         1,
         "one update for one change"
+    );
+    assert_eq!(
+        env.operator.status_writes(&env.ns, "bare"),
+        writes,
+        "no status write once steady again"
     );
     let a = env.agents().get("bare").await.unwrap();
     assert_eq!(synced(&a), ("True".into(), "UpToDate".into()));

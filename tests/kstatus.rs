@@ -113,6 +113,28 @@ async fn in_progress_while_rolling_out_current_when_ready_in_progress_after_a_ch
         status, "InProgress",
         "after a spec change: {message}\n{obj:#}"
     );
+    // Until the operator has seen generation 2, the observedGeneration gap alone makes
+    // kstatus say InProgress. Once the status is about generation 2 and says the new
+    // deployment rolls out, InProgress comes from the conditions the operator wrote.
+    let rolling = env
+        .wait_for(
+            "bot",
+            wait,
+            "generation 2 observed, Ready=False Deploying",
+            |a| {
+                a.metadata.generation == Some(2)
+                    && a.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+                    && reason_is(a, "Deploying")
+            },
+        )
+        .await;
+    // kstatus of that very object (a second read could already show the roll-out done).
+    let obj = serde_json::to_value(&rolling).unwrap();
+    let (status, message) = kstatus(&obj);
+    assert_eq!(
+        status, "InProgress",
+        "generation 2 rolling out: {message}\n{obj:#}"
+    );
 
     env.wait_ready("bot").await;
     let (status, message, _) = kstatus_of(&env, "bot").await;

@@ -2,14 +2,15 @@
 //! with the recognisable key `support::operator::API_KEY`; scenarios go through the success path
 //! and the error paths (a 401 whose body echoes the key, a wrong key, a Secret without the key,
 //! malformed and non-JSON answers that echo the key, a failing delete that echoes it). Then
-//! neither the key nor the wrong key (raw or base64) may appear in the operator's log, the
-//! namespace's events, the PipecatAgents (`-o json`, `describe`), or `/metrics`; and the echoed
-//! error texts must show `[redacted]` where the key was.
+//! neither the key nor the wrong key may appear in the operator's log, the namespace's events,
+//! the PipecatAgents (`-o json`, `describe`), or `/metrics`, in any form a value takes there
+//! (`forms`: raw, base64 at any alignment, the `Debug` byte list of a k8s-openapi `ByteString`,
+//! hex); and the echoed error texts must show `[redacted]` where the key was.
 //!
 //! The values of a Kubernetes Secret feeding a PipecatSecretSet never leak either (issue 14):
 //! an env set and an image-pull set whose PUTs fail with error bodies that echo the values
 //! (an env value, a registry password, its base64 `auth`), then a rotated value; none of them
-//! (raw or base64) may appear in the same places, nor in the PipecatSecretSets.
+//! (in any of those forms) may appear in the same places, nor in the PipecatSecretSets.
 
 mod support;
 
@@ -95,21 +96,11 @@ async fn wait_reason(env: &Env, name: &str, reason: &str) -> anyhow::Result<Stri
         .unwrap_or_default())
 }
 
-/// Fails when `text` holds either key: raw, in base64, or all but its last 4 characters.
+/// Fails when `text` holds either key (all but its last 4 characters) in any of its [`forms`].
 fn no_key_in(place: &str, text: &str) -> anyhow::Result<()> {
     ensure!(!text.is_empty(), "{place} is empty: nothing was checked");
-    let needles = [
-        ("the key", API_KEY[..PARTIAL].to_string()),
-        ("the wrong key", WRONG_KEY[..PARTIAL].to_string()),
-        ("the key in base64", base64(API_KEY.as_bytes())),
-        ("the wrong key in base64", base64(WRONG_KEY.as_bytes())),
-    ];
-    for (what, needle) in &needles {
-        ensure!(
-            !text.contains(needle.as_str()),
-            "{what} in {place}: {}",
-            mask(text)
-        );
+    if let Some(leak) = find_leak(text, &KEYS) {
+        anyhow::bail!("{leak} in {place}");
     }
     Ok(())
 }
@@ -138,6 +129,18 @@ async fn echoed(env: &Env, name: &str, fault: Fault, reason: &str) -> anyhow::Re
 const SNIPPET: usize = 120;
 /// Leading characters of the key that count as a leak (all but the last 4).
 const PARTIAL: usize = API_KEY.len() - 4;
+/// The keys as far as they count as a leak (all but their last 4 characters: any form of the
+/// whole key holds the form of this part).
+const KEYS: [(&str, &str); 2] = [
+    (
+        "the key (all but its last 4 characters)",
+        API_KEY.split_at(PARTIAL).0,
+    ),
+    (
+        "the wrong key (all but its last 4 characters)",
+        WRONG_KEY.split_at(WRONG_KEY.len() - 4).0,
+    ),
+];
 
 /// `text` with any run of key material replaced, for messages and the report.
 fn mask(text: &str) -> String {
@@ -150,21 +153,84 @@ fn registry_auth() -> String {
     base64(format!("bot:{REGISTRY_PASSWORD}").as_bytes())
 }
 
-/// Fails when `text` holds a secret set value (raw or base64) or the registry `auth`.
+/// Fails when `text` holds a secret set value or the registry `auth`, in any of its [`forms`].
 fn no_value_in(place: &str, text: &str) -> anyhow::Result<()> {
     ensure!(!text.is_empty(), "{place} is empty: nothing was checked");
-    for (what, value) in SET_VALUES {
-        ensure!(!text.contains(value), "{what} in {place}");
-        ensure!(
-            !text.contains(&base64(value.as_bytes())),
-            "{what} (base64) in {place}"
-        );
+    let mut secrets = SET_VALUES.to_vec();
+    let auth = registry_auth();
+    secrets.push(("the registry auth", &auth));
+    if let Some(leak) = find_leak(text, &secrets) {
+        anyhow::bail!("{leak} in {place}");
     }
-    ensure!(
-        !text.contains(&registry_auth()),
-        "the registry auth in {place}"
-    );
     Ok(())
+}
+
+/// Every form a secret value can take in a text the operator writes, each with what it is:
+/// - raw;
+/// - base64 at each of the three alignments it can have inside a longer encoded text (a
+///   dockerconfigjson's password sits at some offset of the base64 of the whole JSON),
+///   trimmed of the edge characters that depend on its neighbours;
+/// - the decimal byte list of `Debug` (k8s-openapi's `ByteString([112, 107, ...])`, a
+///   `Vec<u8>`, serde's `[112,107,...]`) and of `{:x?}` (`[70, 6b, ...]`), compared without
+///   whitespace so that `{:#?}`'s one byte per line matches too;
+/// - hex, lower and upper case.
+///
+/// The second member says whether the form is compared with the text's whitespace removed.
+fn forms(value: &str) -> Vec<(String, String, bool)> {
+    let bytes = value.as_bytes();
+    let mut out = vec![("raw".to_string(), value.to_string(), false)];
+    for offset in 0..3 {
+        let mut padded = vec![0u8; offset];
+        padded.extend_from_slice(bytes);
+        let encoded = base64(&padded);
+        // Character i holds bits 6i..6i+6 of the padded bytes: keep those of the value only.
+        let start = (8 * offset).div_ceil(6);
+        let end = 8 * (offset + bytes.len()) / 6;
+        out.push((
+            format!("base64 at offset {offset} (mod 3)"),
+            encoded[start..end].to_string(),
+            false,
+        ));
+    }
+    let list = |f: &dyn Fn(&u8) -> String| bytes.iter().map(f).collect::<Vec<_>>().join(",");
+    out.push((
+        "Debug byte list (ByteString([..]))".into(),
+        list(&|b| b.to_string()),
+        true,
+    ));
+    out.push((
+        "hex Debug byte list".into(),
+        list(&|b| format!("{b:x}")),
+        true,
+    ));
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    out.push(("hex".into(), hex.clone(), false));
+    out.push(("HEX".into(), hex.to_uppercase(), false));
+    out
+}
+
+/// The first of `secrets` (what, value) found in `text` in any of its [`forms`]: what it is,
+/// in which form, and where (with any key material masked).
+fn find_leak(text: &str, secrets: &[(&str, &str)]) -> Option<String> {
+    let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    for (what, value) in secrets {
+        for (form, needle, squeeze) in forms(value) {
+            let haystack = if squeeze { &squeezed } else { text };
+            if let Some(at) = haystack.find(needle.as_str()) {
+                let mut start = at.saturating_sub(80);
+                while !haystack.is_char_boundary(start) {
+                    start -= 1;
+                }
+                let context: String = haystack[start..]
+                    .chars()
+                    .take(needle.len() + 160)
+                    .collect::<String>()
+                    .replace('\n', " ");
+                return Some(format!("{what} ({form}): ...{}...", mask(&context)));
+            }
+        }
+    }
+    None
 }
 
 fn secret_sets(env: &Env) -> kube::Api<PipecatSecretSet> {
@@ -534,7 +600,7 @@ async fn the_api_key_never_leaks() {
             meta(
                 "no credential anywhere",
                 "all of the above, at RUST_LOG=debug",
-                "neither key (raw, base64, or all but its last 4 characters) nor any secret set value (raw, base64) in the log, events, PipecatAgents and PipecatSecretSets (-o json, describe), /metrics",
+                "neither key (all but its last 4 characters) nor any secret set value nor the registry auth, in any form (raw, base64 at any alignment, Debug byte list, hex), in the log, events, PipecatAgents and PipecatSecretSets (-o json, describe), /metrics",
             ),
             async {
                 let kubectl = |args: &[&str]| -> anyhow::Result<String> {
@@ -557,35 +623,17 @@ async fn the_api_key_never_leaks() {
                     ("/metrics", op.get(op.metrics_port, "/metrics").await.1),
                     ("/readyz", op.get(op.health_port, "/readyz").await.1),
                 ];
-                let needles = [
-                    ("the key", API_KEY.to_string()),
-                    ("all but the last 4 characters of the key", API_KEY[..PARTIAL].to_string()),
-                    ("the wrong key", WRONG_KEY.to_string()),
-                    ("the key in base64", base64(API_KEY.as_bytes())),
-                    ("the wrong key in base64", base64(WRONG_KEY.as_bytes())),
-                    ("the env set value", SET_VALUE.to_string()),
-                    ("the env set value in base64", base64(SET_VALUE.as_bytes())),
-                    ("the rotated env set value", ROTATED_VALUE.to_string()),
-                    ("the rotated env set value in base64", base64(ROTATED_VALUE.as_bytes())),
-                    ("the registry password", REGISTRY_PASSWORD.to_string()),
-                    ("the registry password in base64", base64(REGISTRY_PASSWORD.as_bytes())),
-                    ("the registry auth", registry_auth()),
-                ];
+                let auth = registry_auth();
+                let mut secrets = KEYS.to_vec();
+                secrets.extend(SET_VALUES);
+                secrets.push(("the registry auth", &auth));
                 let mut leaks = Vec::new();
                 for (place, text) in &places {
                     ensure!(!text.is_empty(), "{place} is empty: nothing was checked");
-                    for (what, needle) in &needles {
-                        if let Some(at) = text.find(needle.as_str()) {
-                            let mut start = at.saturating_sub(80);
-                            while !text.is_char_boundary(start) {
-                                start -= 1;
-                            }
-                            let context: String = text[start..]
-                                .chars()
-                                .take(200)
-                                .collect::<String>()
-                                .replace('\n', " ");
-                            leaks.push(format!("{what} in the {place}: ...{}...", mask(&context)));
+                    // Every secret, not just the first found.
+                    for secret in &secrets {
+                        if let Some(leak) = find_leak(text, std::slice::from_ref(secret)) {
+                            leaks.push(format!("{leak} in the {place}"));
                         }
                     }
                 }
@@ -606,6 +654,52 @@ async fn the_api_key_never_leaks() {
         .await,
     );
     assert_all_passed(&results);
+}
+
+/// Each form is found where a careless log line or a serialized Secret would put the value, and
+/// none matches a text without it.
+#[test]
+fn every_form_of_a_value_is_found_where_it_hides() {
+    let secrets = [("the registry password", REGISTRY_PASSWORD)];
+    let docker = json!({"auths": {"ghcr.io": {"username": "bot",
+        "password": REGISTRY_PASSWORD, "auth": registry_auth()}}})
+    .to_string();
+    // The password at each alignment inside the base64 of a longer text, as a dockerconfigjson
+    // Secret serializes it.
+    for pad in 0..3 {
+        let text = base64(format!("{}{docker}", " ".repeat(pad)).as_bytes());
+        let found = find_leak(&text, &secrets);
+        assert!(found.is_some(), "missed at alignment {pad}: {text}");
+    }
+    // `debug!(?secret)` of the k8s-openapi Secret: `ByteString([112, 107, ...])`, compact or
+    // pretty.
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "registry-login"},
+        "data": {".dockerconfigjson": base64(docker.as_bytes())},
+    }))
+    .unwrap();
+    for text in [format!("{secret:?}"), format!("{secret:#?}")] {
+        assert!(text.contains("ByteString("), "{text}");
+        assert!(find_leak(&text, &secrets).is_some(), "missed in {text}");
+    }
+    // Hex, either case; the auth's base64 inside the base64 of the JSON.
+    let hex: String = REGISTRY_PASSWORD
+        .bytes()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert!(find_leak(&format!("x{hex}x"), &secrets).is_some());
+    let auth = registry_auth();
+    assert!(find_leak(&base64(docker.as_bytes()), &[("auth", &auth)]).is_some());
+    // Nothing is found where the value is not.
+    let clean = json!({"auths": {"ghcr.io": {"username": "bot", "password": "x"}}}).to_string();
+    for text in [
+        clean.clone(),
+        base64(clean.as_bytes()),
+        format!("{:?}", clean.as_bytes()),
+    ] {
+        assert_eq!(find_leak(&text, &secrets), None);
+        assert_eq!(find_leak(&text, &KEYS), None);
+    }
 }
 
 #[test]

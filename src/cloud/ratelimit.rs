@@ -572,21 +572,32 @@ mod lane_tests {
         );
     }
 
+    /// The lanes a task saw, in order (asserted by the test itself: a panic inside a spawned
+    /// task would be lost with its handle).
+    type Lanes = Arc<Mutex<Vec<(&'static str, Lane)>>>;
+
+    fn lanes(seen: &Lanes) -> Vec<(&'static str, Lane)> {
+        seen.lock().unwrap().clone()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_promoted_background_request_goes_as_a_change() {
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.5));
         let log: Log = Arc::default();
+        let seen: Lanes = Arc::default();
         let pass = rl.pass(Lane::Change);
         let promotion = Arc::new(Promotion::new(Lane::Background));
-        {
-            let (rl, log, promotion) = (rl.clone(), log.clone(), promotion.clone());
+        let refresh = {
+            let (rl, log, seen, promotion) =
+                (rl.clone(), log.clone(), seen.clone(), promotion.clone());
             tokio::spawn(in_lane(promotion, async move {
+                seen.lock().unwrap().push(("before", current_lane()));
                 rl.acquire().await;
                 log.lock().unwrap().push(("refresh", Instant::now()));
                 // Later calls of the pass are changes too.
-                assert_eq!(current_lane(), Lane::Change);
-            }));
-        }
+                seen.lock().unwrap().push(("after", current_lane()));
+            }))
+        };
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert!(
             labels(&log).is_empty(),
@@ -595,6 +606,12 @@ mod lane_tests {
         promotion.promote();
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(labels(&log), ["refresh"], "promoted: served as a change");
+        refresh.await.expect("the refresh task");
+        assert_eq!(
+            lanes(&seen),
+            [("before", Lane::Background), ("after", Lane::Change)],
+            "the pass's later calls are changes"
+        );
         drop(pass);
 
         // Waiting for its share's token (one per 10 s): promoted, it takes the bucket's at once.
@@ -602,13 +619,13 @@ mod lane_tests {
         rl.acquire_in(Lane::Background).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let promotion = Arc::new(Promotion::new(Lane::Background));
-        {
+        let share = {
             let (rl, log, promotion) = (rl.clone(), log.clone(), promotion.clone());
             tokio::spawn(in_lane(promotion, async move {
                 rl.acquire().await;
                 log.lock().unwrap().push(("share", Instant::now()));
-            }));
-        }
+            }))
+        };
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(labels(&log), ["refresh"], "the share's token is 8 s away");
         promotion.promote();
@@ -618,6 +635,7 @@ mod lane_tests {
             ["refresh", "share"],
             "promoted: no wait for the share"
         );
+        share.await.expect("the share task");
     }
 
     #[tokio::test(start_paused = true)]
@@ -682,28 +700,42 @@ mod lane_tests {
     async fn a_follow_ups_write_goes_as_a_change() {
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 5, 0.5));
         let log: Log = Arc::default();
+        let seen: Lanes = Arc::default();
         let pass = rl.pass(Lane::Change);
         spawn(&rl, &log, "other follow-up read", Lane::FollowUp);
-        {
-            let (rl, log) = (rl.clone(), log.clone());
+        let follow_up = {
+            let (rl, log, seen) = (rl.clone(), log.clone(), seen.clone());
             let promotion = Arc::new(Promotion::new(Lane::FollowUp));
             tokio::spawn(in_lane(promotion, async move {
-                assert_eq!(current_lane(), Lane::FollowUp);
+                seen.lock()
+                    .unwrap()
+                    .push(("before the write", current_lane()));
                 rl.acquire_write().await;
                 log.lock().unwrap().push(("write", Instant::now()));
                 // Promoted: the pass's later reads are changes too.
-                assert_eq!(current_lane(), Lane::Change);
+                seen.lock()
+                    .unwrap()
+                    .push(("after the write", current_lane()));
                 rl.acquire().await;
                 log.lock()
                     .unwrap()
                     .push(("read after the write", Instant::now()));
-            }));
-        }
+            }))
+        };
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(
             labels(&log),
             ["write", "read after the write"],
             "a follow-up's write waited behind the change pass like a read"
+        );
+        follow_up.await.expect("the follow-up task");
+        assert_eq!(
+            lanes(&seen),
+            [
+                ("before the write", Lane::FollowUp),
+                ("after the write", Lane::Change)
+            ],
+            "a write promotes its pass"
         );
         drop(pass);
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -6,15 +6,15 @@ use super::compare::compare;
 use super::desired::Desired;
 use super::observe::{self, last_applied, merge_sparse};
 use super::outcome::Outcome;
-use super::plan::{self, Plan, Stuck, UpdateReason};
+use super::plan::{self, LastApplied, Plan, Stuck, UpdateReason};
 use super::readiness::{Readiness, readiness};
 use super::rotation::{self, ManagedSet};
 use super::{Context, Error, credentials, finalizer, ownership, secret_finalizer, status, watch};
 use crate::cloud::types::{Agent, Resets, UpdateAgentRequest, defaults};
 use crate::cloud::{self, ApiKey};
 use crate::crd::{
-    DeletionPolicy, FINALIZER, PendingRotation, PipecatAgent, PipecatAgentStatus,
-    RequestedDeployment, SecretSetRevision,
+    DeletionPolicy, FINALIZER, PipecatAgent, PipecatAgentStatus, RequestedDeployment,
+    SecretSetRevision,
 };
 use tracing::warn;
 
@@ -116,7 +116,12 @@ pub async fn sync(
                     })?;
                 if marked_before {
                     let step = plan::plan(&desired, Some(&agent), &last);
-                    carry_out(ctx, &key, desired, agent, step, Outcome::Unchanged, None)
+                    let mut remote = Remote {
+                        ctx,
+                        obj,
+                        key: &key,
+                    };
+                    carry_out(&mut remote, desired, agent, step, Outcome::Unchanged, None)
                         .await
                         .map(|a| a.with_secret_sets(rotation::current(&sets)))
                 } else {
@@ -130,29 +135,12 @@ pub async fn sync(
     };
     if last.config_hash.is_some() || marked_before {
         prepare(ctx, obj, &loc, None).await?;
-        let step = rotation::step(
-            plan::plan(&desired, Some(&observed), &last),
-            &desired,
-            status,
-            &sets,
-            &observed,
-            last.config_hash.is_none(),
-            obj.spec.secret_rotation,
-        );
-        if let Some(pending) = step.announce {
-            announce(ctx, obj, status, pending).await?;
-        }
-        let applied = carry_out(
+        let mut remote = Remote {
             ctx,
-            &key,
-            desired,
-            observed,
-            step.plan,
-            Outcome::Unchanged,
-            step.requested,
-        )
-        .await?;
-        Ok(applied.with_secret_sets(step.record))
+            obj,
+            key: &key,
+        };
+        manage(&mut remote, obj, status, &sets, desired, &last, observed).await
     } else {
         take_over(obj, ctx, &key, &loc, desired, observed)
             .await
@@ -212,19 +200,80 @@ async fn managed_sets(obj: &PipecatAgent, ctx: &Context) -> Result<Vec<ManagedSe
     }
 }
 
-/// Records a rotation's redeploy in the status before it is sent (see [`rotation`]).
-async fn announce(
-    ctx: &Context,
+/// What a pass over an existing agent does to the world: the status write announcing a
+/// rotation's redeploy, and the update. [`Remote`] in the operator; the property tests' model
+/// of Pipecat Cloud drives the same order ([`manage`]).
+pub(super) trait Effects {
+    /// Writes `status` (the latest one with a redeploy announced) before the update is sent.
+    async fn announce(&mut self, status: &PipecatAgentStatus) -> Result<(), Error>;
+    /// Sends the update; the answer, or Pipecat Cloud's error as the client classified it.
+    async fn update(
+        &mut self,
+        name: &str,
+        request: &UpdateAgentRequest,
+    ) -> Result<Agent, cloud::Error>;
+}
+
+/// The apiserver and Pipecat Cloud.
+struct Remote<'a> {
+    ctx: &'a Context,
+    obj: &'a PipecatAgent,
+    key: &'a ApiKey,
+}
+
+impl Effects for Remote<'_> {
+    async fn announce(&mut self, st: &PipecatAgentStatus) -> Result<(), Error> {
+        self.ctx.objects.status_pending(self.obj, st);
+        status::write(&self.ctx.kube, self.obj, st).await?;
+        self.ctx.objects.status_written(self.obj, st);
+        Ok(())
+    }
+
+    async fn update(
+        &mut self,
+        name: &str,
+        request: &UpdateAgentRequest,
+    ) -> Result<Agent, cloud::Error> {
+        self.ctx.cloud.update_agent(self.key, name, request).await
+    }
+}
+
+/// One pass over an agent this resource manages, in its order: plan, rotations folded in
+/// ([`rotation::step`]), a rotation's redeploy recorded in the status before it is sent (see
+/// [`rotation`]), the update or nothing, the secret set revisions recorded.
+pub(super) async fn manage(
+    effects: &mut impl Effects,
     obj: &PipecatAgent,
-    current: &PipecatAgentStatus,
-    pending: PendingRotation,
-) -> Result<(), Error> {
-    let mut st = current.clone();
-    st.pending_rotation = Some(pending);
-    ctx.objects.status_pending(obj, &st);
-    status::write(&ctx.kube, obj, &st).await?;
-    ctx.objects.status_written(obj, &st);
-    Ok(())
+    status: &PipecatAgentStatus,
+    sets: &[ManagedSet],
+    desired: Desired,
+    last: &LastApplied,
+    observed: Agent,
+) -> Result<Applied, Error> {
+    let step = rotation::step(
+        plan::plan(&desired, Some(&observed), last),
+        &desired,
+        status,
+        sets,
+        &observed,
+        last.config_hash.is_none(),
+        obj.spec.secret_rotation,
+    );
+    if let Some(pending) = step.announce {
+        let mut st = status.clone();
+        st.pending_rotation = Some(pending);
+        effects.announce(&st).await?;
+    }
+    let applied = carry_out(
+        effects,
+        desired,
+        observed,
+        step.plan,
+        Outcome::Unchanged,
+        step.requested,
+    )
+    .await?;
+    Ok(applied.with_secret_sets(step.record))
 }
 
 /// The finalizer (with the create marker when a create follows), and, under
@@ -313,8 +362,7 @@ async fn adopt(
 /// Carries out an update (or nothing) planned for an existing agent; `unchanged` is the
 /// outcome when no update is needed; `requested` the deployment asked for before.
 async fn carry_out(
-    ctx: &Context,
-    key: &ApiKey,
+    effects: &mut impl Effects,
     desired: Desired,
     observed: Agent,
     step: Plan,
@@ -323,7 +371,7 @@ async fn carry_out(
 ) -> Result<Applied, Error> {
     match step {
         Plan::Update { request, reason } => {
-            let answer = match ctx.cloud.update_agent(key, &desired.name, &request).await {
+            let answer = match effects.update(&desired.name, &request).await {
                 Ok(answer) => answer,
                 Err(source) => {
                     return removal_refused(desired, observed, &request, requested, source);

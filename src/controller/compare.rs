@@ -317,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn omitted_fields_mean_the_default_and_unreported_ones_are_reset_blindly() {
+    fn omitted_fields_mean_the_default_and_unreported_ones_but_sets_are_reset_blindly() {
         let config = AgentConfig {
             image: Some("acme/bot:1".into()),
             ..Default::default()
@@ -331,7 +331,8 @@ mod tests {
             c.resets,
             [Reset::SecretSet, Reset::MinAgents, Reset::AgentProfile]
         );
-        // A sparse answer: nothing to compare, everything omitted is reset.
+        // A sparse answer: nothing to compare, everything omitted is reset but the secret
+        // sets, which are detached only when the agent is seen to have them.
         let bare = Agent {
             name: "bot".into(),
             ..Default::default()
@@ -339,6 +340,14 @@ mod tests {
         let c = compare(&config, &Reset::ALL, &bare);
         assert!(c.differ.is_empty());
         assert_eq!(c.unknown, ["image"]);
-        assert_eq!(c.resets, Reset::ALL.to_vec());
+        assert_eq!(
+            c.resets,
+            [
+                Reset::MinAgents,
+                Reset::KrispViva,
+                Reset::AgentProfile,
+                Reset::MaxSessionDuration
+            ]
+        );
     }
 }

@@ -1,11 +1,14 @@
 //! Property tests of the pure core (plan, apply's pure steps, readiness, status) against a
 //! model of Pipecat Cloud in each answer profile: `full` (every field), `seed` (only the seed
 //! page's fields) and `rewriting` (normalises images, clamps scaling, leaves out fields at
-//! their default). Random sequences of spec edits and removals must converge with a bounded
-//! number of updates per edit; `Ready` must never be true while the deployment the operator
-//! asked for is not rolled out and ready; `Synced` must never be true while the model's
-//! configuration means something else than the spec. Secret set rotations mixed with spec
-//! edits, kills and failed calls must reach the agent with one forced redeploy each, never two.
+//! their default), each also with answers lagging behind a new deployment (right after an
+//! update, the previous deployment still shown as reconciled and ready, for up to 3 passes).
+//! Random sequences of spec edits and removals must converge with a bounded number of updates
+//! per edit; `Ready` must never be true while the deployment the operator asked for is not
+//! rolled out and ready; `Synced` must never be true while the model's configuration means
+//! something else than the spec. Secret set rotations mixed with spec edits, kills and failed
+//! calls, driven through apply's own order (`apply::manage`), must reach the agent with one
+//! forced redeploy each, never two.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
@@ -18,11 +21,14 @@ use super::outcome::Outcome;
 use super::plan::{self, Plan, UpdateReason};
 use super::rotation::{self, ManagedSet, SetState};
 use super::status::{SYNCED, next_status};
-use crate::cloud::types::Agent;
+use crate::cloud::types::{Agent, UpdateAgentRequest};
 use crate::crd::{PipecatAgent, PipecatAgentSpec, PipecatAgentStatus, SecretRotation};
 
 /// Passes a deployment takes to roll out.
 const ROLL_OUT: u32 = 2;
+/// How far behind a new deployment the answers may lag, in passes (0: always current; from 1,
+/// an answer right after an update still shows the previous deployment reconciled and ready).
+const LAG: std::ops::Range<u32> = 0..4;
 /// The rewriting server's own limit on `maxAgents`.
 const MAX_LIMIT: i64 = 50;
 
@@ -77,6 +83,10 @@ struct Server {
     deployed: Vec<(i64, i64)>,
     /// Updates that asked for `forceRedeploy`.
     forced: u32,
+    /// Passes after a deployment that replaced another during which the answers still
+    /// describe the previous one, as it stood (reconciled and ready when it was): the update's
+    /// own answer from 1 on, the reads of the next passes from 2 on. 0: answers are current.
+    lag: u32,
 }
 
 impl Server {
@@ -90,7 +100,13 @@ impl Server {
             values: (1, 1),
             deployed: Vec::new(),
             forced: 0,
+            lag: 0,
         }
+    }
+
+    /// The same server whose answers lag `lag` passes behind a new deployment.
+    fn lagging(self, lag: u32) -> Self {
+        Server { lag, ..self }
     }
 
     fn apply(&mut self, body: &Value) -> bool {
@@ -182,10 +198,27 @@ impl Server {
         (desired, reconciled)
     }
 
+    /// The deployment ids an answer shows now: [`Server::ids`], or, within `lag` passes of
+    /// a deployment that replaced another, those of the deployments before it (the previous
+    /// one still desired, and reconciled and ready if it was rolled out).
+    fn shown_ids(&self) -> (u32, Option<u32>) {
+        match self.deployments.as_slice() {
+            [.., (previous, _), (_, at)] if self.now < at + self.lag => {
+                let reconciled = self.deployments[..self.deployments.len() - 1]
+                    .iter()
+                    .rev()
+                    .find(|(_, at)| self.now >= at + ROLL_OUT)
+                    .map(|(id, _)| *id);
+                (*previous, reconciled)
+            }
+            _ => self.ids(),
+        }
+    }
+
     /// The agent as this profile answers it.
     fn answer(&self, warning: Option<&str>) -> Agent {
         let c = &self.cfg;
-        let (desired, reconciled) = self.ids();
+        let (desired, reconciled) = self.shown_ids();
         let desired_ready = reconciled == Some(desired);
         let manifest = json!({"spec": {
             "image": c.image,
@@ -380,8 +413,8 @@ fn pass(
     next_status(obj, st, &Ok(applied), &now)
 }
 
-fn run(profile: Profile, specs: Vec<PipecatAgentSpec>) -> Result<(), TestCaseError> {
-    let mut server = Server::new(profile);
+fn run(profile: Profile, lag: u32, specs: Vec<PipecatAgentSpec>) -> Result<(), TestCaseError> {
+    let mut server = Server::new(profile).lagging(lag);
     let mut st = PipecatAgentStatus::default();
     let (mut drift, mut asked) = (0, None);
     for (generation, spec) in specs.iter().enumerate() {
@@ -394,7 +427,7 @@ fn run(profile: Profile, specs: Vec<PipecatAgentSpec>) -> Result<(), TestCaseErr
                 let id = asked.expect("something was asked for");
                 prop_assert!(
                     server.rolled_out(id),
-                    "Ready while deployment d{id} is not rolled out ({profile:?}): {st:?}"
+                    "Ready while deployment d{id} is not rolled out ({profile:?}, answers {lag} passes behind): {st:?}"
                 );
             }
             if synced(&st) {
@@ -433,18 +466,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn edits_converge_against_a_full_server(specs in prop::collection::vec(spec_strategy(), 1..6)) {
-        run(Profile::Full, specs)?;
+    fn edits_converge_against_a_full_server(lag in LAG, specs in prop::collection::vec(spec_strategy(), 1..6)) {
+        run(Profile::Full, lag, specs)?;
     }
 
     #[test]
-    fn edits_converge_against_a_seed_server(specs in prop::collection::vec(spec_strategy(), 1..6)) {
-        run(Profile::Seed, specs)?;
+    fn edits_converge_against_a_seed_server(lag in LAG, specs in prop::collection::vec(spec_strategy(), 1..6)) {
+        run(Profile::Seed, lag, specs)?;
     }
 
     #[test]
-    fn edits_converge_against_a_rewriting_server(specs in prop::collection::vec(spec_strategy(), 1..6)) {
-        run(Profile::Rewriting, specs)?;
+    fn edits_converge_against_a_rewriting_server(lag in LAG, specs in prop::collection::vec(spec_strategy(), 1..6)) {
+        run(Profile::Rewriting, lag, specs)?;
     }
 }
 
@@ -488,8 +521,57 @@ fn rotating_spec(image: &str, policy: SecretRotation) -> PipecatAgentSpec {
     spec
 }
 
-/// One pass with both sets managed and ready (the apply step's order: plan, rotations folded
-/// in, announcement stored, update sent, status recorded), ending as `event` says.
+/// The model as the world of one pass ([`apply::Effects`]): the status announcing a redeploy
+/// is stored; the update reaches the model or not, and its answer comes back or not, as
+/// `event` says.
+struct World<'a> {
+    server: &'a mut Server,
+    event: Event,
+    /// The stored status (written before the update, as the announcement is).
+    stored: PipecatAgentStatus,
+    /// The process died after the update reached Pipecat Cloud.
+    killed: bool,
+}
+
+/// A call that fails (before or after reaching Pipecat Cloud).
+fn unavailable() -> crate::cloud::Error {
+    crate::cloud::Error::Transient {
+        status: Some(503),
+        message: "unavailable".into(),
+        retry_after: None,
+    }
+}
+
+impl apply::Effects for World<'_> {
+    async fn announce(&mut self, st: &PipecatAgentStatus) -> Result<(), crate::controller::Error> {
+        self.stored = st.clone();
+        Ok(())
+    }
+
+    async fn update(
+        &mut self,
+        _name: &str,
+        request: &UpdateAgentRequest,
+    ) -> Result<Agent, crate::cloud::Error> {
+        if let Event::FailedCall = self.event {
+            return Err(unavailable());
+        }
+        let answer = self.server.update(&serde_json::to_value(request).unwrap());
+        match self.event {
+            Event::KilledAfterCall => {
+                self.killed = true;
+                Err(unavailable())
+            }
+            Event::LostAnswer => Err(unavailable()),
+            _ => Ok(answer),
+        }
+    }
+}
+
+/// One pass with both sets managed and ready, through apply's own order
+/// ([`apply::manage`]: plan, rotations folded in, announcement stored, update sent, revisions
+/// recorded), ending as `event` says; then the status the pass leaves (the stored one when the
+/// process was killed).
 fn rotation_pass(
     server: &mut Server,
     obj: &PipecatAgent,
@@ -520,60 +602,19 @@ fn rotation_pass(
         return next_status(obj, st, &Ok(applied), &now);
     }
     let observed = server.answer(None);
-    let step = rotation::step(
-        plan::plan(&desired, Some(&observed), &last),
-        &desired,
-        st,
-        &sets,
-        &observed,
-        last.config_hash.is_none(),
-        obj.spec.secret_rotation,
-    );
-    // The announcement is written before the call.
-    let mut stored = st.clone();
-    if let Some(p) = &step.announce {
-        stored.pending_rotation = Some(p.clone());
+    let mut world = World {
+        server,
+        event,
+        stored: st.clone(),
+        killed: false,
+    };
+    let result = futures::executor::block_on(apply::manage(
+        &mut world, obj, st, &sets, desired, &last, observed,
+    ));
+    if world.killed {
+        return world.stored;
     }
-    let lost = || {
-        Err(crate::controller::Error::cloud(
-            "update",
-            "bot",
-            crate::cloud::Error::Transient {
-                status: Some(503),
-                message: "unavailable".into(),
-                retry_after: None,
-            },
-        ))
-    };
-    let applied = match step.plan {
-        Plan::Update { request, reason } => {
-            if let Event::FailedCall = event {
-                return next_status(obj, &stored, &lost(), &now);
-            }
-            let answer = server.update(&serde_json::to_value(&request).unwrap());
-            match event {
-                Event::KilledAfterCall => return stored,
-                Event::LostAnswer => return next_status(obj, &stored, &lost(), &now),
-                _ => {}
-            }
-            apply::updated(
-                desired,
-                &observed,
-                answer,
-                request.force_redeploy,
-                reason,
-                step.requested,
-            )
-        }
-        Plan::Nothing => apply::kept(desired, observed, Outcome::Unchanged, step.requested, None),
-        other => panic!("unexpected plan {other:?}"),
-    };
-    next_status(
-        obj,
-        &stored,
-        &Ok(applied.with_secret_sets(step.record)),
-        &now,
-    )
+    next_status(obj, &world.stored, &result, &now)
 }
 
 /// Rotations, spec edits, kills and failed calls in any order: a forced redeploy is only ever

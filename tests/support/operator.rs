@@ -289,6 +289,24 @@ impl Env {
             .collect()
     }
 
+    /// Waits until the emulator has served `n` calls of `operation` (since its last reset): the
+    /// operator kept working that far.
+    pub async fn wait_calls(&self, operation: &str, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let calls = self.calls(operation).await;
+            if calls >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{calls} calls of {operation}, waiting for {n}:\n{}",
+                self.operator.log_tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Calls of one operation the emulator has served.
     pub async fn calls(&self, operation: &str) -> u64 {
         self.admin
@@ -400,7 +418,10 @@ impl Operator {
             .env("POD_NAME", &self.identity)
             .env(
                 "RUST_LOG",
-                "debug,kube=info,tower=info,hyper=info,hyper_util=info,reqwest=info,rustls=info",
+                // The kube client's request line (`HTTP{http.method=.. http.url=..}:
+                // requesting`) is how status writes are counted: `Operator::status_writes`.
+                "debug,kube=info,tower=info,hyper=info,hyper_util=info,reqwest=info,rustls=info,\
+                 kube_client::client::builder=debug",
             )
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -482,6 +503,13 @@ impl Operator {
         self.spawn();
     }
 
+    /// True while the process runs (it has not exited, crashed or been killed).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -490,6 +518,21 @@ impl Operator {
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Status writes of the PipecatAgent `ns/name` it sent so far (across restarts): every
+    /// request to the status subresource, counted from the kube client's request log, whether
+    /// the apiserver stored anything or not. (A server-side apply that changes nothing keeps
+    /// the resourceVersion, so an unchanged resourceVersion does not show that nothing was
+    /// written.)
+    pub fn status_writes(&self, ns: &str, name: &str) -> usize {
+        let path = format!("/namespaces/{ns}/pipecatagents/{name}/status?");
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.contains("requesting") && l.contains("http.method=PATCH") && l.contains(&path)
+            })
+            .count()
     }
 
     /// The last `n` lines of its log.

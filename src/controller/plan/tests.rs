@@ -455,7 +455,6 @@ fn a_secret_set_the_answer_does_not_report_is_not_detached_blindly() {
     if let Plan::Update { request, .. } = &p {
         let b = serde_json::to_value(request).unwrap();
         assert!(b.get("secretSet").is_none(), "{b}");
-        assert!(b.get("imagePullSecretSet").is_none(), "{b}");
     }
 }
 
