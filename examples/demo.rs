@@ -54,6 +54,8 @@ async fn main() -> anyhow::Result<()> {
         reconcile_delay: Duration::from_secs(3),
         // A secret set provisions for a few seconds after each change, as in Pipecat Cloud.
         secret_ready_delay: Duration::from_secs(3),
+        // Every request and answer is checked against Pipecat Cloud's official contract.
+        strict: true,
         ..Default::default()
     })
     .await?;
@@ -278,7 +280,8 @@ Stop with Ctrl-C: everything (apiserver, etcd, emulator, operator) is torn down.
     println!("\nstopping");
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    let contract = emu.check_contract();
     emu.shutdown().await;
     drop(cp);
-    Ok(())
+    contract
 }

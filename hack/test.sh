@@ -66,6 +66,15 @@ step "cargo-deny $CARGO_DENY_VERSION (installed once, cached)" install_deny
 step "cargo deny check licenses bans sources (deny.toml; offline)" \
   "$deny_root/bin/cargo-deny" --frozen check licenses bans sources
 
+# The emulator against Pipecat Cloud's official OpenAPI contract: schemathesis (pinned, from PyPI,
+# in a cached virtualenv) in every answer profile and in strict mode. Its last line says
+# `contract: PASS` or `contract: FAIL`; the whole log is target/contract.log.
+contract_tests() {
+  hack/contract/run.sh > target/contract.log 2>&1 || { tail -n 80 target/contract.log; return 1; }
+  tail -n 1 target/contract.log
+}
+step "the emulator against the OpenAPI contract (hack/contract/run.sh)" contract_tests
+
 wait_tools() {
   local status=0
   wait "$tools_pid" || status=$?

@@ -362,6 +362,12 @@ async fn secret_set_endpoints_round_trip_and_never_quote_a_value() {
         .await
         .unwrap();
     assert_eq!(put.name, "agent-keys");
+    // The contract's answer, {status: "OK", region}: accepted, in that region; the set's state
+    // is only read with GET.
+    assert_eq!(
+        (put.region.as_deref(), put.status.as_deref()),
+        (Some("us-west"), None)
+    );
     admin
         .wait_secret_set_ready(KEY, "agent-keys", Duration::from_secs(5))
         .await

@@ -425,7 +425,7 @@ async fn crashing_image_against_the_seed_profile_is_never_ready() {
     env.wait_ready("crashing").await;
     env.apply(&agent("crashing", spec("acme/bot:crashing")));
     let crashing = wait_stored(&env, "crashing", "the crashing deployment", |s| {
-        s["currentRevision"]["health"]["state"] == "CrashLoopBackOff"
+        s["currentRevision"]["health"]["reason"] == "CrashLoopBackOff"
     })
     .await;
     let answer: Value = reqwest::Client::new()

@@ -274,14 +274,25 @@ async fn seed_request_gets_the_seed_response_shape() {
         "state",
         "restartCount",
         "replicasStarted",
-        "reason",
-        "lastExitCode",
-        "lastTerminationReason",
-        "message",
         "headline",
     ] {
         assert!(revision["health"].get(field).is_some(), "health.{field}");
     }
+    // Typed string or integer, not nullable, in the contract: left out when there is none.
+    for field in ["lastExitCode", "lastTerminationReason", "message"] {
+        assert!(
+            revision["health"].get(field).is_none(),
+            "health.{field} of a starting revision: {}",
+            revision["health"]
+        );
+    }
+    // The contract's state, and the Kubernetes-like reason.
+    assert_eq!(
+        (&revision["health"]["state"], &revision["health"]["reason"]),
+        (&json!("waiting"), &json!("ContainerCreating")),
+        "{}",
+        revision["health"]
+    );
     assert_eq!(
         updated["previousRevision"]["deploymentID"],
         created["desiredDeploymentId"]
@@ -416,11 +427,11 @@ async fn validation_errors_have_status_code_and_message() {
             "autoScaling.maxAgents must be an integer, got a string",
         ),
         (
-            "/agents/existing",
-            json!({"enableKrisp": 1}),
+            "/agents",
+            json!({"serviceName": "elsewhere", "image": "a/b:1", "region": "mars-north"}),
             StatusCode::BAD_REQUEST,
             "GENERIC_BAD_REQUEST",
-            "enableKrisp must be a boolean",
+            "Invalid region or organization does not have access",
         ),
         (
             "/agents/existing",
@@ -533,7 +544,7 @@ async fn lifecycle_reconciles_after_the_delay() {
     assert_eq!(done["available"], true);
     assert_eq!(done["activeDeploymentReady"], true);
     assert_eq!(done["currentRevision"]["phase"], "Active");
-    assert_eq!(done["currentRevision"]["health"]["state"], "Running");
+    assert_eq!(done["currentRevision"]["health"]["state"], "running");
     handle.shutdown().await;
 }
 
@@ -740,8 +751,14 @@ async fn secret_sets_provision_asynchronously() {
     let (status, body) =
         put(json!({"secrets": [{"secretKey": "API_KEY", "secretValue": "s3cret-value"}]})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body["status"], "pending");
-    assert_eq!(body["type"], "secret");
+    // The contract's answer: accepted, and where; the state is read with GET.
+    assert_eq!(body, json!({"status": "OK", "region": "us-west"}));
+    let (_, read) = api.get("/secrets/bot-secrets").await;
+    assert_eq!(
+        (&read["status"], &read["type"]),
+        (&json!("pending"), &json!("secret"))
+    );
+    assert!(read.get("errorMessage").is_none(), "{read}");
 
     let (status, body) =
         put(json!({"secrets": [{"secretKey": "OTHER", "secretValue": "v"}]})).await;
@@ -809,10 +826,11 @@ async fn secret_sets_provision_asynchronously() {
         )
         .await;
     assert_eq!(
-        (status, pull["type"].as_str()),
-        (StatusCode::ACCEPTED, Some("imagePullSecret"))
+        (status, pull["region"].as_str()),
+        (StatusCode::ACCEPTED, Some("us-west"))
     );
     let (_, list) = api.get("/secrets").await;
+    assert_eq!(list["sets"][1]["type"], "imagePullSecret");
     let sets: Vec<(&str, &str)> = list["sets"]
         .as_array()
         .unwrap()
@@ -896,10 +914,11 @@ async fn sessions_fill_the_pool_and_end_through_the_admin_api() {
     assert_eq!(admin.end_sessions(KEY, "bot").await.unwrap(), 2);
     let (_, agent) = api.get("/agents/bot").await;
     assert_eq!(agent["activeSessionCount"], 0);
+    // The contract lists 200, 400 and 401 for starting a session.
     let (status, missing) = api.post("/public/nope/start", json!({})).await;
     assert_eq!(
         (status, missing["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+        (StatusCode::BAD_REQUEST, Some("GENERIC_BAD_REQUEST"))
     );
     assert!(admin.end_session(KEY, "no-such-session").await.is_err());
     handle.shutdown().await;
@@ -937,7 +956,11 @@ async fn crash_and_pull_failure_patterns() {
     );
     assert_eq!(failed["reconciledDeploymentId"], first);
     let health = &failed["currentRevision"]["health"];
-    assert_eq!(health["state"], "CrashLoopBackOff");
+    assert_eq!(
+        (&health["state"], &health["reason"]),
+        (&json!("waiting"), &json!("CrashLoopBackOff"))
+    );
+    assert_eq!(health["lastExitCode"], 1);
     assert!(health["restartCount"].as_u64().unwrap() > 0);
     assert_eq!(failed["currentRevision"]["phase"], "Failed");
     let degraded = failed["conditions"]
@@ -979,7 +1002,7 @@ async fn crash_and_pull_failure_patterns() {
             .contains("private.example.com/team/bot:1")
     );
     assert_eq!(
-        pulled["currentRevision"]["health"]["state"],
+        pulled["currentRevision"]["health"]["reason"],
         "ImagePullBackOff"
     );
     assert_eq!(
@@ -1540,7 +1563,8 @@ async fn secret_set_failures_profiles_and_journal() {
         .await
         .unwrap();
 
-    // The seed profile answers GET /secrets/{set} as the CLI reads it: field names only.
+    // The seed profile answers GET /secrets/{set} with what the CLI reads: field names only
+    // (in the contract's shape).
     admin
         .set_config(ConfigUpdate {
             profile: Some(emulator::Profile::Seed),
@@ -1550,7 +1574,7 @@ async fn secret_set_failures_profiles_and_journal() {
         .unwrap();
     let (status, bare) = api.get("/secrets/broken-set").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(bare, json!([{"fieldName": "API_KEY"}]));
+    assert_eq!(bare, json!({"secrets": [{"fieldName": "API_KEY"}]}));
     let (_, list) = api.get("/secrets").await;
     assert_eq!(
         list["sets"][0]["status"], "ready",
@@ -1572,5 +1596,391 @@ async fn secret_set_failures_profiles_and_journal() {
             .all(|e| e.secret_set.as_deref() == Some("broken-set"))
     );
     assert!(entries.iter().any(|e| e.operation == "put_secret_set"));
+    handle.shutdown().await;
+}
+
+/// `(status, content type, body)` of a raw request.
+async fn raw_answer(
+    method: Method,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, String, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("request reaches the emulator");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{url}: {status} body is not JSON ({e}): {text}"));
+    (status, content_type, value)
+}
+
+#[tokio::test]
+async fn every_error_is_the_api_json_even_the_router_rejections() {
+    let handle = start_with(|_| {}).await;
+    let root = handle.root_url();
+    for (method, path, status) in [
+        // A repeated query parameter (axum's query rejection).
+        (Method::GET, "/v1/agents?region=us-west&region=us-east", 400),
+        (Method::GET, "/v1/secrets?region=a&region=b", 400),
+        // A path segment that is not UTF-8 (axum's path rejection).
+        (Method::GET, "/v1/agents/%FF", 400),
+        (Method::GET, "/v1/no-such-route", 404),
+        (Method::PATCH, "/v1/agents", 405),
+        (Method::GET, "/_emulator/journal?limit=many", 400),
+    ] {
+        let (got, content_type, body) =
+            raw_answer(method.clone(), &format!("{root}{path}"), Some(KEY), None).await;
+        assert_eq!(got.as_u16(), status, "{method} {path}: {body}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: {content_type}"
+        );
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty())
+                && body["code"].as_str().is_some(),
+            "{method} {path}: {body}"
+        );
+    }
+    let (_, _, body) = raw_answer(
+        Method::GET,
+        &format!("{root}/v1/agents?region=a&region=b"),
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(body["code"], "GENERIC_BAD_REQUEST");
+    assert!(body["error"].as_str().unwrap().contains("region"), "{body}");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn regions_are_listed_and_enforced() {
+    let handle = start_with(|_| {}).await;
+    let api = Api::new(&handle, KEY);
+    let (status, body) = api.get("/regions").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"regions": [
+            {"code": "us-west", "display_name": "US West (Oregon)"},
+            {"code": "us-east", "display_name": "US East (Virginia)"},
+            {"code": "eu-central", "display_name": "Europe (Frankfurt)"},
+            {"code": "ap-south", "display_name": "Asia Pacific (Mumbai)"},
+        ]})
+    );
+    let (status, _, _) = raw_answer(
+        Method::GET,
+        &format!("{}/regions", handle.base_url()),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    handle.shutdown().await;
+
+    let handle = start_with(|c| {
+        c.regions = vec![emulator::Region::parse("eu-west=Europe (Ireland)").unwrap()];
+    })
+    .await;
+    let api = Api::new(&handle, KEY);
+    let (_, body) = api.get("/regions").await;
+    assert_eq!(
+        body,
+        json!({"regions": [{"code": "eu-west", "display_name": "Europe (Ireland)"}]})
+    );
+    let refused = json!({"error": "Invalid region or organization does not have access",
+                         "code": "GENERIC_BAD_REQUEST"});
+    // The default region is not in this list.
+    let (status, body) = api
+        .post("/agents", json!({"serviceName": "bot", "image": "a/b:1"}))
+        .await;
+    assert_eq!((status, &body), (StatusCode::BAD_REQUEST, &refused));
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/secrets/bot-secrets",
+            Some(json!({"secrets": [{"secretKey": "A", "secretValue": "v"}], "region": "us-west"})),
+        )
+        .await;
+    assert_eq!((status, &body), (StatusCode::BAD_REQUEST, &refused));
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/secrets/bot-secrets",
+            Some(json!({"secrets": [{"secretKey": "A", "secretValue": "v"}], "region": "eu-west"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::ACCEPTED,
+            json!({"status": "OK", "region": "eu-west"})
+        )
+    );
+    let (status, _) = api
+        .post(
+            "/agents",
+            json!({"serviceName": "bot", "image": "a/b:1", "region": "eu-west"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn enable_krisp_is_ignored_and_an_empty_set_name_detaches_the_set() {
+    let handle = start_with(|_| {}).await;
+    let api = Api::new(&handle, KEY);
+    handle
+        .admin()
+        .create_secret_set(KEY, "bot-secrets", &[("A", "v")])
+        .await
+        .unwrap();
+    let (status, created) = api
+        .post(
+            "/agents",
+            json!({"serviceName": "bot", "image": "a/b:1", "secretSet": "bot-secrets",
+                   "enableKrisp": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let spec = &created["deployment"]["manifest"]["spec"];
+    assert_eq!(spec["krispModels"], json!({"enabled": false}), "{spec}");
+    assert_eq!(spec["envFromSecretNames"], json!(["bot-secrets"]));
+    // Neither stored nor honoured: no change, no new deployment.
+    let (_, same) = api.post("/agents/bot", json!({"enableKrisp": false})).await;
+    assert!(same["warning"].is_string(), "{same}");
+    assert_eq!(same["desiredDeploymentId"], created["desiredDeploymentId"]);
+    let stored = handle.admin().agent(KEY, "bot").await.unwrap().unwrap();
+    assert!(
+        !stored.to_string().contains("enableKrisp"),
+        "stored: {stored}"
+    );
+    // An empty name detaches the set: a new deployment without it.
+    let (status, detached) = api.post("/agents/bot", json!({"secretSet": ""})).await;
+    assert_eq!(status, StatusCode::OK, "{detached}");
+    assert!(detached.get("warning").is_none(), "{detached}");
+    assert_eq!(
+        detached["deployment"]["manifest"]["spec"]["envFromSecretNames"],
+        json!([])
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn strict_mode_refuses_and_journals_contract_violations() {
+    let handle = start_with(|c| {
+        c.strict = true;
+        c.public_keys = vec![("pk_public".into(), KEY.into())];
+    })
+    .await;
+    let api = Api::new(&handle, KEY);
+    let admin = handle.admin();
+    assert!(admin.config().await.unwrap().strict);
+    api.create("bot", "a/b:1").await;
+
+    for (body, error) in [
+        (
+            json!({"secretSet": null}),
+            "body.secretSet: null is not allowed (expected string; the contract does not mark it nullable)",
+        ),
+        (
+            json!({"enableKrisp": true}),
+            "body.enableKrisp: unknown field: the contract does not define it",
+        ),
+        (
+            json!({"autoScaling": {"minAgents": 1, "maxReplicas": 3}}),
+            "body.autoScaling.maxReplicas: unknown field: the contract does not define it",
+        ),
+    ] {
+        let (status, answer) = api.post("/agents/bot", body.clone()).await;
+        assert_eq!(
+            (status, answer),
+            (
+                StatusCode::BAD_REQUEST,
+                json!({"error": error, "code": "GENERIC_BAD_REQUEST"})
+            ),
+            "{body}"
+        );
+    }
+    // Refused, so not carried out.
+    let stored = admin.agent(KEY, "bot").await.unwrap().unwrap();
+    assert_eq!(
+        stored["deployment"]["manifest"]["spec"]["autoScaling"]["minReplicas"],
+        0
+    );
+    // An unknown key is a 401 before anything is checked.
+    let (status, _, _) = raw_answer(
+        Method::POST,
+        &format!("{}/agents/bot", handle.base_url()),
+        Some("pk_unknown"),
+        Some(r#"{"enableKrisp": true}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let counts = admin.counts().await.unwrap();
+    assert_eq!(counts.violations, 3);
+    let violations = admin.violations().await.unwrap();
+    assert_eq!(violations.len(), 3);
+    assert_eq!(
+        violations[1].violation.as_deref(),
+        Some("request: body.enableKrisp: unknown field: the contract does not define it")
+    );
+    assert_eq!(
+        (violations[1].operation.as_str(), violations[1].status),
+        ("update_agent", Some(400))
+    );
+    let filtered = admin
+        .journal(&JournalFilter {
+            violations: true,
+            ..JournalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(filtered, violations);
+    let report = handle.check_contract().unwrap_err().to_string();
+    assert!(
+        report.contains("3 contract violation") && report.contains("body.autoScaling.maxReplicas"),
+        "{report}"
+    );
+    assert!(admin.check_contract().await.is_err());
+
+    // Answers made by faults are exempt, and so are their requests.
+    admin.reset(ResetOptions::default()).await.unwrap();
+    admin
+        .inject_fault(Fault::status("/v1/agents/*", 503))
+        .await
+        .unwrap();
+    let (status, _) = api.post("/agents/bot", json!({"enableKrisp": true})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    handle.check_contract().unwrap();
+
+    // Every profile answers a tour of the API as the contract says.
+    for profile in [
+        emulator::Profile::Full,
+        emulator::Profile::Seed,
+        emulator::Profile::Rewriting,
+    ] {
+        admin
+            .reset(ResetOptions {
+                faults: true,
+                state: true,
+            })
+            .await
+            .unwrap();
+        admin
+            .set_config(ConfigUpdate {
+                profile: Some(profile),
+                secret_ready_delay_ms: Some(0),
+                ..ConfigUpdate::default()
+            })
+            .await
+            .unwrap();
+        let (status, _) = api
+            .call(
+                Method::PUT,
+                "/secrets/bot-secrets",
+                Some(json!({"secrets": [{"secretKey": "A", "secretValue": "v"}]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (status, _) = api
+            .call(
+                Method::PUT,
+                "/secrets/registry",
+                Some(json!({"isImagePullSecret": true, "host": "https://ghcr.io",
+                            "secretValue": "dXNlcjpw"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        admin
+            .wait_secret_set_ready(KEY, "registry", Duration::from_secs(5))
+            .await
+            .unwrap();
+        let (status, body) = api
+            .post(
+                "/agents",
+                json!({"serviceName": "bot", "image": "acme/bot:1", "region": "us-west",
+                       "secretSet": "bot-secrets", "imagePullSecretSet": "registry",
+                       "autoScaling": {"minAgents": 0, "maxAgents": 2},
+                       "krispViva": {"audioFilter": "tel"}, "agentProfile": "agent-2x",
+                       "maxSessionDuration": 600}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        api.wait_agent("bot", Duration::from_secs(5), |a| a["ready"] == true)
+            .await;
+        for path in [
+            "/agents",
+            "/agents?includeActiveDeployment=true&region=us-west",
+            "/agents/bot",
+            "/regions",
+            "/secrets",
+            "/secrets/bot-secrets",
+        ] {
+            let (status, body) = api.get(path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        }
+        for body in [
+            json!({"image": "acme/bot:2", "secretSet": ""}),
+            json!({"krispViva": {"audioFilter": null}, "forceRedeploy": true}),
+            json!({"maxSessionDuration": 600}),
+        ] {
+            let (status, answer) = api.post("/agents/bot", body).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+        let (status, _) = api.post("/agents/missing", json!({"image": "a/b:1"})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = api
+            .call(Method::DELETE, "/secrets/bot-secrets/A", None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = raw_answer(
+            Method::POST,
+            &format!("{}/public/bot/start", handle.base_url()),
+            Some("pk_public"),
+            Some(r#"{"createDailyRoom": true}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = api.call(Method::DELETE, "/agents/bot", None).await;
+        assert_eq!(status, StatusCode::OK);
+        if let Err(e) = handle.check_contract() {
+            panic!("profile {}: {e:#}", profile.as_str());
+        }
+    }
+
+    // Off again: lenient, as without strict mode.
+    admin
+        .set_config(ConfigUpdate {
+            strict: Some(false),
+            ..ConfigUpdate::default()
+        })
+        .await
+        .unwrap();
+    api.create("lenient", "a/b:1").await;
+    let (status, body) = api
+        .post(
+            "/agents/lenient",
+            json!({"secretSet": null, "enableKrisp": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     handle.shutdown().await;
 }

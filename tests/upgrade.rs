@@ -39,7 +39,7 @@ use pipecat_operator::emulator::{
 };
 use serde_json::{Value, json};
 use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
-use support::operator::{API_KEY, Env, Operator};
+use support::operator::{API_KEY, ContractGuard, Env, Operator};
 
 /// The current CRDs.
 const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
@@ -996,8 +996,26 @@ async fn upgrade_changes_nothing(set: &'static FixtureSet) {
         ] {
             assert_eq!(now[field], then[field], "seeded agent {name}: {field}");
         }
+        // The manifest now uses the contract's names: maxSessionDurationSeconds, and
+        // krispViva.audioFilters (whether a filter runs) for krispViva.audioFilter; a string it
+        // does not have (a build agent's image) is left out rather than null; and `enableKrisp`,
+        // gone from the API, is no longer honoured: krispModels is always disabled.
+        let mut expected = then["deployment"]["manifest"]["spec"].clone();
+        if let Some(spec) = expected.as_object_mut() {
+            spec.retain(|_, v| !v.is_null());
+            if spec.contains_key("krispModels") {
+                spec.insert("krispModels".into(), json!({ "enabled": false }));
+            }
+            if let Some(seconds) = spec.remove("maxSessionDuration") {
+                spec.insert("maxSessionDurationSeconds".into(), seconds);
+            }
+            if let Some(viva) = spec.remove("krispViva") {
+                let filters = !viva["audioFilter"].is_null();
+                spec.insert("krispViva".into(), json!({ "audioFilters": filters }));
+            }
+        }
         assert_eq!(
-            now["deployment"]["manifest"]["spec"], then["deployment"]["manifest"]["spec"],
+            now["deployment"]["manifest"]["spec"], expected,
             "seeded agent {name}: configuration"
         );
     }
@@ -1007,6 +1025,7 @@ async fn upgrade_changes_nothing(set: &'static FixtureSet) {
     let fields = status_fields();
     let operator = Operator::start(cp, ns, &emulator.base_url(), Duration::from_secs(2), &[]);
     let env = Env {
+        contract: ContractGuard::new(&emulator),
         cp,
         ns: ns.to_string(),
         emulator,
@@ -1315,6 +1334,7 @@ async fn capture_v0_1_fixtures() {
         .unwrap();
     let operator = Operator::start(cp, ns, &emulator.base_url(), Duration::from_secs(2), &[]);
     let env = Env {
+        contract: ContractGuard::new(&emulator),
         cp,
         ns: ns.to_string(),
         emulator,
@@ -1658,6 +1678,7 @@ async fn capture_dc6702c_fixtures() {
         .expect("creating the digest key Secret");
     let operator = Operator::start(cp, ns, &emulator.base_url(), Duration::from_secs(2), &[]);
     let env = Env {
+        contract: ContractGuard::new(&emulator),
         cp,
         ns: ns.to_string(),
         emulator,

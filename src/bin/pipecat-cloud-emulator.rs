@@ -101,6 +101,23 @@ struct Args {
     )]
     profile: emulator::Profile,
 
+    /// Strict mode: check every API request against the official contract (400 with the
+    /// violated rule, e.g. an unknown field or `null` for a field that is not nullable) and
+    /// every answer of the emulator's own, and journal each violation
+    /// (`GET /_emulator/violations`).
+    #[arg(long, env = "PIPECAT_EMULATOR_STRICT")]
+    strict: bool,
+
+    /// Regions organizations may use, as `CODE=Display name` (repeatable, or comma-separated in
+    /// the environment variable). Default: us-west, us-east, eu-central, ap-south.
+    #[arg(
+        long = "region",
+        env = "PIPECAT_EMULATOR_REGIONS",
+        value_delimiter = ',',
+        value_parser = emulator::Region::parse
+    )]
+    regions: Vec<emulator::Region>,
+
     /// Log format on stderr.
     #[arg(
         long,
@@ -166,6 +183,12 @@ async fn main() -> anyhow::Result<()> {
         journal_capacity: args.journal_capacity,
         profile: args.profile,
         latency: args.latency,
+        strict: args.strict,
+        regions: if args.regions.is_empty() {
+            emulator::default_regions()
+        } else {
+            args.regions
+        },
     };
     let handle = emulator::start(config)
         .await

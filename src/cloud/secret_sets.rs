@@ -237,9 +237,17 @@ impl Client {
                 Some(req),
             )
             .await?;
-        // The answer is informative only (any 2xx is accepted): a body that is not a set
-        // description leaves the summary empty, and the next read tells the state.
-        Ok(serde_json::from_value(value).unwrap_or_default())
+        // The answer is informative only (any 2xx is accepted): the contract's is
+        // `202 {status: "OK", region}`, which says the change was accepted, not the set's state
+        // (pending, ready, failed): the next read tells that.
+        let mut summary: SecretSetSummary = serde_json::from_value(value).unwrap_or_default();
+        if summary.name.is_empty() {
+            summary.name = set.to_owned();
+        }
+        if summary.status.as_deref() == Some("OK") {
+            summary.status = None;
+        }
+        Ok(summary)
     }
 
     /// `DELETE /secrets/{set}`. A missing set is an [`Error::NotFound`].

@@ -46,6 +46,9 @@ pub struct RuntimeConfig {
     /// Latency added to every `/v1` request, milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
+    /// Strict mode: requests and answers are checked against the official contract.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -97,6 +100,9 @@ pub struct ConfigUpdate {
     /// New latency added to every `/v1` request, milliseconds (from the next request on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// Strict mode on or off (from the next request on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 /// What `POST /_emulator/reset` clears besides the journal.
@@ -157,6 +163,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         )
         .route("/journal", get(journal))
         .route("/journal/counts", get(counts))
+        .route("/violations", get(violations))
         .route("/reset", post(reset))
         .route("/config", get(get_config).put(put_config))
         .route("/agents/{name}", get(stored_agent).patch(drift))
@@ -232,6 +239,22 @@ async fn journal(
     json(StatusCode::OK, &serde_json::json!({ "entries": entries }))
 }
 
+/// Strict mode's findings: `{count, violations: [journal entries]}` (`count` includes
+/// entries the journal no longer keeps).
+async fn violations(State(shared): State<Arc<Shared>>) -> Response {
+    let journal = lock(&shared.journal);
+    let entries = journal.query(&JournalFilter {
+        violations: true,
+        ..JournalFilter::default()
+    });
+    let count = journal.counts().violations;
+    drop(journal);
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "count": count, "violations": entries }),
+    )
+}
+
 async fn counts(State(shared): State<Arc<Shared>>) -> Response {
     let counts = lock(&shared.journal).counts();
     json(StatusCode::OK, &counts)
@@ -256,7 +279,7 @@ async fn reset(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Respons
     Ok(json(StatusCode::OK, &options))
 }
 
-fn config_view(settings: &Settings, latency: Duration) -> RuntimeConfig {
+fn config_view(settings: &Settings, latency: Duration, strict: bool) -> RuntimeConfig {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     RuntimeConfig {
         ready_delay_ms: ms(settings.ready_delay),
@@ -270,11 +293,16 @@ fn config_view(settings: &Settings, latency: Duration) -> RuntimeConfig {
         secret_fail_pattern: settings.secret_fail.as_ref().map(|p| p.as_str().to_owned()),
         profile: settings.profile,
         latency_ms: ms(latency),
+        strict,
     }
 }
 
 async fn get_config(State(shared): State<Arc<Shared>>) -> Response {
-    let view = config_view(&lock(&shared.state).settings, shared.latency());
+    let view = config_view(
+        &lock(&shared.state).settings,
+        shared.latency(),
+        shared.strict(),
+    );
     json(StatusCode::OK, &view)
 }
 
@@ -320,7 +348,10 @@ async fn put_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Re
     if let Some(ms) = update.latency_ms {
         shared.set_latency(Duration::from_millis(ms));
     }
-    let view = config_view(s, shared.latency());
+    if let Some(strict) = update.strict {
+        shared.set_strict(strict);
+    }
+    let view = config_view(s, shared.latency(), shared.strict());
     drop(state);
     tracing::info!(?view, "emulator config changed");
     Ok(json(StatusCode::OK, &view))

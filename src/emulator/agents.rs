@@ -128,6 +128,7 @@ impl Org {
             .region
             .clone()
             .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        settings.check_region(&region)?;
         let mut config = AgentConfig::apply(None, patch)?;
         settings.profile.normalise(&mut config);
         self.check_bindings(&config, &region, now)?;

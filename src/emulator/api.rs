@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::body::{AgentPatch, BodyKind, SecretSetBody, parse_object, valid_set_name};
 use super::error::{ApiError, json_response};
-use super::views::SessionView;
+use super::views::{RegionListView, SecretSetKeysView, SessionView};
 use super::{Profile, Shared, bearer};
 
 /// The caller's organization, from `Authorization: Bearer <private key>`.
@@ -68,6 +68,7 @@ pub fn routes() -> Router<Arc<Shared>> {
             get(get_agent).post(update_agent).delete(delete_agent),
         )
         .route("/public/{name}/start", post(start_session))
+        .route("/regions", get(list_regions))
         .route("/secrets", get(list_secret_sets))
         .route(
             "/secrets/{set}",
@@ -211,6 +212,16 @@ async fn start_session(
     Ok(json(StatusCode::OK, &view))
 }
 
+async fn list_regions(State(shared): State<Arc<Shared>>, _caller: Caller) -> Response {
+    let state = super::lock(&shared.state);
+    json(
+        StatusCode::OK,
+        &RegionListView {
+            regions: &state.settings.regions,
+        },
+    )
+}
+
 #[derive(Debug, Deserialize)]
 struct RegionQuery {
     region: Option<String>,
@@ -236,10 +247,15 @@ async fn get_secret_set(
         (org.get_secret_set(&set, now), settings.profile)
     });
     let view = view?;
-    // The seed profile answers as the CLI reads it: the field names only (no status; that is
-    // in `GET /secrets`).
+    // The seed profile answers only what the CLI reads: the field names (no status; that is in
+    // `GET /secrets`).
     if profile == Profile::Seed {
-        return Ok(json(StatusCode::OK, &view.secrets));
+        return Ok(json(
+            StatusCode::OK,
+            &SecretSetKeysView {
+                secrets: view.secrets,
+            },
+        ));
     }
     Ok(json(StatusCode::OK, &view))
 }
@@ -252,8 +268,8 @@ async fn put_secret_set(
 ) -> Result<Response, ApiError> {
     if !valid_set_name(&set) {
         return Err(ApiError::bad_request(format!(
-            "secret set name {set:?} is invalid: use 3 to 63 lowercase letters, digits or '-', \
-             starting and ending with a letter or digit"
+            "secret set name {set:?} is invalid: use 3 to 63 lowercase letters, digits, '-' or \
+             '.', each dot-separated part starting and ending with a letter or digit"
         )));
     }
     let body = SecretSetBody::parse(&parse_object(&body)?)?;

@@ -1,11 +1,18 @@
-//! What the emulator assumes where the public API documentation is silent, in one place:
-//! the defaults of an omitted field, the limits of the rewriting profile, how each response
-//! profile shapes an agent's answer, and how a bare Docker Hub image is normalised.
-//! `docs/EMULATOR.md` ("Assumptions and response profiles") says the same for users.
+//! What the emulator assumes where the official contract (`contract/pipecat-cloud/openapi.json`)
+//! is silent, in one place: the defaults of an omitted field, the limits of the rewriting
+//! profile, how each response profile shapes an agent's answer, and how a bare Docker Hub image
+//! is normalised. `docs/EMULATOR.md` ("Assumptions and response profiles") says the same for
+//! users.
 //!
-//! Updates are partial: a field left out of `POST /agents/{name}` keeps its value, and an
-//! explicit `null` clears `secretSet`, `imagePullSecretSet` and `krispViva`
-//! (`AgentConfig::apply` in `config.rs` carries that out, `body.rs` tells absent from `null`).
+//! Updates are partial: a field left out of `POST /agents/{name}` keeps its value.
+//! - An empty string for `secretSet` or `imagePullSecretSet` (a valid `string` under the
+//!   contract, which says nothing of detaching a set) detaches that set.
+//! - An explicit `null` clears `secretSet`, `imagePullSecretSet` and `krispViva`. The contract
+//!   does not mark the first two nullable: this is leniency, and strict mode refuses it.
+//! - Keys the contract does not define are ignored, as the real API drops unknown keys; that
+//!   includes `enableKrisp`, removed from the API on 2026-04-15 (strict mode refuses them).
+//!
+//! `AgentConfig::apply` in `config.rs` carries these out, `body.rs` tells absent from `null`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -185,8 +192,14 @@ impl<'de> Deserialize<'de> for Ordered {
 fn at_default(key: &str, value: &Value) -> bool {
     match key {
         "agentProfile" => value.as_str() == Some(DEFAULT_PROFILE),
-        "maxSessionDuration" => value.as_u64() == Some(u64::from(DEFAULT_MAX_SESSION_DURATION)),
-        "krispViva" => value.get("audioFilter").is_none_or(Value::is_null),
+        "maxSessionDuration" | "maxSessionDurationSeconds" => {
+            value.as_u64() == Some(u64::from(DEFAULT_MAX_SESSION_DURATION))
+        }
+        // `{audioFilter: null}` at the top level, `{audioFilters: false}` in the manifest.
+        "krispViva" => {
+            value.get("audioFilter").is_none_or(Value::is_null)
+                && value.get("audioFilters") != Some(&Value::Bool(true))
+        }
         _ => false,
     }
 }
@@ -403,6 +416,8 @@ mod tests {
         assert_eq!(v["autoScaling"]["minReplicas"], MAX_AGENTS_LIMIT);
         for key in ["agentProfile", "maxSessionDuration", "krispViva"] {
             assert!(v.get(key).is_none(), "{key} echoed: {v}");
+        }
+        for key in ["agentProfile", "maxSessionDurationSeconds", "krispViva"] {
             assert!(
                 v["deployment"]["manifest"]["spec"].get(key).is_none(),
                 "{key} echoed in the manifest: {v}"
@@ -433,6 +448,9 @@ mod tests {
         assert_eq!(v["agentProfile"], "agent-2x");
         assert_eq!(v["maxSessionDuration"], 600);
         assert_eq!(v["krispViva"]["audioFilter"], "tel");
+        let spec = &v["deployment"]["manifest"]["spec"];
+        assert_eq!(spec["maxSessionDurationSeconds"], 600);
+        assert_eq!(spec["krispViva"]["audioFilters"], true);
     }
 
     #[test]

@@ -19,8 +19,11 @@ pub const SESSION_DURATION_RANGE: std::ops::RangeInclusive<i64> = 60..=14400;
 
 static AGENT_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])$").expect("valid regex"));
-static SET_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("valid regex"));
+/// The contract's pattern for `setName`: DNS labels joined by dots.
+static SET_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .expect("valid regex")
+});
 static REGION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]+(-[a-z0-9]+)*$").expect("valid regex"));
 static ENV_KEY: LazyLock<Regex> =
@@ -35,7 +38,7 @@ pub fn valid_agent_name(name: &str) -> bool {
     name.len() <= AGENT_NAME_MAX && AGENT_NAME.is_match(name)
 }
 
-/// Whether `name` is a valid secret set name (3..63 characters, DNS-like).
+/// Whether `name` is a valid secret set name (3..63 characters, the contract's pattern).
 pub fn valid_set_name(name: &str) -> bool {
     (3..=63).contains(&name.len()) && SET_NAME.is_match(name)
 }
@@ -82,8 +85,6 @@ pub struct AgentPatch {
     pub min_agents: Option<u32>,
     /// `autoScaling.maxAgents`.
     pub max_agents: Option<u32>,
-    /// `enableKrisp` (deprecated).
-    pub enable_krisp: Option<bool>,
     /// `krispViva`: `Some(None)` disables the filter.
     pub krisp_viva: Option<Option<String>>,
     /// `agentProfile`.
@@ -224,20 +225,15 @@ impl AgentPatch {
             patch.node_type = Some(node);
         }
 
-        patch.image_pull_secret_set = string_field(obj, "imagePullSecretSet")?;
-        patch.secret_set = string_field(obj, "secretSet")?;
-        for (key, field) in [
-            ("imagePullSecretSet", &patch.image_pull_secret_set),
-            ("secretSet", &patch.secret_set),
-        ] {
-            if let Field::Set(name) = field
-                && name.is_empty()
-            {
-                return Err(ApiError::bad_request(format!(
-                    "{key} must not be empty: omit it or use null"
-                )));
-            }
-        }
+        // An empty name detaches the set, like `null` (see `assumptions.rs`).
+        let set_name = |key| {
+            string_field(obj, key).map(|f| match f {
+                Field::Set(name) if name.is_empty() => Field::Null,
+                other => other,
+            })
+        };
+        patch.image_pull_secret_set = set_name("imagePullSecretSet")?;
+        patch.secret_set = set_name("secretSet")?;
 
         match obj.get("autoScaling") {
             None | Some(Value::Null) => {}
@@ -273,7 +269,7 @@ impl AgentPatch {
             }
         }
 
-        patch.enable_krisp = bool_field(obj, "enableKrisp")?;
+        // `enableKrisp` left the API (2026-04-15): like any unknown key it is ignored.
 
         match obj.get("krispViva") {
             None => {}
@@ -449,6 +445,11 @@ mod tests {
         assert!(!valid_agent_name(&"a".repeat(55)));
         assert!(valid_set_name("abc"));
         assert!(!valid_set_name("ab"));
+        // The contract allows dots between DNS labels.
+        assert!(valid_set_name("team.bot-secrets"));
+        assert!(!valid_set_name("team..secrets"));
+        assert!(!valid_set_name("team.-secrets"));
+        assert!(!valid_set_name("Team"));
     }
 
     #[test]
@@ -456,7 +457,7 @@ mod tests {
         let p = parse(
             json!({"image": "your-dockername/voice-starter:0.1", "nodeType": "arm",
                    "imagePullSecretSet": "dockerhub-credentials", "secretSet": "voice-starter-secrets",
-                   "autoScaling": {"minAgents": 1, "maxAgents": 10}, "enableKrisp": false}),
+                   "autoScaling": {"minAgents": 1, "maxAgents": 10}, "enableKrisp": "ignored"}),
             BodyKind::Update,
         )
         .unwrap();
@@ -466,7 +467,6 @@ mod tests {
         );
         assert_eq!((p.min_agents, p.max_agents), (Some(1), Some(10)));
         assert_eq!(p.secret_set, Field::Set("voice-starter-secrets".into()));
-        assert_eq!(p.enable_krisp, Some(false));
     }
 
     #[test]
@@ -514,10 +514,6 @@ mod tests {
             "autoScaling.minAgents must be an integer, got a string"
         );
         assert_eq!(
-            message(json!({"enableKrisp": "no"}), BodyKind::Update),
-            "enableKrisp must be a boolean, got a string"
-        );
-        assert_eq!(
             message(json!({"image": 5}), BodyKind::Update),
             "image must be a string, got a number"
         );
@@ -533,6 +529,16 @@ mod tests {
         assert_eq!(p.secret_set, Field::Null);
         assert_eq!(p.krisp_viva, Some(None));
         assert!(p.force_redeploy);
+        let p = parse(
+            json!({"secretSet": "", "imagePullSecretSet": ""}),
+            BodyKind::Update,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.secret_set, p.image_pull_secret_set),
+            (Field::Null, Field::Null),
+            "an empty name detaches the set"
+        );
         let p = parse(
             json!({"serviceName": "ab", "forceRedeploy": true}),
             BodyKind::Create,

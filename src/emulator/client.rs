@@ -104,6 +104,31 @@ impl AdminClient {
             .entries)
     }
 
+    /// Strict mode's findings: the journal entries with a contract violation, oldest first.
+    pub async fn violations(&self) -> anyhow::Result<Vec<JournalEntry>> {
+        #[derive(serde::Deserialize)]
+        struct Violations {
+            violations: Vec<JournalEntry>,
+        }
+        Ok(self
+            .send::<Violations>(
+                "read the violations",
+                self.http.get(self.admin("/violations")),
+            )
+            .await?
+            .violations)
+    }
+
+    /// Fails, listing them, when strict mode journaled any contract violation since the last
+    /// reset (evicted entries counted too).
+    pub async fn check_contract(&self) -> anyhow::Result<()> {
+        let count = self.counts().await?.violations;
+        if count == 0 {
+            return Ok(());
+        }
+        super::journal::violation_report(count, &self.violations().await?)
+    }
+
     /// Request counts by operation and status since the last reset.
     pub async fn counts(&self) -> anyhow::Result<Counts> {
         self.send(

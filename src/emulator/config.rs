@@ -20,7 +20,6 @@ pub struct AgentConfig {
     pub(super) secret_set: Option<String>,
     pub(super) min_agents: u32,
     pub(super) max_agents: u32,
-    pub(super) enable_krisp: bool,
     pub(super) krisp_viva: Option<String>,
     pub(super) agent_profile: String,
     pub(super) max_session_duration: u32,
@@ -36,7 +35,6 @@ impl AgentConfig {
             secret_set: None,
             min_agents: DEFAULT_MIN_AGENTS,
             max_agents: DEFAULT_MAX_AGENTS,
-            enable_krisp: false,
             krisp_viva: None,
             agent_profile: DEFAULT_PROFILE.to_owned(),
             max_session_duration: DEFAULT_MAX_SESSION_DURATION,
@@ -84,9 +82,6 @@ impl AgentConfig {
                 "autoScaling.minAgents ({}) must not exceed autoScaling.maxAgents ({})",
                 c.min_agents, c.max_agents
             )));
-        }
-        if let Some(enable) = patch.enable_krisp {
-            c.enable_krisp = enable;
         }
         if let Some(viva) = &patch.krisp_viva {
             c.krisp_viva = viva.clone();

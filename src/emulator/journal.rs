@@ -30,6 +30,8 @@ pub enum Operation {
     DeleteSecretSet,
     /// `DELETE /v1/secrets/{set}/{key}`.
     DeleteSecret,
+    /// `GET /v1/regions`.
+    ListRegions,
     /// Anything else under `/v1`.
     Unknown,
 }
@@ -49,6 +51,7 @@ impl Operation {
             Self::PutSecretSet => "put_secret_set",
             Self::DeleteSecretSet => "delete_secret_set",
             Self::DeleteSecret => "delete_secret",
+            Self::ListRegions => "list_regions",
             Self::Unknown => "unknown",
         }
     }
@@ -71,6 +74,7 @@ pub fn classify(method: &Method, path: &str) -> (Operation, Option<String>) {
         ("PUT", ["secrets", _]) => (Operation::PutSecretSet, None),
         ("DELETE", ["secrets", _]) => (Operation::DeleteSecretSet, None),
         ("DELETE", ["secrets", _, _]) => (Operation::DeleteSecret, None),
+        ("GET", ["regions"]) => (Operation::ListRegions, None),
         _ => (Operation::Unknown, None),
     }
 }
@@ -115,6 +119,10 @@ pub struct JournalEntry {
     /// Secret set named in the path, if any (`/secrets/{set}`, `/secrets/{set}/{key}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_set: Option<String>,
+    /// Strict mode: how the request or the emulator's answer broke the contract
+    /// (`request: body.secretSet: null is not allowed ...`, `response: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violation: Option<String>,
 }
 
 /// Filters of `GET /_emulator/journal`.
@@ -133,6 +141,9 @@ pub struct JournalFilter {
     /// Only requests about this secret set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_set: Option<String>,
+    /// `true`: only entries with a contract violation (strict mode).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub violations: bool,
     /// At most this many entries (the oldest matching first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
@@ -148,6 +159,9 @@ pub struct Counts {
     pub by_operation: BTreeMap<String, u64>,
     /// By status code as a string (`"200"`); `"dropped"` for dropped connections.
     pub by_status: BTreeMap<String, u64>,
+    /// Requests with a contract violation (strict mode), evicted entries included.
+    #[serde(default)]
+    pub violations: u64,
 }
 
 impl Counts {
@@ -165,6 +179,28 @@ impl Counts {
     }
 }
 
+/// `Ok` when strict mode found no violation (`count`, evicted entries included), else an error
+/// listing the `entries` kept.
+pub fn violation_report(count: u64, entries: &[JournalEntry]) -> anyhow::Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let listed: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let status = e
+                .status
+                .map_or_else(|| "dropped".to_owned(), |s| s.to_string());
+            let violation = e.violation.as_deref().unwrap_or_default();
+            format!("  {} {} -> {status}: {violation}", e.method, e.path)
+        })
+        .collect();
+    anyhow::bail!(
+        "the emulator journaled {count} contract violation(s):\n{}",
+        listed.join("\n")
+    )
+}
+
 /// A ring buffer of entries plus running counts (which survive eviction).
 #[derive(Debug)]
 pub struct Journal {
@@ -174,6 +210,7 @@ pub struct Journal {
     by_operation: BTreeMap<Operation, u64>,
     by_status: BTreeMap<Option<u16>, u64>,
     total: u64,
+    violations: u64,
 }
 
 impl Journal {
@@ -186,6 +223,7 @@ impl Journal {
             by_operation: BTreeMap::new(),
             by_status: BTreeMap::new(),
             total: 0,
+            violations: 0,
         }
     }
 
@@ -200,6 +238,9 @@ impl Journal {
         self.total += 1;
         *self.by_operation.entry(operation).or_default() += 1;
         *self.by_status.entry(entry.status).or_default() += 1;
+        if entry.violation.is_some() {
+            self.violations += 1;
+        }
         self.entries.push_back(entry);
     }
 
@@ -221,6 +262,7 @@ impl Journal {
                     .as_ref()
                     .is_none_or(|s| e.secret_set.as_ref() == Some(s))
             })
+            .filter(|e| !filter.violations || e.violation.is_some())
             .take(filter.limit.unwrap_or(usize::MAX))
             .cloned()
             .collect()
@@ -243,6 +285,7 @@ impl Journal {
                     (key, *n)
                 })
                 .collect(),
+            violations: self.violations,
         }
     }
 
@@ -313,10 +356,18 @@ mod tests {
                     fault: None,
                     force_redeploy: false,
                     secret_set: None,
+                    violation: (i != 1).then(|| "request: body.x: unknown field".into()),
                 },
             );
         }
         assert_eq!(j.len(), 2);
+        // The first entry with a violation is evicted; its count stays.
+        assert_eq!(j.counts().violations, 2);
+        let violations = j.query(&JournalFilter {
+            violations: true,
+            ..Default::default()
+        });
+        assert_eq!(violations.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
         let all = j.query(&JournalFilter::default());
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
         let since = j.query(&JournalFilter {

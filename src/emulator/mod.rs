@@ -1,10 +1,13 @@
 //! A local emulator of the Pipecat Cloud management API.
 //!
-//! It follows the public API (`/v1/agents`, `/v1/public/{agent}/start`, `/v1/secrets`) closely
-//! enough for the operator's tests and for users who want to try manifests offline: each API
-//! key is an organization, agents go through deployments whose lifecycle (reconciliation,
-//! readiness, crashes, pull failures) is computed from timestamps, secret sets provision
-//! asynchronously, and sessions fill an agent's pool up to `maxAgents`.
+//! It answers as Pipecat's official OpenAPI contract says (`/v1/agents`,
+//! `/v1/public/{agent}/start`, `/v1/secrets`, `/v1/regions`; the contract is vendored in
+//! `contract/pipecat-cloud/` and embedded by [`Contract`]), for the operator's tests and for
+//! users who want to try manifests offline: each API key is an organization, agents go through
+//! deployments whose lifecycle (reconciliation, readiness, crashes, pull failures) is computed
+//! from timestamps, secret sets provision asynchronously, and sessions fill an agent's pool up to
+//! `maxAgents`. In strict mode ([`Config::strict`]) it validates every request and its own
+//! answers against the contract and journals each violation.
 //!
 //! Beside the API, an admin API under `/_emulator/` (no auth) injects faults, reads the
 //! journal of requests, changes delays and failure patterns at run time, edits agents out of
@@ -32,6 +35,7 @@ mod assumptions;
 mod body;
 mod client;
 mod config;
+mod contract;
 mod deployment;
 mod error;
 mod faults;
@@ -49,7 +53,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -61,12 +65,14 @@ use tokio::task::JoinHandle;
 pub use admin::{ConfigUpdate, ResetOptions, RuntimeConfig, SessionInfo, Stats};
 pub use assumptions::{MAX_AGENTS_LIMIT, Profile, SEED_FIELDS, docker_hub_image};
 pub use client::AdminClient;
+pub use contract::{Contract, OPENAPI_JSON, Violation};
 pub use faults::{ActiveFault, Fault, FaultBody};
 pub use journal::{Counts, JournalEntry, JournalFilter};
 
 use faults::Faults;
 use journal::Journal;
 use pattern::Pattern;
+pub use state::{Region, default_regions};
 use state::{Settings, State};
 
 /// Everything the emulator needs to start. `Config::default()` listens on `127.0.0.1:0` with
@@ -104,6 +110,13 @@ pub struct Config {
     /// Added to every `/v1` request before it is handled (a real service's round trip:
     /// network and processing). Zero answers at once.
     pub latency: Duration,
+    /// Strict mode: every `/v1` request is checked against the official contract (unknown
+    /// fields and `null` for a field not marked nullable are refused with a 400), every answer
+    /// of the emulator's own is checked too, and each violation is journaled.
+    pub strict: bool,
+    /// The regions organizations may use (`GET /regions`; creates and `PUT /secrets` refuse
+    /// others). Default: the contract's example list ([`default_regions`]).
+    pub regions: Vec<Region>,
 }
 
 impl Default for Config {
@@ -122,6 +135,8 @@ impl Default for Config {
             journal_capacity: 100_000,
             profile: Profile::Full,
             latency: Duration::ZERO,
+            strict: false,
+            regions: default_regions(),
         }
     }
 }
@@ -148,6 +163,8 @@ impl fmt::Debug for Config {
             .field("journal_capacity", &self.journal_capacity)
             .field("profile", &self.profile)
             .field("latency", &self.latency)
+            .field("strict", &self.strict)
+            .field("regions", &self.regions)
             .finish()
     }
 }
@@ -160,6 +177,9 @@ fn compile(pattern: Option<&str>, what: &str) -> anyhow::Result<Option<Pattern>>
 
 impl Config {
     fn settings(&self) -> anyhow::Result<Settings> {
+        if self.regions.is_empty() {
+            anyhow::bail!("no regions configured: give at least one");
+        }
         Ok(Settings {
             profile: self.profile,
             ready_delay: self.ready_delay,
@@ -174,6 +194,7 @@ impl Config {
                 self.secret_fail_pattern.as_deref(),
                 "secret failure pattern",
             )?,
+            regions: self.regions.clone(),
         })
     }
 }
@@ -270,6 +291,8 @@ pub(crate) struct Shared {
     fault_count: AtomicUsize,
     /// The latency added to every `/v1` request, in microseconds.
     latency_us: AtomicU64,
+    /// Strict mode (see [`Config::strict`]).
+    strict: AtomicBool,
     auth: Auth,
     dirty: Notify,
     persistent: bool,
@@ -289,6 +312,16 @@ impl Shared {
     /// Changes the latency added to every `/v1` request (from the next request on).
     fn set_latency(&self, latency: Duration) {
         self.latency_us.store(micros(latency), Ordering::Relaxed);
+    }
+
+    /// Whether strict mode is on.
+    fn strict(&self) -> bool {
+        self.strict.load(Ordering::Relaxed)
+    }
+
+    /// Turns strict mode on or off (from the next request on).
+    fn set_strict(&self, strict: bool) {
+        self.strict.store(strict, Ordering::Relaxed);
     }
 
     /// Runs `f` on the organization `org` under the state lock.
@@ -311,6 +344,7 @@ impl Shared {
 /// A running emulator.
 pub struct Handle {
     addr: SocketAddr,
+    shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     saver: Option<JoinHandle<()>>,
@@ -351,6 +385,19 @@ impl Handle {
         AdminClient::new(self.root_url())
     }
 
+    /// Fails, listing them, when strict mode journaled any contract violation since the last
+    /// journal reset (read in process, without a request).
+    pub fn check_contract(&self) -> anyhow::Result<()> {
+        self.contract_check().check()
+    }
+
+    /// A handle on strict mode's findings that outlives this one (e.g. for a test's `Drop`).
+    pub fn contract_check(&self) -> ContractCheck {
+        ContractCheck {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Stops accepting connections, lets open requests finish (up to 5 s), and saves the state
     /// file when there is one.
     pub async fn shutdown(self) {
@@ -363,6 +410,30 @@ impl Handle {
         {
             tracing::warn!(error = %e, "emulator state saver failed");
         }
+    }
+}
+
+/// Reads strict mode's findings of a running emulator, in process.
+pub struct ContractCheck {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ContractCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContractCheck").finish_non_exhaustive()
+    }
+}
+
+impl ContractCheck {
+    /// Fails, listing them, when strict mode journaled any contract violation since the last
+    /// journal reset (evicted entries counted too).
+    pub fn check(&self) -> anyhow::Result<()> {
+        let kept = lock(&self.shared.journal);
+        let entries = kept.query(&JournalFilter {
+            violations: true,
+            ..JournalFilter::default()
+        });
+        journal::violation_report(kept.counts().violations, &entries)
     }
 }
 
@@ -388,11 +459,13 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
         faults: Mutex::new(Faults::default()),
         fault_count: AtomicUsize::new(0),
         latency_us: AtomicU64::new(micros(config.latency)),
+        strict: AtomicBool::new(config.strict),
         auth,
         dirty: Notify::new(),
         persistent: config.state_file.is_some(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let shared_handle = shared.clone();
     let router = server::router(shared.clone());
     let server = tokio::spawn(server::serve(
         listener,
@@ -412,6 +485,7 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
     tracing::info!(%addr, "pipecat cloud emulator started");
     Ok(Handle {
         addr,
+        shared: shared_handle,
         shutdown,
         server,
         saver,

@@ -12,7 +12,8 @@ use super::error::ApiError;
 use super::org::{DEFAULT_REGION, Org};
 use super::state::{Settings, after};
 use super::views::{
-    SecretSetDetailView, SecretSetListView, SecretSetView, secret_set_detail_view, secret_set_view,
+    SecretSetAcceptedView, SecretSetDetailView, SecretSetListView, secret_set_detail_view,
+    secret_set_view,
 };
 
 /// A secret set; values are never kept, only field names.
@@ -108,20 +109,24 @@ impl Org {
         Ok(secret_set_detail_view(set, now))
     }
 
-    /// `PUT /secrets/{set}`: creates or changes a set; it is pending until provisioned.
+    /// `PUT /secrets/{set}`: creates or changes a set; it is pending until provisioned. The
+    /// answer only says the change was accepted, and in which region.
     pub fn put_secret_set(
         &mut self,
         name: &str,
         body: SecretSetBody,
         settings: &Settings,
         now: Timestamp,
-    ) -> Result<SecretSetView, ApiError> {
+    ) -> Result<SecretSetAcceptedView, ApiError> {
         let (kind, region) = match &body {
             SecretSetBody::Secrets { region, .. } => (SecretKind::Secret, region.clone()),
             SecretSetBody::ImagePull { region, .. } => {
                 (SecretKind::ImagePullSecret, region.clone())
             }
         };
+        if let Some(region) = &region {
+            settings.check_region(region)?;
+        }
         let failure = settings
             .secret_fail
             .as_ref()
@@ -155,7 +160,7 @@ impl Org {
             set.updated_at = now;
             set.ready_at = ready_at;
             set.failure = failure;
-            return Ok(secret_set_view(set, now));
+            return Ok(accepted(set));
         }
         let (keys, host) = match body {
             SecretSetBody::Secrets { keys, .. } => (keys.into_iter().collect(), None),
@@ -171,7 +176,7 @@ impl Org {
             ready_at,
             failure,
         };
-        let view = secret_set_view(&set, now);
+        let view = accepted(&set);
         self.secret_sets.insert(name.to_owned(), set);
         Ok(view)
     }
@@ -208,12 +213,8 @@ impl Org {
                 "secret set {name:?} is still provisioning; retry when its status is ready"
             )));
         }
-        if set.kind == SecretKind::ImagePullSecret {
-            return Err(ApiError::bad_request(format!(
-                "secret set {name:?} is an image pull secret set: it has no keys to delete"
-            )));
-        }
-        if !set.keys.remove(key) {
+        // An image pull set has no keys: any key is not found (the contract lists no 400 here).
+        if set.kind == SecretKind::ImagePullSecret || !set.keys.remove(key) {
             return Err(ApiError::NotFound(format!(
                 "secret {key:?} not found in secret set {name:?}"
             )));
@@ -278,6 +279,14 @@ impl Org {
             }
         }
         Ok(())
+    }
+}
+
+/// The 202 answer of `PUT /secrets/{set}`.
+fn accepted(set: &SecretSet) -> SecretSetAcceptedView {
+    SecretSetAcceptedView {
+        status: "OK",
+        region: set.region.clone(),
     }
 }
 

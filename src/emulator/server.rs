@@ -17,14 +17,21 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use super::error::{code_for_status, error_json};
+use super::contract::{self, Contract};
+use super::error::{ApiError, code_for_status, error_json, json_response};
 use super::faults::{Action, Fault, FaultBody};
 use super::journal::{JournalEntry, Operation, classify, secret_set_of};
 use super::state::format_ts;
-use super::{Shared, admin, api, lock};
+use super::{Shared, admin, api, bearer, lock};
 
 /// How long open connections get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest request body strict mode reads (the routes' own limit, axum's default).
+const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024;
+
+/// Largest non-JSON error text turned into a JSON error body.
+const MAX_ERROR_TEXT: usize = 64 * 1024;
 
 /// The error that makes hyper drop a connection.
 #[derive(Debug, thiserror::Error)]
@@ -102,11 +109,118 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
+/// Runs the router. Every error it answers is the API's `{error, code}` JSON, axum's own
+/// rejections included (a bad query string, path or body).
 async fn call(router: Router, req: Request<Body>) -> Response<Body> {
-    match router.oneshot(req).await {
+    let response = match router.oneshot(req).await {
         Ok(response) => response,
         Err(never) => match never {},
+    };
+    json_errors(response).await
+}
+
+fn is_json(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"))
+}
+
+/// An error answer that is not JSON (axum's plain-text rejections) as `{error, code}`, with
+/// its text as the message.
+async fn json_errors(response: Response<Body>) -> Response<Body> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
     }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("Error").to_owned()
+    } else {
+        text
+    };
+    let json = json_response(status, error_json(&message, &code_for_status(status)));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    Response::from_parts(parts, json.into_body())
+}
+
+/// Strict mode: the request is checked against the contract (a violation is answered 400 and
+/// not carried out), then the answer is (a violation is only recorded). Returns the answer and
+/// the violation, if any, for the journal.
+async fn strict_call(
+    shared: &Shared,
+    router: Router,
+    req: Request<Body>,
+) -> (Response<Body>, Option<String>) {
+    let contract = Contract::get();
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
+        let error = ApiError::bad_request("request body too large or unreadable");
+        let violation = format!("request: body: {error}");
+        return (
+            axum::response::IntoResponse::into_response(error),
+            Some(violation),
+        );
+    };
+    let method = parts.method.as_str().to_owned();
+    let path = parts.uri.path().to_owned();
+    // A path the contract does not know is answered as usual (404 or 405): nothing to check.
+    let Some((op, params)) = contract.operation(&method, &path) else {
+        return (
+            call(router, Request::from_parts(parts, Body::from(bytes))).await,
+            None,
+        );
+    };
+    // An unknown key is answered 401 before anything is checked, as the API does.
+    let known = bearer(&parts.headers).is_some_and(|t| shared.auth.session_org(t).is_some());
+    if known {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let checked = contract.check_request(
+            op,
+            &params,
+            &contract::Request {
+                query: parts.uri.query(),
+                content_type,
+                body: &bytes,
+            },
+        );
+        if let Err(v) = checked {
+            let response = ApiError::bad_request(v.to_string());
+            return (
+                axum::response::IntoResponse::into_response(response),
+                Some(format!("request: {v}")),
+            );
+        }
+    }
+    let response = call(router, Request::from_parts(parts, Body::from(bytes))).await;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let violation = contract
+        .check_response(op, parts.status.as_u16(), content_type, &bytes)
+        .err()
+        .map(|v| format!("response {} of {}: {v}", parts.status.as_u16(), op.id));
+    if let Some(v) = &violation {
+        tracing::warn!(method = %method, path = %path, violation = %v, "the emulator's answer breaks the contract");
+    }
+    (Response::from_parts(parts, Body::from(bytes)), violation)
 }
 
 /// One request: admin requests go straight to the router; `/v1` requests may meet a fault and
@@ -147,10 +261,19 @@ async fn dispatch(
             fault: fault.as_ref().map(|f| f.kind().to_owned()),
             force_redeploy: false,
             secret_set: set,
+            violation: None,
         }),
     };
 
+    // Answers made by injected faults are exempt from strict mode.
     let result = match &fault {
+        None if shared.strict() => {
+            let (response, violation) = strict_call(&shared, router, req).await;
+            if let Some(entry) = pending.entry.as_mut() {
+                entry.violation = violation;
+            }
+            Ok(response)
+        }
         None => Ok(call(router, req).await),
         Some(fault) => apply_fault(fault, router, req).await,
     };

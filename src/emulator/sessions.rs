@@ -30,9 +30,12 @@ impl Agent {
 }
 
 impl Org {
-    /// `POST /public/{name}/start`.
+    /// `POST /public/{name}/start`. An unknown agent is a 400: the contract lists 200, 400 and
+    /// 401 only for this operation.
     pub fn start_session(&mut self, name: &str, now: Timestamp) -> Result<Uuid, ApiError> {
-        let agent = self.agents.get_mut(name).ok_or_else(ApiError::not_found)?;
+        let agent = self.agents.get_mut(name).ok_or_else(|| {
+            ApiError::bad_request(format!("agent {name:?} not found: no session can start"))
+        })?;
         agent.sessions.retain(|s| s.expires_at > now);
         if !agent.available(now) {
             return Err(ApiError::bad_request(format!(

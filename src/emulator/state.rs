@@ -10,11 +10,13 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::assumptions::Profile;
+use super::error::ApiError;
 use super::org::Org;
 use super::pattern::Pattern;
 
-/// Delays, failure patterns and the response profile; the admin API changes them at run time.
-#[derive(Debug, Clone, Default)]
+/// Delays, failure patterns, the response profile and the regions; the admin API changes the
+/// first three at run time.
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// How agent reads and writes answer, and what the server stores.
     pub profile: Profile,
@@ -30,6 +32,79 @@ pub struct Settings {
     pub pull_fail_image: Option<Pattern>,
     /// Secret set names whose provisioning fails.
     pub secret_fail: Option<Pattern>,
+    /// The regions the organizations may use (`GET /regions`).
+    pub regions: Vec<Region>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            profile: Profile::default(),
+            ready_delay: Duration::ZERO,
+            reconcile_delay: Duration::ZERO,
+            secret_ready_delay: Duration::ZERO,
+            crash_image: None,
+            pull_fail_image: None,
+            secret_fail: None,
+            regions: default_regions(),
+        }
+    }
+}
+
+impl Settings {
+    /// A 400 unless `region` is one of the regions, as the API words it.
+    pub(super) fn check_region(&self, region: &str) -> Result<(), ApiError> {
+        if self.regions.iter().any(|r| r.code == region) {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(
+                "Invalid region or organization does not have access",
+            ))
+        }
+    }
+}
+
+/// A region (`GET /regions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Region {
+    /// `us-west`, ...
+    pub code: String,
+    /// `US West (Oregon)`, ...
+    pub display_name: String,
+}
+
+impl Region {
+    /// A region from `CODE` or `CODE=Display name` (the code is the display name when none is
+    /// given).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (code, name) = match text.split_once('=') {
+            Some((code, name)) => (code.trim(), name.trim()),
+            None => (text.trim(), text.trim()),
+        };
+        if code.is_empty() || name.is_empty() {
+            return Err(format!("expected CODE or CODE=NAME, got {text:?}"));
+        }
+        Ok(Self {
+            code: code.to_owned(),
+            display_name: name.to_owned(),
+        })
+    }
+}
+
+/// The regions of the contract's `GET /regions` example.
+pub fn default_regions() -> Vec<Region> {
+    [
+        ("us-west", "US West (Oregon)"),
+        ("us-east", "US East (Virginia)"),
+        ("eu-central", "Europe (Frankfurt)"),
+        ("ap-south", "Asia Pacific (Mumbai)"),
+    ]
+    .into_iter()
+    .map(|(code, name)| Region {
+        code: code.to_owned(),
+        display_name: name.to_owned(),
+    })
+    .collect()
 }
 
 /// Uuids as strings in the state file (the `uuid` crate is built without serde here).

@@ -27,6 +27,9 @@ pub struct AgentView {
     pub region: String,
     pub available: bool,
     pub desired_deployment_id: String,
+    /// Left out until a deployment is reconciled (the contract types it `string`, not
+    /// nullable).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reconciled_deployment_id: Option<String>,
     pub agent_profile: String,
     pub krisp_viva: KrispVivaView,
@@ -90,6 +93,7 @@ pub struct MetadataView {
 pub struct SpecView {
     pub daily_node_type: String,
     pub cluster_local: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build_id: Option<String>,
@@ -98,9 +102,16 @@ pub struct SpecView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_pull_secret_name: Option<String>,
     pub krisp_models: KrispModelsView,
-    pub krisp_viva: KrispVivaView,
+    pub krisp_viva: ManifestKrispVivaView,
     pub agent_profile: String,
-    pub max_session_duration: u32,
+    pub max_session_duration_seconds: u32,
+}
+
+/// `deployment.manifest.spec.krispViva`: whether an audio filter runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestKrispVivaView {
+    pub audio_filters: bool,
 }
 
 /// `deployment.manifest.spec.autoScaling`.
@@ -112,7 +123,8 @@ pub struct SpecScalingView {
     pub max_replicas: u32,
 }
 
-/// `krispModels`.
+/// `krispModels`: always disabled (`enableKrisp` left the API; the contract's example still
+/// shows the field).
 #[derive(Debug, Clone, Serialize)]
 pub struct KrispModelsView {
     pub enabled: bool,
@@ -147,12 +159,18 @@ pub struct RevisionView {
 #[serde(rename_all = "camelCase")]
 pub struct HealthView {
     pub ready: bool,
+    /// `running`, `waiting` or `terminated` (the contract's enum); the Kubernetes-like reason
+    /// (`CrashLoopBackOff`, ...) is in `reason`.
     pub state: &'static str,
     pub restart_count: u32,
     pub replicas_started: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_termination_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub headline: String,
 }
@@ -179,6 +197,7 @@ pub struct AgentSummaryView {
     pub region: String,
     pub desired_deployment_id: String,
     pub active_deployment_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reconciled_deployment_id: Option<String>,
     pub organization_id: String,
     pub created_at: String,
@@ -188,7 +207,7 @@ pub struct AgentSummaryView {
     pub deployment: Option<DeploymentView>,
 }
 
-/// A secret set in `GET /secrets` and the 202 of `PUT /secrets/{set}`.
+/// A secret set in `GET /secrets`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretSetView {
@@ -197,7 +216,17 @@ pub struct SecretSetView {
     pub kind: &'static str,
     pub region: String,
     pub status: &'static str,
+    /// Only when the set failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+}
+
+/// The 202 of `PUT /secrets/{set}`: the change is accepted; the set's state is read with
+/// `GET /secrets` or `GET /secrets/{set}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretSetAcceptedView {
+    pub status: &'static str,
+    pub region: String,
 }
 
 /// `GET /secrets`.
@@ -215,10 +244,17 @@ pub struct SecretSetDetailView {
     pub kind: &'static str,
     pub region: String,
     pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
     pub secrets: Vec<FieldNameView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+}
+
+/// `GET /secrets/{set}` in the seed profile: the field names only.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretSetKeysView {
+    pub secrets: Vec<FieldNameView>,
 }
 
 /// One field name of a secret set.
@@ -226,6 +262,12 @@ pub struct SecretSetDetailView {
 #[serde(rename_all = "camelCase")]
 pub struct FieldNameView {
     pub field_name: String,
+}
+
+/// `GET /regions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionListView<'a> {
+    pub regions: &'a [super::state::Region],
 }
 
 /// `POST /public/{name}/start`.

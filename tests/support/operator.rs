@@ -29,6 +29,9 @@ pub struct Options {
     pub resync: Duration,
     /// Extra operator arguments.
     pub extra_args: Vec<String>,
+    /// Run the emulator in strict mode (every request and answer checked against the
+    /// official contract; the environment fails the test at its end when any broke it).
+    pub strict: bool,
 }
 
 impl Default for Options {
@@ -39,6 +42,7 @@ impl Default for Options {
             create_secret_sets: true,
             resync: Duration::from_secs(2),
             extra_args: Vec::new(),
+            strict: true,
         }
     }
 }
@@ -55,6 +59,31 @@ pub struct Env {
     pub admin: AdminClient,
     /// The operator process.
     pub operator: Operator,
+    /// Fails the test at its end when the emulator journaled a contract violation.
+    pub contract: ContractGuard,
+}
+
+/// Every end-to-end test is a contract test too: when its environment goes away, a test whose
+/// emulator (strict by default) journaled a violation of the official contract, by the
+/// operator's requests or by the emulator's own answers, fails with the list.
+pub struct ContractGuard(emulator::ContractCheck);
+
+impl ContractGuard {
+    /// Watches `emulator`'s findings.
+    pub fn new(emulator: &emulator::Handle) -> Self {
+        Self(emulator.contract_check())
+    }
+}
+
+impl Drop for ContractGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(e) = self.0.check() {
+            panic!("{e:#}");
+        }
+    }
 }
 
 impl Env {
@@ -65,6 +94,7 @@ impl Env {
         let ns = cp.namespace(prefix);
         let mut config = opts.emulator.clone();
         config.api_keys = vec![API_KEY.to_string()];
+        config.strict = opts.strict;
         let emulator = emulator::start(config).await.expect("emulator starts");
         let admin = emulator.admin();
         if opts.create_secret_sets {
@@ -76,7 +106,7 @@ impl Env {
                 .create_image_pull_secret_set(
                     API_KEY,
                     "dockerhub-credentials",
-                    "docker.io",
+                    "https://index.docker.io/v1/",
                     "user:pass",
                 )
                 .await
@@ -84,6 +114,7 @@ impl Env {
         }
         let env_ns = ns.clone();
         let env = Env {
+            contract: ContractGuard::new(&emulator),
             cp,
             operator: Operator::start(
                 cp,

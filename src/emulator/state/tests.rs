@@ -190,9 +190,10 @@ fn crash_keeps_traffic_on_the_previous_deployment() {
     assert_eq!(v.reconciled_deployment_id.as_deref(), Some(first.as_str()));
     let rev = v.current_revision.unwrap();
     assert_eq!(
-        (rev.phase, rev.health.state),
-        ("Failed", "CrashLoopBackOff")
+        (rev.phase, rev.health.state, rev.health.reason),
+        ("Failed", "waiting", Some("CrashLoopBackOff"))
     );
+    assert_eq!(rev.health.last_exit_code, Some(1));
     assert_eq!(rev.health.restart_count, 3);
     assert_eq!(v.errors[0].code, "PCC_AGENT_CRASH_LOOP");
     let degraded = v.conditions.iter().find(|c| c.kind == "Degraded").unwrap();
@@ -209,7 +210,11 @@ fn pull_failure_on_create_is_never_available() {
     let v = org.get_agent("bot", t(5)).unwrap();
     assert!(!v.ready && !v.available && v.reconciled_deployment_id.is_none());
     assert_eq!(v.errors[0].code, "PCC_IMAGE_PULL_UNAUTHORIZED");
-    assert_eq!(v.current_revision.unwrap().health.state, "ImagePullBackOff");
+    let health = v.current_revision.unwrap().health;
+    assert_eq!(
+        (health.state, health.reason),
+        ("waiting", Some("ImagePullBackOff"))
+    );
 }
 
 #[test]
@@ -343,9 +348,10 @@ fn sessions_fill_the_pool_and_expire() {
         1
     );
     assert_eq!(org.end_sessions("bot", t(60_004)).unwrap(), 1);
+    // The contract lists no 404 for starting a session.
     assert!(matches!(
         org.start_session("nope", t(1)),
-        Err(ApiError::NotFound(_))
+        Err(ApiError::BadRequest(_))
     ));
 }
 
@@ -364,7 +370,8 @@ fn secret_sets_pending_then_ready_and_conflicts() {
             t(0),
         )
         .unwrap();
-    assert_eq!(v.status, "pending");
+    assert_eq!((v.status, v.region.as_str()), ("OK", "us-west"));
+    assert_eq!(org.list_secret_sets(None, t(0)).sets[0].status, "pending");
     let again = SecretSetBody::Secrets {
         keys: vec!["B".into()],
         region: None,
@@ -398,4 +405,50 @@ fn clock_is_strictly_increasing_and_timestamps_have_milliseconds() {
     let b = state.now();
     assert!(b > a);
     assert_eq!(format_ts(t(5)), "2023-11-14T22:13:20.005Z");
+}
+
+#[test]
+fn unknown_regions_are_refused() {
+    let s = settings(0, 0);
+    let mut org = Org::new();
+    let refused = ApiError::bad_request("Invalid region or organization does not have access");
+    let body = |region: &str| {
+        patch(
+            json!({"serviceName": "bot", "image": "a/b:1", "region": region}),
+            BodyKind::Create,
+        )
+    };
+    assert_eq!(
+        org.create_agent(&body("mars-north"), &s, t(0)).unwrap_err(),
+        refused
+    );
+    let set = |region: &str| SecretSetBody::Secrets {
+        keys: vec!["A".into()],
+        region: Some(region.into()),
+    };
+    assert_eq!(
+        org.put_secret_set("creds", set("mars-north"), &s, t(0))
+            .unwrap_err(),
+        refused
+    );
+    assert_eq!(org.agent_count() + org.secret_set_count(), 0);
+    org.create_agent(&body("ap-south"), &s, t(0)).unwrap();
+    org.put_secret_set("creds", set("eu-central"), &s, t(0))
+        .unwrap();
+}
+
+#[test]
+fn regions_parse_from_the_command_line() {
+    assert_eq!(
+        Region::parse("eu-west=Europe (Ireland)").unwrap(),
+        Region {
+            code: "eu-west".into(),
+            display_name: "Europe (Ireland)".into()
+        }
+    );
+    assert_eq!(Region::parse("mars").unwrap().display_name, "mars");
+    assert!(Region::parse("=Nowhere").is_err());
+    assert!(Region::parse("x=").is_err());
+    let codes: Vec<String> = default_regions().into_iter().map(|r| r.code).collect();
+    assert_eq!(codes, ["us-west", "us-east", "eu-central", "ap-south"]);
 }

@@ -5,8 +5,8 @@ use jiff::Timestamp;
 
 use super::{
     AgentSummaryView, AgentView, AutoScalingView, ConditionView, DeploymentView, ErrorView,
-    HealthView, KrispModelsView, KrispVivaView, ManifestView, MetadataView, RevisionView,
-    SpecScalingView, SpecView,
+    HealthView, KrispModelsView, KrispVivaView, ManifestKrispVivaView, ManifestView, MetadataView,
+    RevisionView, SpecScalingView, SpecView,
 };
 use crate::emulator::agents::{Agent, Life};
 use crate::emulator::config::AgentConfig;
@@ -180,7 +180,7 @@ fn degraded_condition(readiness: &Readiness<'_>, current_health: &HealthView) ->
         ConditionView {
             kind: "Degraded",
             status: "True",
-            reason: current_health.state,
+            reason: current_health.reason.unwrap_or(current_health.state),
             message: current_health.message.clone().unwrap_or_default(),
         }
     } else {
@@ -254,14 +254,12 @@ fn deployment_view(org: &Org, agent: &Agent, d: &Deployment) -> DeploymentView {
                 },
                 env_from_secret_names: c.secret_set.iter().cloned().collect(),
                 image_pull_secret_name: c.image_pull_secret_set.clone(),
-                krisp_models: KrispModelsView {
-                    enabled: c.enable_krisp,
-                },
-                krisp_viva: KrispVivaView {
-                    audio_filter: c.krisp_viva.clone(),
+                krisp_models: KrispModelsView { enabled: false },
+                krisp_viva: ManifestKrispVivaView {
+                    audio_filters: c.krisp_viva.is_some(),
                 },
                 agent_profile: c.agent_profile.clone(),
-                max_session_duration: c.max_session_duration,
+                max_session_duration_seconds: c.max_session_duration,
             },
         },
         service_id: agent.id.to_string(),
@@ -286,12 +284,14 @@ fn revision(d: &Deployment, phase: &'static str, health: HealthView) -> Revision
     }
 }
 
-/// A revision's `health`: starting, running, crashing or failing to pull.
+/// A revision's `health`: starting, running, crashing or failing to pull. `state` is the
+/// contract's `running` or `waiting` (a crashing container waits to restart, as in Kubernetes);
+/// `reason` names the Kubernetes-like reason.
 fn health(d: &Deployment, now: Timestamp) -> HealthView {
     if !d.started(now) {
         return HealthView {
             ready: false,
-            state: "ContainerCreating",
+            state: "waiting",
             restart_count: 0,
             replicas_started: 0,
             reason: Some("ContainerCreating"),
@@ -304,7 +304,7 @@ fn health(d: &Deployment, now: Timestamp) -> HealthView {
     match d.outcome {
         Outcome::Healthy => HealthView {
             ready: true,
-            state: "Running",
+            state: "running",
             restart_count: 0,
             replicas_started: d.config.min_agents.max(1),
             reason: None,
@@ -317,7 +317,7 @@ fn health(d: &Deployment, now: Timestamp) -> HealthView {
             let restarts = d.crash_restarts(now);
             HealthView {
                 ready: false,
-                state: "CrashLoopBackOff",
+                state: "waiting",
                 restart_count: u32::try_from(restarts).unwrap_or(u32::MAX),
                 replicas_started: 1,
                 reason: Some("CrashLoopBackOff"),
@@ -332,7 +332,7 @@ fn health(d: &Deployment, now: Timestamp) -> HealthView {
         }
         Outcome::PullFail => HealthView {
             ready: false,
-            state: "ImagePullBackOff",
+            state: "waiting",
             restart_count: 0,
             replicas_started: 0,
             reason: Some("ImagePullBackOff"),

@@ -1,4 +1,4 @@
-//! A secret set's bodies: its entry in `GET /secrets` (and the answer to `PUT`), and
+//! A secret set's bodies: its entry in `GET /secrets`, and
 //! `GET /secrets/{set}` with field names, never values.
 
 use jiff::Timestamp;
@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use super::{FieldNameView, SecretSetDetailView, SecretSetView};
 use crate::emulator::secret_sets::{SecretSet, SetStatus};
 
-/// A secret set in `GET /secrets` and the 202 of `PUT /secrets/{set}`.
+/// A secret set in `GET /secrets`.
 pub(in crate::emulator) fn secret_set_view(set: &SecretSet, now: Timestamp) -> SecretSetView {
     let status = set.status(now);
     SecretSetView {
