@@ -81,12 +81,24 @@ impl DesiredValues {
                 parts,
             } => PutSecretSetRequest::ImagePull {
                 is_image_pull_secret: true,
-                host: host.clone(),
+                host: host_uri(host),
                 secret_value: credentials.clone(),
                 region,
                 parts: parts.clone(),
             },
         }
+    }
+}
+
+/// The registry host as the contract types it (`format: uri`, e.g.
+/// `https://index.docker.io/v1/`): a dockerconfigjson key without a scheme (`ghcr.io`) gets
+/// `https://`. Only the request changes: the digest keeps the Secret's own key, so a set sent
+/// before is not sent again for this.
+pub fn host_uri(host: &str) -> String {
+    if host.contains("://") {
+        host.to_string()
+    } else {
+        format!("https://{host}")
     }
 }
 
@@ -403,6 +415,19 @@ mod tests {
         assert_eq!(
             (host.as_str(), credentials.expose()),
             ("https://index.docker.io/v1/", auth.as_str())
+        );
+    }
+
+    #[test]
+    fn the_host_is_sent_as_the_uri_the_contract_types() {
+        assert_eq!(host_uri("ghcr.io"), "https://ghcr.io");
+        assert_eq!(
+            host_uri("https://index.docker.io/v1/"),
+            "https://index.docker.io/v1/"
+        );
+        assert_eq!(
+            host_uri("http://registry.local:5000"),
+            "http://registry.local:5000"
         );
     }
 
