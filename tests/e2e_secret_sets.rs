@@ -318,7 +318,10 @@ async fn a_dockerconfigjson_secret_becomes_an_image_pull_set() {
         .await
         .expect("the set exists remotely");
     assert_eq!(r["type"], "imagePullSecret");
-    assert_eq!(r["host"], "https://ghcr.io", "the contract types host as a URI");
+    assert_eq!(
+        r["host"], "https://ghcr.io",
+        "the contract types host as a URI"
+    );
     assert_eq!(env.calls("put_secret_set").await, 1);
 
     // A restarted operator reads the same digest key: the values are not sent again.
