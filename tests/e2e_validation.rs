@@ -259,19 +259,24 @@ fn agent_name_and_region_cannot_change_after_creation() {
     assert!(out.status.success(), "{}", describe_output(&out));
 }
 
-#[test]
-fn explain_reads_as_documentation() {
+/// `kubectl explain PATH` once it answers: the CRD's schema reaches the OpenAPI document a
+/// moment after it is Established (tried for 30 s).
+fn explain(path: &str) -> std::process::Output {
     let cp = ControlPlane::get();
     cp.apply_crds();
-    // The CRD's schema reaches the OpenAPI document a moment after it is Established.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let out = loop {
-        let out = cp.kubectl(&["explain", "pipecatagent.spec.autoScaling"]);
+    loop {
+        let out = cp.kubectl(&["explain", path]);
         if out.status.success() || std::time::Instant::now() > deadline {
-            break out;
+            return out;
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
-    };
+    }
+}
+
+#[test]
+fn explain_reads_as_documentation() {
+    let out = explain("pipecatagent.spec.autoScaling");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", describe_output(&out));
     assert!(
@@ -339,16 +344,7 @@ fn enable_krisp_applies_with_a_warning_that_points_to_krisp_viva() {
 
 #[test]
 fn explain_says_enable_krisp_is_ignored() {
-    let cp = ControlPlane::get();
-    cp.apply_crds();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let out = loop {
-        let out = cp.kubectl(&["explain", "pipecatagent.spec.enableKrisp"]);
-        if out.status.success() || std::time::Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
+    let out = explain("pipecatagent.spec.enableKrisp");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", describe_output(&out));
     assert!(
