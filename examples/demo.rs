@@ -8,9 +8,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pipecat_operator::agents::{self, Context};
 use pipecat_operator::cloud;
-use pipecat_operator::controller::{self, Context};
 use pipecat_operator::emulator;
+use pipecat_operator::runtime;
 use pipecat_operator::secret_sets;
 use testkit::controlplane::{ControlPlane, client_from_kubeconfig, describe_output};
 
@@ -100,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         base_url: emu.base_url(),
         timeout: Duration::from_secs(10),
     })?;
-    let config = controller::Config {
+    let config = runtime::Config {
         poll_interval: Duration::from_secs(1),
         max_poll_interval: Duration::from_secs(5),
         resync_interval: Duration::from_secs(15),
@@ -121,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let operator = tokio::spawn(futures::future::try_join(
-        controller::run(ctx, stopped(stop_rx.clone())),
+        agents::run(ctx, stopped(stop_rx.clone())),
         secret_sets::run(sets, stopped(stop_rx)),
     ));
 

@@ -191,8 +191,8 @@ mod tests {
         assert_eq!(s.region.as_deref(), Some("us-west"));
         assert_eq!(s.credentials.as_ref().unwrap().secret_ref.name, "team-key");
         // The same configuration: the operator plans nothing for it.
-        let desired = crate::controller::plan::desired(&r);
-        let cmp = crate::controller::compare::compare(&desired.config, &desired.omitted, &agent);
+        let desired = crate::agents::plan::desired(&r);
+        let cmp = crate::agents::compare::compare(&desired.config, &desired.omitted, &agent);
         assert!(cmp.differ.is_empty(), "{cmp:?}");
     }
 

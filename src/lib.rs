@@ -7,8 +7,8 @@
 //! 3. [`cloud`]: the typed Pipecat Cloud HTTP client (no Kubernetes inside).
 //! 4. [`emulator`]: a local Pipecat Cloud API emulator for offline use, tests and benchmarks.
 
+pub mod agents;
 pub mod cloud;
-pub mod controller;
 pub mod crd;
 pub mod duration;
 pub mod emulator;
@@ -18,6 +18,7 @@ pub mod jitter;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
+pub mod runtime;
 pub mod secret_sets;
 pub mod server;
 pub mod telemetry;

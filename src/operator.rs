@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
+use crate::agents::{self, Context};
 use crate::cloud;
-use crate::controller::{self, Context};
 use crate::duration;
 use crate::leader;
 use crate::metrics::{AgentMetricsConfig, Metrics};
+use crate::runtime;
 use crate::secret_sets;
 use crate::server::{self, Health};
 use crate::telemetry;
@@ -36,7 +37,7 @@ pub struct RunArgs {
     pub api_change_share: f64,
     /// The controller.
     #[command(flatten)]
-    pub controller: controller::Config,
+    pub controller: runtime::Config,
     /// Leader election.
     #[command(flatten)]
     pub leader: leader::Args,
@@ -129,7 +130,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     metrics.set_leader(true);
 
     // Both controllers, under the same leadership and shutdown.
-    let agents = controller::run(ctx, terminated.wait());
+    let agents = agents::run(ctx, terminated.wait());
     let secret_sets = secret_sets::run(sets, terminated.wait());
     let controller = async move {
         futures::future::try_join(agents, secret_sets)

@@ -12,8 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use pipecat_operator::agents;
 use pipecat_operator::cloud::{self, Operation};
-use pipecat_operator::controller;
 use pipecat_operator::metrics::{AgentGauges, AgentMetricsConfig, Metrics};
 use serde_json::Value;
 use support::helm::{Helm, chart_dir, full_values, of_kind, one, parse_manifest};
@@ -416,7 +416,7 @@ fn the_label_values_the_rules_match_are_ones_the_operator_writes() {
         );
     }
     // The reasons PipecatAgentSyncFailing leaves to other alerts.
-    let cloud_error = |source| controller::Error::Cloud {
+    let cloud_error = |source| agents::Error::Cloud {
         action: "get",
         agent: "a".into(),
         source,
@@ -429,7 +429,7 @@ fn the_label_values_the_rules_match_are_ones_the_operator_writes() {
             retry_after: None,
         })
         .reason(),
-        controller::Error::Kube {
+        agents::Error::Kube {
             action: "patch status",
             source: kube::Error::ReadEvents(std::io::Error::other("reset")),
         }

@@ -125,11 +125,11 @@ fn chart_passes_the_lease_timings_to_the_operator() {
 fn library_defaults_are_the_flag_defaults() {
     // `Default` reads the flags' defaults: no second copy of a number in the code.
     let flags: RunArgs = pipecat_operator::flags::defaults();
-    let config = pipecat_operator::controller::Config::default();
+    let config = pipecat_operator::runtime::Config::default();
     assert_eq!(config.resync_interval, flags.controller.resync_interval);
     assert_eq!(config.resync_interval, Duration::from_secs(60));
     assert_eq!(config.concurrency, 16);
-    let creds = pipecat_operator::controller::DefaultCredentials::default();
+    let creds = pipecat_operator::runtime::credentials::DefaultCredentials::default();
     assert_eq!(creds.name, "pipecat-api-key");
     assert_eq!(creds.namespace, None);
     let client = pipecat_operator::cloud::ClientConfig::default();

@@ -32,7 +32,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use kube::core::ApiResource;
 use kube::runtime::watcher;
 use kube::{Client, CustomResourceExt};
-use pipecat_operator::controller::desired::desired_from_spec;
+use pipecat_operator::agents::desired::desired_from_spec;
 use pipecat_operator::crd::{PipecatAgent, PipecatAgentSpec};
 use pipecat_operator::emulator::{
     self, ConfigUpdate, JournalFilter, MAX_AGENTS_LIMIT, Profile, ResetOptions,

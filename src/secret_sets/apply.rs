@@ -11,9 +11,9 @@ use super::digest::digest;
 use super::plan::{Last, Plan, Remote, RemoteStatus, Wanted, plan};
 use super::{Context, Error, credentials_finalizer, finalizer, status};
 use crate::cloud::{self, ApiKey, ErrorKind};
-use crate::controller::credentials;
 use crate::crd::DeletionPolicy;
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
+use crate::runtime::credentials;
 
 /// What a pass did.
 #[derive(Clone, Debug, PartialEq, Eq)]

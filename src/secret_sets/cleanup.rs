@@ -13,11 +13,11 @@ use tracing::info;
 use super::apply::api_key;
 use super::{Context, Error, credentials_finalizer, finalizer, status};
 use crate::cloud::ErrorKind;
-use crate::controller::status::{CondState, SYNCED, set_condition};
 use crate::crd::DeletionPolicy;
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::{PipecatSecretSet, agent_uses_set};
 use crate::jitter::jitter;
+use crate::runtime::conditions::{CondState, SYNCED, set_condition};
 
 /// Reason of `Synced=False` while agents hold the deletion.
 pub const IN_USE: &str = "InUse";

@@ -1,5 +1,5 @@
 //! The sets' use of the credentials Secret's in-use finalizer (the mechanism, shared with the
-//! agents, is [`crate::controller::secret_finalizer::SecretMarks`]): while a `PipecatSecretSet`
+//! agents, is [`crate::runtime::secret_marks::SecretMarks`]): while a `PipecatSecretSet`
 //! with `deletionPolicy: Delete` manages a remote set with a Secret's key, that Secret carries
 //! [`SET_CREDENTIALS_FINALIZER`] (the agents' own is separate: each controller releases only
 //! its own). Deleting the Secret, or its whole namespace, then waits until those sets are
@@ -8,10 +8,10 @@
 use kube::ResourceExt;
 
 use super::{Context, Error, finalizer};
-use crate::controller::credentials::{self, SecretLocation};
-use crate::controller::secret_finalizer::SecretMarks;
 use crate::crd::DeletionPolicy;
 use crate::crd::secret_set::{PipecatSecretSet, SET_CREDENTIALS_FINALIZER};
+use crate::runtime::credentials::{self, SecretLocation};
+use crate::runtime::secret_marks::SecretMarks;
 
 /// The sets' marks.
 pub fn set_marks() -> SecretMarks {

@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use crate::cloud::{self, ErrorKind};
-use crate::controller;
+use crate::runtime;
 
 /// A failed pass.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The API key could not be read (the agent controller's error, reused).
+    /// The API key could not be read (the runtime's error).
     #[error("{0}")]
-    Credentials(#[source] controller::Error),
+    Credentials(#[source] runtime::Error),
     /// A Pipecat Cloud call failed.
     #[error("failed to {action} secret set {set}: {source}")]
     Cloud {

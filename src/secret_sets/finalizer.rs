@@ -1,15 +1,12 @@
 //! The cleanup finalizer of a `PipecatSecretSet`: added before the remote set is created or
-//! adopted, removed once it is deleted (or left, by policy) and no agent uses it any more. The
-//! patches carry the resourceVersion they were computed from, so another writer's finalizer is
-//! never lost.
+//! adopted, removed once it is deleted (or left, by policy) and no agent uses it any more
+//! (written through [`crate::runtime::finalizer`]).
 
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Resource, ResourceExt};
-use serde_json::{Value, json};
+use kube::ResourceExt;
 
 use super::Error;
-use crate::controller::finalizer;
 use crate::crd::secret_set::{PipecatSecretSet, SECRET_SET_FINALIZER};
+use crate::runtime::finalizer;
 
 /// True when the object carries the finalizer.
 pub fn present(obj: &PipecatSecretSet) -> bool {
@@ -18,11 +15,9 @@ pub fn present(obj: &PipecatSecretSet) -> bool {
 
 /// Adds the finalizer.
 pub async fn add(kube: &kube::Client, obj: &PipecatSecretSet) -> Result<(), Error> {
-    let mut finalizers = obj.finalizers().to_vec();
-    finalizers.push(SECRET_SET_FINALIZER.to_string());
-    let metadata = json!({"finalizers": finalizers, "resourceVersion": obj.resource_version()});
-    patch(kube, obj, metadata)
+    finalizer::add(kube, obj, SECRET_SET_FINALIZER, None)
         .await
+        .map(|_| ())
         .map_err(|source| Error::Kube {
             action: "add the cleanup finalizer",
             source,
@@ -31,28 +26,10 @@ pub async fn add(kube: &kube::Client, obj: &PipecatSecretSet) -> Result<(), Erro
 
 /// Removes the finalizer (an object already gone is fine).
 pub async fn remove(kube: &kube::Client, obj: &PipecatSecretSet) -> Result<(), Error> {
-    let api: Api<PipecatSecretSet> =
-        Api::namespaced(kube.clone(), &obj.namespace().unwrap_or_default());
-    finalizer::remove_finalizer(&api, obj.meta(), SECRET_SET_FINALIZER)
+    finalizer::remove(kube, obj, SECRET_SET_FINALIZER)
         .await
         .map_err(|source| Error::Kube {
             action: "remove the cleanup finalizer",
             source,
         })
-}
-
-async fn patch(
-    kube: &kube::Client,
-    obj: &PipecatSecretSet,
-    metadata: Value,
-) -> Result<(), kube::Error> {
-    let api: Api<PipecatSecretSet> =
-        Api::namespaced(kube.clone(), &obj.namespace().unwrap_or_default());
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "metadata": metadata })),
-    )
-    .await?;
-    Ok(())
 }

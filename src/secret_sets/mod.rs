@@ -29,9 +29,9 @@ pub use error::Error;
 pub use watch::run;
 
 use crate::cloud;
-use crate::controller::{self, credentials};
 use crate::crd::secret_set::PipecatSecretSet;
 use crate::metrics::Metrics;
+use crate::runtime::{self, credentials};
 use crate::text::truncate;
 
 /// Shared state of all secret set reconciles.
@@ -41,7 +41,7 @@ pub struct Context {
     /// Pipecat Cloud client.
     pub cloud: cloud::Client,
     /// The agent controller's settings (scopes, default credentials, intervals, backoff).
-    pub config: controller::Config,
+    pub config: runtime::Config,
     /// The operator's own namespace (where the digest key lives).
     pub namespace: String,
     /// Per-object memory.
@@ -49,11 +49,11 @@ pub struct Context {
     /// API keys already read.
     pub keys: credentials::KeyCache,
     /// Credentials Secrets known to carry the sets' in-use finalizer.
-    pub marked: crate::controller::secret_finalizer::SecretMarks,
+    pub marked: crate::runtime::secret_marks::SecretMarks,
     /// Prometheus metrics (shared with the agents).
     pub metrics: Arc<Metrics>,
     digest_key: OnceCell<digest::DigestKey>,
-    events: controller::events::Publisher,
+    events: runtime::events::Publisher,
 }
 
 impl Context {
@@ -61,9 +61,9 @@ impl Context {
     pub fn new(
         kube: kube::Client,
         cloud: cloud::Client,
-        config: controller::Config,
+        config: runtime::Config,
         namespace: String,
-        events: controller::events::Publisher,
+        events: runtime::events::Publisher,
         metrics: Arc<Metrics>,
     ) -> Self {
         Context {
@@ -92,10 +92,10 @@ impl Context {
     pub fn publish(&self, obj: &PipecatSecretSet, note: status::Note) {
         self.events.publish_about(
             obj.object_ref(&()),
-            controller::events::Note {
+            runtime::events::Note {
                 warning: note.warning,
                 reason: note.reason,
-                message: truncate(note.message, controller::status::MAX_MESSAGE),
+                message: truncate(note.message, runtime::conditions::MAX_MESSAGE),
             },
         );
     }

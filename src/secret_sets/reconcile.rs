@@ -13,9 +13,10 @@ use tracing::{debug, warn};
 use super::apply::{self, Action};
 use super::plan::RemoteStatus;
 use super::{Context, Error, cleanup, status};
-use crate::controller::{self, backoff::poll_delay};
 use crate::crd::secret_set::PipecatSecretSet;
 use crate::jitter::jitter;
+use crate::runtime::backoff::{error_delay, poll_delay};
+use crate::runtime::conditions::READY;
 
 /// Reconciles one resource.
 pub async fn reconcile(obj: Arc<PipecatSecretSet>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -48,7 +49,7 @@ async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Erro
     let ready = new
         .conditions
         .iter()
-        .any(|c| c.type_ == controller::status::READY && c.status == "True");
+        .any(|c| c.type_ == READY && c.status == "True");
     ctx.objects.set_ready(obj, ready);
     let synced = result?;
     ctx.metrics
@@ -94,7 +95,7 @@ fn result_label(action: &Action) -> &'static str {
 pub fn error_policy(obj: Arc<PipecatSecretSet>, err: &Error, ctx: Arc<Context>) -> Requeue {
     ctx.metrics.secret_set_failed(err.reason());
     let failures = ctx.objects.failed(&obj);
-    let delay = controller::backoff::error_delay(
+    let delay = error_delay(
         &ctx.config,
         failures,
         err.needs_user_action(),

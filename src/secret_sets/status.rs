@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::Error;
 use super::apply::{Action, Synced};
 use super::plan::RemoteStatus;
-use crate::controller::status::{CondState, NOT_CONVERGING, READY, SYNCED, set_condition};
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus, ResentFor};
+use crate::runtime::conditions::{CondState, NOT_CONVERGING, READY, SYNCED, set_condition};
 
 /// The status after a pass.
 pub fn next_status(
@@ -181,7 +181,7 @@ pub async fn write(
     obj: &PipecatSecretSet,
     st: &PipecatSecretSetStatus,
 ) -> Result<(), Error> {
-    crate::controller::status::apply_status(kube, obj, st)
+    crate::runtime::conditions::apply_status(kube, obj, st)
         .await
         .map_err(|source| Error::Kube {
             action: "write the PipecatSecretSet status",

@@ -16,11 +16,11 @@ use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::{Context, credentials_finalizer, reconcile};
-use crate::controller::credentials;
-use crate::controller::secret_finalizer::SecretMarks;
-use crate::controller::watch::{SecretsSeen, secret_changes};
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::PipecatSecretSet;
+use crate::runtime::credentials;
+use crate::runtime::secret_marks::SecretMarks;
+use crate::runtime::secrets::{SecretsSeen, secret_changes};
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
 where
@@ -88,7 +88,7 @@ fn controller_for(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(crate::controller::watch::trim_cached::<PipecatSecretSet>)
+    .modify(crate::runtime::scope::trim_cached::<PipecatSecretSet>)
     .inspect(move |event| match event {
         Ok(watcher::Event::Delete(s)) => forget.objects.forget(&ObjectRef::from_obj(s)),
         Ok(watcher::Event::Init) => listed.clear(),
@@ -103,7 +103,7 @@ fn controller_for(
     })
     .reflect(writer);
     // A re-list's objects wait for the store to hold them.
-    let sets = crate::controller::relist::applied_when_stored(sets, |_| true)
+    let sets = crate::runtime::relist::applied_when_stored(sets, |_| true)
         // Spec changes and deletions only: our own status writes do not come back as work.
         .predicate_filter(predicates::generation, Default::default());
     let secrets = secret_changes(ctx.clone(), &ctx.kube, namespace.as_deref());

@@ -1,8 +1,9 @@
-//! One reconcile pass: a resource being deleted goes to [`cleanup`](super::cleanup); any other
-//! goes credentials -> observe -> plan -> apply ([`apply::sync`]) -> status -> events. Metrics
-//! and logs read the pass's [`Outcome`]. The same pass runs in either lane
-//! ([`super::lanes`]): [`reconcile`] is the controller runtime's entry point (changes),
-//! [`refresh`] the background pacer's.
+//! One pass over an agent, step by step: a resource being deleted goes to
+//! [`cleanup`](super::cleanup); any other goes gate -> credentials -> ownership -> observe ->
+//! decide -> intent -> execute -> assess ([`sync`]) -> status -> events ([`converge`]).
+//! Metrics and logs read the pass's [`Outcome`]. The same pass runs in either lane
+//! ([`super::lanes`]): [`reconcile`] is the controller runtime's entry point (changes and
+//! follow-ups), [`refresh`] the background pacer's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +13,22 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{debug, info};
 
-use super::outcome::{OrphanReason, Outcome};
-use super::plan::UpdateReason;
-use super::{Context, Error, apply, backoff, cleanup, events, lanes, status};
-use crate::cloud::{self, Lane};
-use crate::crd::PipecatAgent;
+use super::context::Context;
+use super::decide::{self, Decision};
+use super::desired::Desired;
+use super::error::Error;
+use super::execute::{self, Created, Effects};
+use super::observe::{self};
+use super::pass::{Applied, OrphanReason, Outcome};
+use super::plan::{self, UpdateReason};
+use super::rotation::{self, ManagedSet, Step};
+use super::{
+    assess, backoff, cleanup, credentials, events, gate, intent, lanes, ownership, status,
+};
+use crate::cloud::types::{Agent, UpdateAgentRequest};
+use crate::cloud::{self, ApiKey, Lane};
+use crate::crd::{PipecatAgent, PipecatAgentStatus};
+use crate::runtime::credentials::SecretLocation;
 
 /// The result of a successful pass.
 struct Pass {
@@ -42,7 +54,7 @@ pub async fn reconcile(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> Result<Acti
         // Under a budget a follow-up may wait for tokens: it holds at most its share of the
         // controller's slots, so that changes always find one.
         let limited = ctx.cloud.background_rate().is_some();
-        let cap = lanes::follow_up_slots(ctx.config.concurrency);
+        let cap = crate::runtime::lanes::follow_up_slots(ctx.config.concurrency);
         let slot = ctx.busy.follow_up(cap);
         if limited && slot.is_none() {
             debug!(agent = %obj.agent_name(), "follow-up deferred: its slots are taken");
@@ -126,13 +138,14 @@ async fn release(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
     })
 }
 
-/// Create, update or observe, then report.
+/// The pass over a live resource ([`sync`]), then its report: the status (written only when it
+/// changed) and the events.
 async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
-    let result = apply::sync(obj, ctx, &ctx.objects.status(obj)).await;
+    let result = sync(obj, ctx, &ctx.objects.status(obj)).await;
     // The latest status, including a rotation's redeploy announced during the pass: a failed
     // pass keeps the announcement (the next one checks whether the redeploy happened).
     let old = ctx.objects.status(obj);
-    let now = status::now();
+    let now = crate::runtime::conditions::now();
     let mut new = status::next_status(obj, &old, &result, &now);
     if new != old && result.is_ok() {
         // Only with a write that happens anyway: a resync that changes nothing writes nothing.
@@ -190,4 +203,129 @@ async fn converge(obj: &PipecatAgent, ctx: &Context) -> Result<Pass, Error> {
         ready: Some(ready),
         failed: applied.readiness.failed,
     })
+}
+
+/// The steps of a pass over a live resource, in order, up to its result. `status` is the
+/// latest status (what this resource last applied).
+async fn sync(
+    obj: &PipecatAgent,
+    ctx: &Context,
+    status: &PipecatAgentStatus,
+) -> Result<Applied, Error> {
+    let sets = gate::managed_sets(obj, ctx).await?;
+    let (loc, key) = credentials::resolve(ctx, obj).await?;
+    ownership::check(ctx, obj, &loc, &key).await?;
+    let desired = plan::desired(obj);
+    let observed = observe::observe(ctx, obj, status, &key, &desired).await?;
+    let decision = decide::decide(obj, status, &sets, &desired, &observed)?;
+    let mut remote = Remote {
+        ctx,
+        obj,
+        key: &key,
+    };
+    match decision {
+        Decision::Create(request) => {
+            intent::prepare(ctx, obj, &loc, Some(&desired.name)).await?;
+            match execute::create(ctx, &key, &desired.name, &request).await? {
+                Created::Agent(agent) => {
+                    Ok(assess::created(desired, agent).with_secret_sets(rotation::current(&sets)))
+                }
+                Created::Existing(agent) => {
+                    let decision = decide::after_race(obj, &sets, &desired, &observed, &agent)?;
+                    carry(&mut remote, &loc, status, &sets, desired, agent, decision).await
+                }
+            }
+        }
+        decision => {
+            let agent = observed
+                .remote
+                .clone()
+                .expect("only a missing agent is created");
+            carry(&mut remote, &loc, status, &sets, desired, agent, decision).await
+        }
+    }
+}
+
+/// Intent, execute and assess for an existing agent `agent`.
+async fn carry(
+    remote: &mut Remote<'_>,
+    loc: &SecretLocation,
+    status: &PipecatAgentStatus,
+    sets: &[ManagedSet],
+    desired: Desired,
+    agent: Agent,
+    decision: Decision,
+) -> Result<Applied, Error> {
+    intent::prepare(remote.ctx, remote.obj, loc, None).await?;
+    match decision {
+        Decision::Manage(step) => managed(remote, status, desired, agent, step).await,
+        Decision::Adopt(request) => {
+            let answer =
+                execute::adopt(remote.ctx, remote.key, &desired.name, request.as_ref()).await?;
+            Ok(assess::adopted(desired, agent, answer).with_secret_sets(rotation::current(sets)))
+        }
+        Decision::Create(_) => unreachable!("an existing agent is never created"),
+    }
+}
+
+/// An agent this resource manages, from its plan on: the announcement, the update or nothing,
+/// what the answer means, the secret set revisions recorded.
+async fn managed(
+    effects: &mut impl Effects,
+    status: &PipecatAgentStatus,
+    desired: Desired,
+    observed: Agent,
+    step: Step,
+) -> Result<Applied, Error> {
+    intent::announce(effects, status, &step).await?;
+    let answer = execute::update(effects, &desired.name, &step.plan).await;
+    let applied = assess::carried_out(
+        desired,
+        observed,
+        step.plan,
+        answer,
+        Outcome::Unchanged,
+        step.requested,
+    )?;
+    Ok(applied.with_secret_sets(step.record))
+}
+
+/// One pass over an agent this resource manages, from the observed agent on, through
+/// `effects`: the property tests drive the operator's own order with a model of Pipecat Cloud.
+#[cfg(test)]
+pub(super) async fn manage(
+    effects: &mut impl Effects,
+    obj: &PipecatAgent,
+    status: &PipecatAgentStatus,
+    sets: &[ManagedSet],
+    desired: Desired,
+    last: &plan::LastApplied,
+    observed: Agent,
+) -> Result<Applied, Error> {
+    let step = decide::manage(obj, status, sets, &desired, last, &observed);
+    managed(effects, status, desired, observed, step).await
+}
+
+/// The apiserver and Pipecat Cloud.
+struct Remote<'a> {
+    ctx: &'a Context,
+    obj: &'a PipecatAgent,
+    key: &'a ApiKey,
+}
+
+impl Effects for Remote<'_> {
+    async fn announce(&mut self, st: &PipecatAgentStatus) -> Result<(), Error> {
+        self.ctx.objects.status_pending(self.obj, st);
+        status::write(&self.ctx.kube, self.obj, st).await?;
+        self.ctx.objects.status_written(self.obj, st);
+        Ok(())
+    }
+
+    async fn update(
+        &mut self,
+        name: &str,
+        request: &UpdateAgentRequest,
+    ) -> Result<Agent, cloud::Error> {
+        self.ctx.cloud.update_agent(self.key, name, request).await
+    }
 }

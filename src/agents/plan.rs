@@ -118,7 +118,7 @@ impl Stuck {
     pub fn reason(&self) -> &'static str {
         match self {
             Stuck::RemovalRefused(_) => SECRET_SET_REMOVAL_REFUSED,
-            Stuck::Refused(_) | Stuck::DriftLoop(_) => super::status::NOT_CONVERGING,
+            Stuck::Refused(_) | Stuck::DriftLoop(_) => crate::runtime::conditions::NOT_CONVERGING,
         }
     }
 

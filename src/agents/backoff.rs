@@ -1,6 +1,6 @@
-//! When to come back to an object: polling while a deployment rolls out, jittered resyncs once
-//! it is ready, and per-object exponential backoff with jitter after errors (honouring
-//! Retry-After). Never a fixed delay for every error: that is a hot loop or a stall.
+//! When to come back to an agent: polling while its deployment rolls out, the background lane
+//! once it is ready, and the runtime's per-object backoff after errors
+//! ([`crate::runtime::backoff`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,9 +8,12 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 use tracing::warn;
 
-use super::{Config, Context, Error};
+use super::context::Context;
+use super::error::Error;
 use crate::crd::PipecatAgent;
 use crate::jitter::jitter;
+use crate::runtime::Config;
+use crate::runtime::backoff::{error_delay, poll_delay};
 
 /// When to come back in the change lane after a successful pass: `ready`, never (periodic
 /// refreshes are the background lane's, [`super::lanes`]); `failed` (the deployment failed), a
@@ -25,37 +28,6 @@ pub fn after_success(cfg: &Config, polls: u32, ready: bool, failed: bool) -> Opt
             poll_delay(cfg.poll_interval, cfg.max_poll_interval, polls),
             0.1,
         ))
-    }
-}
-
-/// Poll interval after `polls` polls: grows by half each time, up to `max`.
-pub fn poll_delay(base: Duration, max: Duration, polls: u32) -> Duration {
-    let factor = 1.5f64.powi(polls.saturating_sub(1).min(30) as i32);
-    base.mul_f64(factor).min(max)
-}
-
-/// Exponential backoff: base * 2^(failures-1), capped, with +-20% jitter; errors that wait for
-/// the user (`needs_user_action`) start at the slow end; a server's Retry-After is a floor.
-/// Both controllers (agents and secret sets) back off with it.
-pub fn error_delay(
-    cfg: &Config,
-    failures: u32,
-    needs_user_action: bool,
-    retry_after: Option<Duration>,
-) -> Duration {
-    let exp = failures.saturating_sub(1).min(20);
-    let mut delay = cfg
-        .backoff_base
-        .saturating_mul(1u32 << exp)
-        .min(cfg.backoff_cap);
-    if needs_user_action {
-        // Still retried (a Secret may appear, a key may be fixed), but without storms.
-        delay = delay.max(cfg.backoff_base * 5).min(cfg.backoff_cap);
-    }
-    let delay = jitter(delay, 0.2);
-    match retry_after {
-        Some(ra) => delay.max(ra),
-        None => delay,
     }
 }
 

@@ -4,73 +4,17 @@
 //! when its status flips), so an unchanged agent produces an identical status and costs no
 //! write.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
-use serde_json::json;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::apply::Applied;
-use super::outcome::Outcome;
-use super::{Error, MANAGER};
+use super::Error;
+use super::pass::Applied;
+use super::pass::Outcome;
 use crate::cloud::types::Agent;
 use crate::crd::{
     FieldValue, NonConvergence, ObservedAutoScaling, PipecatAgent, PipecatAgentStatus,
 };
-use crate::text::truncate;
+use crate::runtime::conditions::{CondState, READY, STALLED, SYNCED, apply_status, set_condition};
 
-/// Condition type: the current spec's deployment is live.
-pub const READY: &str = "Ready";
-/// Condition type: the last reconcile with Pipecat Cloud succeeded.
-pub const SYNCED: &str = "Synced";
-/// Condition type (kstatus' "abnormal-true" convention): True while the agent cannot reach the
-/// spec until someone acts (a failed deployment, a spec Pipecat Cloud does not take, an error
-/// that waits for the user). Flux and kstatus report such a resource as Failed.
-pub const STALLED: &str = "Stalled";
-/// `Synced=False` reason: Pipecat Cloud does not take the spec (or the agent keeps being
-/// changed elsewhere); the operator stopped resending.
-pub const NOT_CONVERGING: &str = "NotConverging";
-
-/// A condition's content, before timestamps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CondState {
-    /// True / False / Unknown.
-    pub status: &'static str,
-    /// CamelCase reason.
-    pub reason: String,
-    /// Message for people.
-    pub message: String,
-}
-
-impl CondState {
-    /// A True condition.
-    pub fn ok(reason: &str, message: impl Into<String>) -> Self {
-        CondState {
-            status: "True",
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-    /// A False condition.
-    pub fn fail(reason: &str, message: impl Into<String>) -> Self {
-        CondState {
-            status: "False",
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-    /// An Unknown condition.
-    pub fn unknown(reason: &str, message: impl Into<String>) -> Self {
-        CondState {
-            status: "Unknown",
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Longest condition message (the apiserver stores up to 32 KiB; `kubectl describe` stays
-/// readable).
-pub const MAX_MESSAGE: usize = 1024;
 /// Copies the remote agent's live fields into a status.
 pub fn observe_into(status: &mut PipecatAgentStatus, agent: &Agent) {
     status.available = agent.available;
@@ -94,41 +38,6 @@ pub fn observe_into(status: &mut PipecatAgentStatus, agent: &Agent) {
         });
     if agent.region.is_some() {
         status.region = agent.region.clone();
-    }
-}
-
-/// The time of a pass, in whole seconds: a status is written with whole seconds (`Time`
-/// serializes no fraction), so the copy this process keeps of it equals the object the watch
-/// shows afterwards, and can be dropped then ([`super::objects::Objects::shown`]).
-pub fn now() -> Time {
-    let now = jiff::Timestamp::now();
-    Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
-}
-
-/// Sets a condition, keeping `lastTransitionTime` unless the status flips.
-pub fn set_condition(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    state: CondState,
-    generation: Option<i64>,
-    now: &Time,
-) {
-    let existing = conditions.iter().position(|c| c.type_ == type_);
-    let last_transition_time = match existing.map(|i| &conditions[i]) {
-        Some(old) if old.status == state.status => old.last_transition_time.clone(),
-        _ => now.clone(),
-    };
-    let cond = Condition {
-        type_: type_.to_string(),
-        status: state.status.to_string(),
-        reason: state.reason,
-        message: truncate(state.message, MAX_MESSAGE),
-        observed_generation: generation,
-        last_transition_time,
-    };
-    match existing {
-        Some(i) => conditions[i] = cond,
-        None => conditions.push(cond),
     }
 }
 
@@ -254,37 +163,12 @@ pub async fn write(
         })
 }
 
-/// Server-side applies `status` as the status of `obj`, as the operator's field manager (which
-/// owns every status field): the status write of both kinds.
-pub async fn apply_status<K>(
-    kube: &kube::Client,
-    obj: &K,
-    status: &impl serde::Serialize,
-) -> kube::Result<()>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(kube.clone(), &obj.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::conditions::NOT_CONVERGING;
+    use crate::runtime::conditions::now;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
     fn agent_obj(generation: i64) -> PipecatAgent {
         let mut a: PipecatAgent = serde_json::from_value(serde_json::json!({
@@ -299,10 +183,10 @@ mod tests {
 
     fn applied(obj: &PipecatAgent, agent: Agent) -> Applied {
         Applied {
-            readiness: crate::controller::readiness::readiness(&agent, None),
+            readiness: crate::agents::readiness::readiness(&agent, None),
             agent,
-            outcome: crate::controller::outcome::Outcome::Unchanged,
-            desired: crate::controller::plan::desired(obj),
+            outcome: crate::agents::pass::Outcome::Unchanged,
+            desired: crate::agents::plan::desired(obj),
             requested: None,
             stuck: None,
             secret_sets: Vec::new(),
@@ -363,7 +247,7 @@ mod tests {
         assert_eq!(st.active_session_count, Some(4));
         assert_eq!(
             st.applied_config_hash.as_deref(),
-            Some(crate::controller::plan::desired(&obj).hash.as_str())
+            Some(crate::agents::plan::desired(&obj).hash.as_str())
         );
         assert_eq!(st.applied_redeploy_token.as_deref(), Some("t1"));
         let ready = cond(&st, READY);
@@ -427,7 +311,7 @@ mod tests {
             "a failure shows at once"
         );
         let mut stuck = with(&rolling, Outcome::Created).unwrap();
-        stuck.stuck = Some(crate::controller::plan::Stuck::Refused(Vec::new()));
+        stuck.stuck = Some(crate::agents::plan::Stuck::Refused(Vec::new()));
         assert!(!deferrable(&Ok(stuck)));
         assert!(!deferrable(&Err(Error::CredentialsNotFound(
             "no key".into()
@@ -489,8 +373,8 @@ mod tests {
 
     #[test]
     fn a_refused_update_is_not_synced_and_recorded_for_the_next_pass() {
-        use crate::controller::compare::Mismatch;
-        use crate::controller::plan::Stuck;
+        use crate::agents::compare::Mismatch;
+        use crate::agents::plan::Stuck;
         let obj = agent_obj(2);
         let remote = Agent {
             name: "bot".into(),
@@ -576,7 +460,7 @@ mod tests {
 
     #[test]
     fn the_status_records_whether_the_agent_was_adopted() {
-        use crate::controller::outcome::Outcome;
+        use crate::agents::pass::Outcome;
         let obj = agent_obj(1);
         let remote = Agent {
             name: "bot".into(),

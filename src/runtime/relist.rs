@@ -54,15 +54,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::PipecatAgent;
+    use k8s_openapi::api::core::v1::ConfigMap;
     use kube::runtime::WatchStreamExt;
     use kube::runtime::reflector::{self, ObjectRef};
 
-    fn agent(name: &str, generation: i64) -> PipecatAgent {
+    fn agent(name: &str, generation: i64) -> ConfigMap {
         serde_json::from_value(serde_json::json!({
-            "apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatAgent",
+            "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": "ns", "uid": name, "generation": generation},
-            "spec": {"image": "a/b:1"}
         }))
         .unwrap()
     }
@@ -72,7 +71,7 @@ mod tests {
     #[tokio::test]
     async fn a_relisted_object_is_handed_on_once_the_store_holds_it() {
         use watcher::Event::*;
-        let (reader, writer) = reflector::store::<PipecatAgent>();
+        let (reader, writer) = reflector::store::<ConfigMap>();
         let events = vec![
             // The first list, then a watch event.
             Init,
@@ -92,7 +91,7 @@ mod tests {
             Delete(agent("watched", 1)),
         ];
         let stream = futures::stream::iter(events.into_iter().map(Ok)).reflect(writer);
-        let handed = applied_when_stored(stream, |a: &PipecatAgent| {
+        let handed = applied_when_stored(stream, |a: &ConfigMap| {
             a.metadata.name.as_deref() != Some("skipped")
         });
         let mut handed = std::pin::pin!(handed);
@@ -121,7 +120,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_pass_through() {
-        let events: Vec<Result<watcher::Event<PipecatAgent>, watcher::Error>> = vec![
+        let events: Vec<Result<watcher::Event<ConfigMap>, watcher::Error>> = vec![
             Ok(watcher::Event::Init),
             Err(watcher::Error::NoResourceVersion),
             Ok(watcher::Event::InitDone),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::controller::plan;
+use crate::agents::plan;
 use crate::crd::PipecatAgentSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 

@@ -1,14 +1,11 @@
 //! The credentials Secret outlives the remote objects it must delete: while a resource with
 //! `deletionPolicy: Delete` manages a remote object with a Secret's key, that Secret carries its
-//! controller's in-use finalizer (`pipecat.daily.co/credentials-in-use` for `PipecatAgent`s,
-//! [`crate::crd::secret_set::SET_CREDENTIALS_FINALIZER`] for `PipecatSecretSet`s: each
-//! controller releases only its own). Deleting the Secret (or its whole namespace) then waits
-//! until those remote objects are deleted from Pipecat Cloud, and the operator removes the
-//! finalizer once no such resource uses the Secret any more. The state lives in the finalizers
-//! themselves, so an operator restart in the middle changes nothing.
-//!
-//! [`SecretMarks`] is the mechanism, shared by both controllers; this module's functions are
-//! the agents' use of it (the sets' is `secret_sets::credentials_finalizer`).
+//! controller's in-use finalizer (one per kind: each controller releases only its own).
+//! Deleting the Secret (or its whole namespace) then waits until those remote objects are
+//! deleted from Pipecat Cloud, and the operator removes the finalizer once no such resource
+//! uses the Secret any more. The state lives in the finalizers themselves, so an operator
+//! restart in the middle changes nothing. [`SecretMarks`] is the mechanism; each kind's
+//! `credentials` module says which of its resources need a key.
 
 use std::collections::HashSet;
 use std::fmt::Debug;
@@ -22,9 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::info;
 
-use super::credentials::{self, SecretLocation};
-use super::{Context, Error};
-use crate::crd::{CREDENTIALS_FINALIZER, DeletionPolicy, FINALIZER, PipecatAgent};
+use super::credentials::SecretLocation;
 
 /// One controller's in-use finalizer, and the Secrets known to carry it (from this process's
 /// writes and the Secret watch).
@@ -161,59 +156,15 @@ impl SecretMarks {
     }
 }
 
-/// The agents' marks.
-pub fn agent_marks() -> SecretMarks {
-    SecretMarks::new(CREDENTIALS_FINALIZER)
-}
-
-/// True when `agent` may still need the key at `loc` to delete its remote agent.
-pub fn uses(agent: &PipecatAgent, loc: &SecretLocation, ctx: &Context) -> bool {
-    agent.spec.deletion_policy == DeletionPolicy::Delete
-        && agent.finalizers().iter().any(|f| f == FINALIZER)
-        && {
-            let l = credentials::locate(agent, &ctx.config.default_credentials);
-            l.namespace == loc.namespace && l.name == loc.name
-        }
-}
-
-/// Puts the agents' finalizer on the Secret at `loc` unless it is known to be there.
-pub async fn ensure(ctx: &Context, loc: &SecretLocation) -> Result<(), Error> {
-    ctx.marked
-        .ensure(&ctx.kube, loc)
-        .await
-        .map_err(|source| Error::Kube {
-            action: "mark the credentials Secret as in use",
-            source,
-        })
-}
-
-/// Removes the agents' finalizer from the Secret `namespace/name` when no agent with
-/// `deletionPolicy: Delete` still needs its key (`leaving`: an agent whose cleanup just
-/// finished, not counted).
-pub async fn release_if_unused(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    leaving: Option<&PipecatAgent>,
-) -> Result<(), Error> {
-    let loc = SecretLocation {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        key: String::new(),
-    };
-    let needs = |a: &PipecatAgent| leaving.is_none_or(|l| l.uid() != a.uid()) && uses(a, &loc, ctx);
-    ctx.marked
-        .release_if_unused(&ctx.kube, &ctx.config.namespaces, (namespace, name), needs)
-        .await
-        .map_err(|source| Error::Kube {
-            action: "release the credentials Secret",
-            source,
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::CREDENTIALS_FINALIZER;
+    use crate::crd::secret_set::SET_CREDENTIALS_FINALIZER;
+
+    fn agent_marks() -> SecretMarks {
+        SecretMarks::new(CREDENTIALS_FINALIZER)
+    }
 
     #[test]
     fn the_watch_keeps_the_marks_and_flags_a_secret_deleted_in_use() {
@@ -231,7 +182,7 @@ mod tests {
 
     #[test]
     fn each_controller_sees_only_its_own_finalizer() {
-        let sets = SecretMarks::new(crate::crd::secret_set::SET_CREDENTIALS_FINALIZER);
+        let sets = SecretMarks::new(SET_CREDENTIALS_FINALIZER);
         let agents_only = vec![CREDENTIALS_FINALIZER.to_string()];
         assert!(!sets.observed("ns", "key", &agents_only, true), "not ours");
         assert!(!sets.contains("ns", "key"));

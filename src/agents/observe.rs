@@ -1,10 +1,56 @@
-//! Observing: what Pipecat Cloud holds for an agent now, and what this resource last applied.
+//! The observe step of an agent's pass: what Pipecat Cloud holds for the agent now (and, for a
+//! missing agent with a `spec.region`, the regions it offers), and what this resource last
+//! applied.
 
 use super::compare::{Mismatch, field_name};
+use super::context::Context;
+use super::desired::Desired;
+use super::error::Error;
 use super::plan::{LastApplied, Refusal};
-use super::{Context, Error};
 use crate::cloud::{self, ApiKey, types::Agent};
-use crate::crd::PipecatAgentStatus;
+use crate::crd::{PipecatAgent, PipecatAgentStatus};
+
+/// What the observe step found.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// The remote agent (`None`: it does not exist).
+    pub remote: Option<Agent>,
+    /// What the status says was last applied.
+    pub last: LastApplied,
+    /// The resource carried the create marker for this agent name before the pass: an earlier
+    /// pass sent (or was about to send) its create.
+    pub marked: bool,
+    /// For a missing agent with a `spec.region`: the regions Pipecat Cloud offers the key's
+    /// organization (`None`: not asked, or a server that does not serve `/regions`).
+    pub regions: Option<Vec<String>>,
+}
+
+/// Observes the agent `desired` names for `obj`, whose latest status is `status`.
+pub async fn observe(
+    ctx: &Context,
+    obj: &PipecatAgent,
+    status: &PipecatAgentStatus,
+    key: &ApiKey,
+    desired: &Desired,
+) -> Result<Observed, Error> {
+    let last = last_applied(status, &desired.name, ctx.objects.drift_corrections(obj));
+    let marked = ctx.objects.marked_creating(obj, &desired.name);
+    let remote = remote_agent(ctx, key, &desired.name).await?;
+    let regions = match (&remote, &desired.region) {
+        (None, Some(_)) => match ctx.cloud.list_regions(key).await {
+            Ok(regions) => Some(regions),
+            Err(cloud::Error::NotFound { .. }) => None,
+            Err(source) => return Err(Error::cloud("list regions for", &desired.name, source)),
+        },
+        _ => None,
+    };
+    Ok(Observed {
+        remote,
+        last,
+        marked,
+        regions,
+    })
+}
 
 /// The remote agent, or `None` when it does not exist.
 pub async fn remote_agent(ctx: &Context, key: &ApiKey, name: &str) -> Result<Option<Agent>, Error> {

@@ -16,10 +16,12 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tokio::sync::broadcast;
 
-use super::credentials::{self, SecretLocation};
-use super::{Context, Error};
+use super::context::Context;
+use super::credentials;
+use super::error::Error;
 use crate::cloud::ApiKey;
 use crate::crd::PipecatAgent;
+use crate::runtime::credentials::SecretLocation;
 
 /// A resource's claim on an agent name, ordered oldest first.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,6 +123,20 @@ impl NameIndex {
     /// Re-queue requests for claimants whose owner went away.
     pub fn subscribe(&self) -> broadcast::Receiver<ObjectRef<PipecatAgent>> {
         self.released.subscribe()
+    }
+}
+
+/// The ownership step: fails (`NameConflict`) when an older resource owns the agent name with
+/// the same account.
+pub async fn check(
+    ctx: &Context,
+    agent: &PipecatAgent,
+    loc: &SecretLocation,
+    key: &ApiKey,
+) -> Result<(), Error> {
+    match owner(ctx, agent, loc, key).await? {
+        Some(owner) => Err(conflict(agent, &owner)),
+        None => Ok(()),
     }
 }
 

@@ -103,3 +103,14 @@ impl Error {
         }
     }
 }
+
+impl From<crate::runtime::Error> for Error {
+    fn from(e: crate::runtime::Error) -> Self {
+        match e {
+            crate::runtime::Error::CredentialsNotFound(message) => {
+                Error::CredentialsNotFound(message)
+            }
+            crate::runtime::Error::Kube { action, source } => Error::Kube { action, source },
+        }
+    }
+}

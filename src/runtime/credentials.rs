@@ -1,4 +1,4 @@
-//! Resolving the Pipecat Cloud API key of a resource from a Kubernetes Secret.
+//! Resolving a resource's Pipecat Cloud API key from a Kubernetes Secret.
 //!
 //! A resource names a Secret of its own namespace (`spec.credentials.secretRef`); without one,
 //! the operator's default Secret is used. The key is wrapped in [`ApiKey`] at once so that it
@@ -12,7 +12,7 @@ use kube::Api;
 
 use super::Error;
 use crate::cloud::ApiKey;
-use crate::crd::{Credentials, DEFAULT_SECRET_KEY, PipecatAgent};
+use crate::crd::{Credentials, DEFAULT_SECRET_KEY};
 
 /// Where a key is read from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -53,18 +53,9 @@ impl Default for DefaultCredentials {
     }
 }
 
-/// The Secret a resource's key comes from. An explicit reference is always in the resource's
-/// own namespace (the schema has no namespace field to leave it).
-pub fn locate(agent: &PipecatAgent, default: &DefaultCredentials) -> SecretLocation {
-    locate_in(
-        agent.metadata.namespace.as_deref(),
-        agent.spec.credentials.as_ref(),
-        default,
-    )
-}
-
-/// [`locate`] for any resource of `namespace` with these `credentials` (a `PipecatSecretSet`
-/// has the same credentials model as a `PipecatAgent`).
+/// The Secret the key of a resource of `namespace` with these `credentials` comes from. An
+/// explicit reference is always in the resource's own namespace (the schema has no namespace
+/// field to leave it).
 pub fn locate_in(
     namespace: Option<&str>,
     credentials: Option<&Credentials>,
@@ -189,32 +180,6 @@ async fn fetch(
 mod tests {
     use super::*;
 
-    fn agent(yaml: &str) -> PipecatAgent {
-        serde_saphyr::from_str(yaml).unwrap()
-    }
-
-    #[test]
-    fn explicit_reference_stays_in_the_resource_namespace() {
-        let a = agent(
-            "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatAgent\nmetadata: {name: a1, namespace: team-a}\nspec: {image: x, credentials: {secretRef: {name: mine}}}",
-        );
-        let loc = locate(
-            &a,
-            &DefaultCredentials {
-                namespace: Some("pipecat-system".into()),
-                ..Default::default()
-            },
-        );
-        assert_eq!(
-            loc,
-            SecretLocation {
-                namespace: "team-a".into(),
-                name: "mine".into(),
-                key: "api-key".into()
-            }
-        );
-    }
-
     #[tokio::test]
     async fn cached_key_is_used_until_the_secret_changes() {
         // A client that cannot reach anything: any fetch fails.
@@ -247,25 +212,5 @@ mod tests {
         // Deleted: forgotten.
         cache.deleted("ns", "key");
         assert!(cache.keys.lock().unwrap().is_empty());
-    }
-
-    #[test]
-    fn default_reference_uses_the_flag() {
-        let a = agent(
-            "apiVersion: pipecat.daily.co/v1alpha1\nkind: PipecatAgent\nmetadata: {name: a1, namespace: team-a}\nspec: {image: x}",
-        );
-        let loc = locate(&a, &DefaultCredentials::default());
-        assert_eq!(loc.namespace, "team-a");
-        assert_eq!(loc.name, "pipecat-api-key");
-        let central = DefaultCredentials {
-            namespace: Some("pipecat-system".into()),
-            name: "org-key".into(),
-            key: "token".into(),
-        };
-        let loc = locate(&a, &central);
-        assert_eq!(
-            (loc.namespace.as_str(), loc.name.as_str(), loc.key.as_str()),
-            ("pipecat-system", "org-key", "token")
-        );
     }
 }

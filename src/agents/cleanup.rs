@@ -4,11 +4,14 @@
 
 use kube::ResourceExt;
 
-use super::events::{self, Note};
-use super::outcome::{OrphanReason, Outcome};
-use super::{Context, Error, credentials, finalizer, ownership, secret_finalizer};
+use super::context::Context;
+use super::error::Error;
+use super::events;
+use super::pass::{OrphanReason, Outcome};
+use super::{credentials, finalizer, ownership};
 use crate::cloud;
 use crate::crd::{DeletionPolicy, FINALIZER, PipecatAgent};
+use crate::runtime::events::Note;
 
 /// Cleans up a resource being deleted; `None` when there was nothing to do (the finalizer is
 /// already gone).
@@ -30,7 +33,7 @@ pub async fn cleanup(obj: &PipecatAgent, ctx: &Context) -> Result<Option<Outcome
     finalizer::remove(&ctx.kube, obj).await?;
     // The credentials Secret may go once no resource needs its key to delete an agent.
     let loc = credentials::locate(obj, &ctx.config.default_credentials);
-    secret_finalizer::release_if_unused(ctx, &loc.namespace, &loc.name, Some(obj)).await?;
+    credentials::release_if_unused(ctx, &loc.namespace, &loc.name, Some(obj)).await?;
     Ok(Some(outcome))
 }
 
@@ -62,7 +65,7 @@ async fn release(
                     ),
                 },
             );
-            return Err(err);
+            return Err(err.into());
         }
     };
     if let Some(owner) = ownership::owner(ctx, obj, &loc, &key).await? {

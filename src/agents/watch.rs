@@ -20,9 +20,15 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::{Context, backoff, credentials, lanes, reconcile, relist, rotation, secret_finalizer};
+use super::context::Context;
+use super::{backoff, credentials, lanes, pacer, reconcile, rotation};
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::{PipecatSecretSet, agent_uses_set};
+use crate::runtime::credentials::KeyCache;
+use crate::runtime::relist;
+use crate::runtime::scope::trim_cached;
+use crate::runtime::secret_marks::SecretMarks;
+use crate::runtime::secrets::{SecretsSeen, secret_changes};
 
 fn agents_api(client: &kube::Client, namespace: Option<&str>) -> Api<PipecatAgent> {
     match namespace {
@@ -74,7 +80,7 @@ pub async fn run(
         .map(|scope| {
             let (reader, writer) = reflector::store();
             let (follow_ups, changes) = tokio::sync::mpsc::unbounded_channel();
-            paced.push(lanes::Scope {
+            paced.push(pacer::Scope {
                 store: reader.clone(),
                 follow_ups,
             });
@@ -88,7 +94,7 @@ pub async fn run(
             )
         })
         .collect();
-    let pacer = lanes::pace(ctx.clone(), paced, shutdown.clone());
+    let pacer = pacer::pace(ctx.clone(), paced, shutdown.clone());
     futures::future::join(futures::future::join_all(controllers), pacer).await;
     info!("controller stopped");
     Ok(())
@@ -155,16 +161,6 @@ fn controller_for(
         .for_each(|_| futures::future::ready(()))
 }
 
-/// What the watch caches of an object, without what no pass reads: `managedFields` (nearly
-/// half of each object) and the copy of the whole spec `kubectl apply` keeps in an annotation.
-pub fn trim_cached<K: ResourceExt>(obj: &mut K) {
-    obj.managed_fields_mut().clear();
-    obj.annotations_mut().remove(LAST_APPLIED);
-}
-
-/// The annotation `kubectl apply` keeps its last applied configuration in.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
 /// The resources' watch events. Every event also keeps the per-object state and the name
 /// index current: a deletion (however it happened, or leaving the label selector) forgets the
 /// object, and so does a re-list that no longer holds it. The first complete list of each scope
@@ -214,29 +210,12 @@ fn agent_events(
         })
 }
 
-/// What a controller keeps from the Secret watch: both kinds read API keys from Secrets (cached
-/// by resourceVersion) and mark the ones they need with their in-use finalizer.
-pub trait SecretsSeen: Send + Sync + 'static {
-    /// The failure of a release.
-    type Error: std::fmt::Display + Send;
-    /// Its API key cache.
-    fn keys(&self) -> &credentials::KeyCache;
-    /// Its in-use marks.
-    fn marks(&self) -> &secret_finalizer::SecretMarks;
-    /// Releases the Secret `ns/name` if none of its resources needs its key any more.
-    fn release_if_unused(
-        self: Arc<Self>,
-        ns: String,
-        name: String,
-    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
-}
-
 impl SecretsSeen for Context {
     type Error = super::Error;
-    fn keys(&self) -> &credentials::KeyCache {
+    fn keys(&self) -> &KeyCache {
         &self.keys
     }
-    fn marks(&self) -> &secret_finalizer::SecretMarks {
+    fn marks(&self) -> &SecretMarks {
         &self.marked
     }
     async fn release_if_unused(
@@ -244,53 +223,8 @@ impl SecretsSeen for Context {
         ns: String,
         name: String,
     ) -> Result<(), Self::Error> {
-        secret_finalizer::release_if_unused(&self, &ns, &name, None).await
+        credentials::release_if_unused(&self, &ns, &name, None).await
     }
-}
-
-/// Secrets created, changed or deleted (metadata only: the operator never caches Secret data),
-/// for the controller `seen` of `namespace` (all when `None`). The initial list is not a
-/// change: it would reconcile every resource a second time for nothing.
-pub fn secret_changes<C: SecretsSeen>(
-    seen: Arc<C>,
-    kube: &kube::Client,
-    namespace: Option<&str>,
-) -> impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
-    let secrets: Api<PartialObjectMeta<Secret>> = match namespace {
-        Some(ns) => Api::namespaced(kube.clone(), ns),
-        None => Api::all(kube.clone()),
-    };
-    watcher(secrets, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .inspect(move |event| match event {
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
-                let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
-                seen.keys()
-                    .observed(ns.clone(), name.clone(), s.resource_version());
-                let deleting = s.metadata.deletion_timestamp.is_some();
-                if seen.marks().observed(&ns, &name, s.finalizers(), deleting) {
-                    // Deleted while in use: let it go if nothing needs its key any more
-                    // (otherwise the last user's cleanup releases it).
-                    let seen = seen.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = seen.release_if_unused(ns, name).await {
-                            warn!(error = %e, "failed to release a credentials Secret");
-                        }
-                    });
-                }
-            }
-            Ok(watcher::Event::Delete(s)) => seen
-                .keys()
-                .deleted(&s.namespace().unwrap_or_default(), &s.name_any()),
-            _ => {}
-        })
-        .filter_map(|event| {
-            futures::future::ready(match event {
-                Ok(watcher::Event::Apply(s) | watcher::Event::Delete(s)) => Some(Ok(s)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            })
-        })
 }
 
 /// The resources that read their key from a Secret (re-triggered when it changes).
@@ -422,36 +356,4 @@ fn released_claims(
     .filter(move |r: &ObjectRef<PipecatAgent>| {
         futures::future::ready(scope.is_none() || r.namespace == scope)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cache_keeps_what_passes_read_and_drops_the_rest() {
-        let mut a: PipecatAgent = serde_json::from_value(serde_json::json!({
-            "apiVersion": "pipecat.daily.co/v1alpha1", "kind": "PipecatAgent",
-            "metadata": {
-                "name": "a", "namespace": "ns",
-                "annotations": {
-                    LAST_APPLIED: "{\"spec\":{\"image\":\"a/b:1\"}}",
-                    crate::crd::CREATE_MARKER: "a",
-                },
-                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
-            },
-            "spec": {"image": "a/b:1"}
-        }))
-        .unwrap();
-        trim_cached(&mut a);
-        assert!(a.managed_fields().is_empty());
-        assert!(!a.annotations().contains_key(LAST_APPLIED));
-        assert_eq!(
-            a.annotations()
-                .get(crate::crd::CREATE_MARKER)
-                .map(String::as_str),
-            Some("a"),
-            "the create marker stays: passes read it"
-        );
-    }
 }

@@ -1,7 +1,61 @@
-//! What one reconcile did, as a type: metrics, logs and events all read it, so a result can
-//! never be reported under one name and counted under another.
+//! The types several steps of an agent's pass share: what a pass did ([`Outcome`], read by
+//! metrics, logs and events alike, so a result can never be reported under one name and
+//! counted under another), and its result ([`Applied`]).
 
-use super::plan::UpdateReason;
+use super::desired::Desired;
+use super::plan::{Stuck, UpdateReason};
+use super::readiness::{Readiness, readiness};
+use crate::cloud::types::Agent;
+use crate::crd::{RequestedDeployment, SecretSetRevision};
+
+/// The result of a successful pass over a live resource: what was done, the agent as Pipecat
+/// Cloud now reports it, the deployment this operator waits for, and whether Pipecat Cloud took
+/// the spec ([`super::assess`] makes it; [`super::status`] and [`super::events`] read it).
+#[derive(Clone, Debug)]
+pub struct Applied {
+    /// The agent as last reported (the update's answer, or the read).
+    pub agent: Agent,
+    /// What was done.
+    pub outcome: Outcome,
+    /// What the spec asks for.
+    pub desired: Desired,
+    /// The deployment readiness waits for (see [`readiness`]).
+    pub requested: Option<RequestedDeployment>,
+    /// How far that deployment is (computed once per pass).
+    pub readiness: Readiness,
+    /// Set when Pipecat Cloud does not take the spec.
+    pub stuck: Option<Stuck>,
+    /// The managed secret sets' revisions the agent's deployment now has
+    /// (`status.secretSetRevisions`).
+    pub secret_sets: Vec<SecretSetRevision>,
+}
+
+impl Applied {
+    pub(super) fn new(
+        agent: Agent,
+        outcome: Outcome,
+        desired: Desired,
+        requested: Option<RequestedDeployment>,
+        stuck: Option<Stuck>,
+    ) -> Self {
+        let readiness = readiness(&agent, requested.as_ref());
+        Applied {
+            agent,
+            outcome,
+            desired,
+            requested,
+            readiness,
+            stuck,
+            secret_sets: Vec::new(),
+        }
+    }
+
+    /// The same result, recording these secret set revisions.
+    pub fn with_secret_sets(mut self, revisions: Vec<SecretSetRevision>) -> Self {
+        self.secret_sets = revisions;
+        self
+    }
+}
 
 /// What a pass did to the remote agent.
 #[derive(Clone, Debug, PartialEq, Eq)]

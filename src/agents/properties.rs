@@ -7,22 +7,26 @@
 //! per edit; `Ready` must never be true while the deployment the operator asked for is not
 //! rolled out and ready; `Synced` must never be true while the model's configuration means
 //! something else than the spec. Secret set rotations mixed with spec edits, kills and failed
-//! calls, driven through apply's own order (`apply::manage`), must reach the agent with one
+//! calls, driven through the pass's own order (`reconcile::manage`), must reach the agent with one
 //! forced redeploy each, never two.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::apply::{self, Applied};
+use super::assess;
 use super::compare::canonical_image;
+use super::execute::Effects;
 use super::observe::last_applied;
-use super::outcome::Outcome;
+use super::pass::Applied;
+use super::pass::Outcome;
 use super::plan::{self, Plan, UpdateReason};
+use super::reconcile;
 use super::rotation::{self, ManagedSet, SetState};
-use super::status::{SYNCED, next_status};
+use super::status::next_status;
 use crate::cloud::types::{Agent, UpdateAgentRequest};
 use crate::crd::{PipecatAgent, PipecatAgentSpec, PipecatAgentStatus, SecretRotation};
+use crate::runtime::conditions::SYNCED;
 
 /// Passes a deployment takes to roll out.
 const ROLL_OUT: u32 = 2;
@@ -371,7 +375,7 @@ fn pass(
         Plan::Create(req) => {
             let answer = server.create(&serde_json::to_value(&req).unwrap());
             *asked = Some(server.ids().0);
-            apply::created(desired, answer)
+            assess::created(desired, answer)
         }
         Plan::Update { request, reason } => {
             let before = server.ids().0;
@@ -379,7 +383,7 @@ fn pass(
             if server.ids().0 != before {
                 *asked = Some(server.ids().0);
             }
-            apply::updated(
+            assess::updated(
                 desired,
                 observed.as_ref().unwrap(),
                 answer,
@@ -388,14 +392,14 @@ fn pass(
                 st.requested_deployment.clone(),
             )
         }
-        Plan::Nothing => apply::kept(
+        Plan::Nothing => assess::kept(
             desired,
             observed.unwrap(),
             Outcome::Unchanged,
             st.requested_deployment.clone(),
             None,
         ),
-        Plan::NotConverging(stuck) => apply::kept(
+        Plan::NotConverging(stuck) => assess::kept(
             desired,
             observed.unwrap(),
             Outcome::NotConverging,
@@ -521,7 +525,7 @@ fn rotating_spec(image: &str, policy: SecretRotation) -> PipecatAgentSpec {
     spec
 }
 
-/// The model as the world of one pass ([`apply::Effects`]): the status announcing a redeploy
+/// The model as the world of one pass ([`Effects`]): the status announcing a redeploy
 /// is stored; the update reaches the model or not, and its answer comes back or not, as
 /// `event` says.
 struct World<'a> {
@@ -542,8 +546,8 @@ fn unavailable() -> crate::cloud::Error {
     }
 }
 
-impl apply::Effects for World<'_> {
-    async fn announce(&mut self, st: &PipecatAgentStatus) -> Result<(), crate::controller::Error> {
+impl Effects for World<'_> {
+    async fn announce(&mut self, st: &PipecatAgentStatus) -> Result<(), crate::agents::Error> {
         self.stored = st.clone();
         Ok(())
     }
@@ -569,7 +573,7 @@ impl apply::Effects for World<'_> {
 }
 
 /// One pass with both sets managed and ready, through apply's own order
-/// ([`apply::manage`]: plan, rotations folded in, announcement stored, update sent, revisions
+/// ([`reconcile::manage`]: plan, rotations folded in, announcement stored, update sent, revisions
 /// recorded), ending as `event` says; then the status the pass leaves (the stored one when the
 /// process was killed).
 fn rotation_pass(
@@ -598,7 +602,7 @@ fn rotation_pass(
             panic!("a create")
         };
         let answer = server.create(&serde_json::to_value(&req).unwrap());
-        let applied = apply::created(desired, answer).with_secret_sets(rotation::current(&sets));
+        let applied = assess::created(desired, answer).with_secret_sets(rotation::current(&sets));
         return next_status(obj, st, &Ok(applied), &now);
     }
     let observed = server.answer(None);
@@ -608,7 +612,7 @@ fn rotation_pass(
         stored: st.clone(),
         killed: false,
     };
-    let result = futures::executor::block_on(apply::manage(
+    let result = futures::executor::block_on(reconcile::manage(
         &mut world, obj, st, &sets, desired, &last, observed,
     ));
     if world.killed {

@@ -3,9 +3,9 @@
 //! A pure function. It reads the deployment ids the API reports, the revision health and the
 //! deployment errors, and names a failure the way Kubernetes users know it.
 
-use super::status::CondState;
 use crate::cloud::{self, types::Agent};
 use crate::crd::RequestedDeployment;
+use crate::runtime::conditions::CondState;
 
 /// How far the agent's deployment is, from the agent alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
