@@ -8,8 +8,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pipecat_operator::agents::{self, Context};
+use pipecat_operator::agents::Context;
 use pipecat_operator::cloud;
+use pipecat_operator::controllers;
 use pipecat_operator::emulator;
 use pipecat_operator::runtime;
 use pipecat_operator::secret_sets;
@@ -121,10 +122,7 @@ async fn main() -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let operator = tokio::spawn(futures::future::try_join(
-        agents::run(ctx, stopped(stop_rx.clone())),
-        secret_sets::run(sets, stopped(stop_rx)),
-    ));
+    let operator = tokio::spawn(controllers::run(ctx, sets, stopped(stop_rx)));
 
     step(
         "kubectl apply -f examples/secret-sets.yaml   (2 Secrets, 2 PipecatSecretSets, the agent)",

@@ -9,6 +9,7 @@
 
 pub mod agents;
 pub mod cloud;
+pub mod controllers;
 pub mod crd;
 pub mod duration;
 pub mod emulator;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use crate::agents::{self, Context};
+use crate::agents::Context;
 use crate::cloud;
+use crate::controllers;
 use crate::duration;
 use crate::leader;
 use crate::metrics::{AgentMetricsConfig, Metrics};
@@ -130,13 +131,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     metrics.set_leader(true);
 
     // Both controllers, under the same leadership and shutdown.
-    let agents = agents::run(ctx, terminated.wait());
-    let secret_sets = secret_sets::run(sets, terminated.wait());
-    let controller = async move {
-        futures::future::try_join(agents, secret_sets)
-            .await
-            .map(drop)
-    };
+    let controller = controllers::run(ctx, sets, terminated.wait());
     let stop = match &mut leadership {
         Some(l) => {
             supervise(

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use kube::runtime::reflector::ObjectRef;
 
-use super::credentials;
-use super::{objects, ownership, set_index};
+use super::{names, objects, set_index};
 use crate::cloud;
-use crate::crd::PipecatAgent;
+use crate::crd::{CREDENTIALS_FINALIZER, PipecatAgent};
 use crate::metrics::Metrics;
 use crate::runtime::Config;
 use crate::runtime::credentials::KeyCache;
@@ -34,7 +33,7 @@ pub struct Context {
     /// Readiness reported on `/readyz`.
     pub health: Arc<Health>,
     /// Which resources claim which agent names.
-    pub names: ownership::NameIndex,
+    pub names: names::NameIndex,
     /// API keys already read from their Secrets.
     pub keys: KeyCache,
     /// Credentials Secrets known to carry the in-use finalizer.
@@ -70,9 +69,9 @@ impl Context {
             objects: objects::Objects::new(metrics.clone()),
             metrics,
             health,
-            names: ownership::NameIndex::default(),
+            names: names::NameIndex::default(),
             keys: KeyCache::default(),
-            marked: credentials::agent_marks(),
+            marked: SecretMarks::new(CREDENTIALS_FINALIZER),
             busy: Busy::default(),
             kube,
             cloud,

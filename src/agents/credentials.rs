@@ -8,9 +8,8 @@ use kube::ResourceExt;
 use super::context::Context;
 use super::error::Error;
 use crate::cloud::ApiKey;
-use crate::crd::{CREDENTIALS_FINALIZER, DeletionPolicy, FINALIZER, PipecatAgent};
+use crate::crd::{DeletionPolicy, FINALIZER, PipecatAgent};
 use crate::runtime::credentials::{DefaultCredentials, SecretLocation, locate_in};
-use crate::runtime::secret_marks::SecretMarks;
 
 /// The credentials step: where the agent's key is, and the key (cached while its Secret is
 /// unchanged).
@@ -28,11 +27,6 @@ pub fn locate(agent: &PipecatAgent, default: &DefaultCredentials) -> SecretLocat
         agent.spec.credentials.as_ref(),
         default,
     )
-}
-
-/// The agents' marks.
-pub fn agent_marks() -> SecretMarks {
-    SecretMarks::new(CREDENTIALS_FINALIZER)
 }
 
 /// True when `agent` may still need the key at `loc` to delete its remote agent.

@@ -30,6 +30,7 @@ pub mod finalizer;
 pub mod gate;
 pub mod intent;
 pub mod lanes;
+pub mod names;
 pub mod objects;
 pub mod observe;
 pub mod ownership;

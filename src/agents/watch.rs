@@ -1,23 +1,25 @@
-//! Watching: the cluster's changes become reconcile passes. One controller per scope (all
-//! namespaces, or each namespace of `--namespace`), fed by five streams: the resources (spec
-//! changes, deletions, objects the status has not caught up with), their credentials Secrets,
-//! the PipecatSecretSets managing the sets they use (a set that becomes ready or rotates wakes
-//! its agents), name claims released by a deleted owner, and refreshes that found work for the
-//! change lane. Ready agents that are caught up are the background pacer's
-//! ([`super::lanes`]), one for all scopes.
+//! Watching: the cluster's changes become passes over agents. One controller per scope (all
+//! namespaces, or each namespace of `--namespace`; agents and secret sets matching
+//! `--label-selector`), fed by five streams: the resources (spec changes, deletions, objects
+//! the status has not caught up with), their credentials Secrets, the PipecatSecretSets
+//! managing the sets they use (a set that becomes ready or rotates wakes its agents), name
+//! claims released by a deleted owner, and refreshes that found work for the change lane. The
+//! first three are subscriptions to the scope's shared watches ([`Inputs`],
+//! [`crate::runtime::reflectors`]). Ready agents that are caught up are the background
+//! [`pacer`]'s, one for all scopes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::context::Context;
@@ -25,21 +27,15 @@ use super::{backoff, credentials, lanes, pacer, reconcile, rotation};
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::{PipecatSecretSet, agent_uses_set};
 use crate::runtime::credentials::KeyCache;
+use crate::runtime::reflectors::{Shared, Watch, objects};
 use crate::runtime::relist;
-use crate::runtime::scope::trim_cached;
+use crate::runtime::scope::{Scope, trim_cached};
 use crate::runtime::secret_marks::SecretMarks;
 use crate::runtime::secrets::{SecretsSeen, secret_changes};
 
-fn agents_api(client: &kube::Client, namespace: Option<&str>) -> Api<PipecatAgent> {
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// Fails with an actionable message when the CRD is not installed.
-pub async fn check_crd(client: &kube::Client, namespace: Option<&str>) -> anyhow::Result<()> {
-    let api = agents_api(client, namespace);
+pub async fn check_crd(client: &kube::Client, scope: &Scope) -> anyhow::Result<()> {
+    let api = scope.api::<PipecatAgent>(client);
     match api
         .list_metadata(&kube::api::ListParams::default().limit(1))
         .await
@@ -52,20 +48,37 @@ pub async fn check_crd(client: &kube::Client, namespace: Option<&str>) -> anyhow
     }
 }
 
-/// Runs the controller until `shutdown` resolves: one watch over all namespaces, or one per
-/// namespace of `config.namespaces`. In-flight reconciles finish; no new work starts.
+/// The PipecatAgent watch of `scope` (its label selector applies; what no pass reads is
+/// dropped from the cache: [`trim_cached`]).
+pub fn watch(kube: &kube::Client, scope: &Scope) -> Watch<PipecatAgent> {
+    let events = watcher(scope.api::<PipecatAgent>(kube), scope.reconciled())
+        .default_backoff()
+        .modify(trim_cached::<PipecatAgent>);
+    Watch::new("PipecatAgent", events)
+}
+
+/// What the agents' controller of one scope reads: its subscriptions to the scope's shared
+/// watches, and the agents' cache.
+pub struct Inputs {
+    /// The scope.
+    pub scope: Scope,
+    /// The agents' reflector cache.
+    pub store: Store<PipecatAgent>,
+    /// The agents' watch.
+    pub agents: BoxStream<'static, Shared<PipecatAgent>>,
+    /// The PipecatSecretSets' watch.
+    pub sets: BoxStream<'static, Shared<PipecatSecretSet>>,
+    /// The Secrets' watch.
+    pub secrets: BoxStream<'static, Shared<PartialObjectMeta<Secret>>>,
+}
+
+/// Runs the controller of each scope until `shutdown` resolves. In-flight reconciles finish;
+/// no new work starts.
 pub async fn run(
     ctx: Arc<Context>,
+    scopes: Vec<Inputs>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let scopes: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        ctx.config.namespaces.iter().cloned().map(Some).collect()
-    };
-    for scope in &scopes {
-        check_crd(&ctx.kube, scope.as_deref()).await?;
-    }
     ctx.health.set_leading();
     let shutdown = shutdown.shared();
     info!(
@@ -77,17 +90,15 @@ pub async fn run(
     let mut paced = Vec::new();
     let controllers: Vec<_> = scopes
         .into_iter()
-        .map(|scope| {
-            let (reader, writer) = reflector::store();
+        .map(|inputs| {
             let (follow_ups, changes) = tokio::sync::mpsc::unbounded_channel();
             paced.push(pacer::Scope {
-                store: reader.clone(),
+                store: inputs.store.clone(),
                 follow_ups,
             });
             controller_for(
                 ctx.clone(),
-                scope,
-                (reader, writer),
+                inputs,
                 changes,
                 shutdown.clone(),
                 unsynced.clone(),
@@ -103,12 +114,19 @@ pub async fn run(
 /// The controller of one scope (a namespace, or all of them).
 fn controller_for(
     ctx: Arc<Context>,
-    namespace: Option<String>,
-    (reader, writer): (Store<PipecatAgent>, reflector::store::Writer<PipecatAgent>),
+    inputs: Inputs,
     follow_ups: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<PipecatAgent>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     unsynced: Arc<AtomicUsize>,
 ) -> impl std::future::Future<Output = ()> {
+    let Inputs {
+        scope,
+        store: reader,
+        agents,
+        sets,
+        secrets,
+    } = inputs;
+    let namespace = scope.namespace.clone();
     let caught_up = ctx.clone();
     // An object the status has caught up with (the start-up list of ready agents, our own
     // status writes) is no change: the background lane refreshes it. The gauges count it at
@@ -127,24 +145,25 @@ fn controller_for(
     // Once the store holds what the watch applied, a status copy it shows is dropped for the
     // store's own object ([`super::objects::Objects::shown`]).
     let (shown, store, generations) = (ctx.clone(), reader.clone(), ctx.clone());
-    let stored = agent_events(ctx.clone(), namespace.clone(), unsynced)
-        .reflect(writer)
-        .inspect(move |event| match event {
-            Ok(watcher::Event::Apply(a)) => {
-                if let Some(latest) = store.get(&ObjectRef::from_obj(a)) {
-                    shown.objects.shown(&latest);
+    let stored =
+        agent_events(ctx.clone(), namespace.clone(), unsynced, agents).inspect(move |event| {
+            match event {
+                Ok(watcher::Event::Apply(a)) => {
+                    if let Some(latest) = store.get(&ObjectRef::from_obj(a)) {
+                        shown.objects.shown(&latest);
+                    }
                 }
+                Ok(watcher::Event::InitDone) => shown.objects.relisted(|r| store.get(r)),
+                _ => {}
             }
-            Ok(watcher::Event::InitDone) => shown.objects.relisted(|r| store.get(r)),
-            _ => {}
         });
-    let agents = relist::applied_when_stored(stored, change)
+    let agents = objects(relist::applied_when_stored(stored, change))
         // Only spec changes (generation) and deletions start a reconcile: our own status
         // writes do not come back as work.
         .try_filter(move |a| futures::future::ready(generations.objects.generation_changed(a)));
-    let secrets = secret_changes(ctx.clone(), &ctx.kube, namespace.as_deref());
+    let secrets = secret_changes(ctx.clone(), secrets);
     let mapper = agents_using_secret(ctx.clone(), reader.clone());
-    let sets = set_changes(ctx.clone(), namespace.clone());
+    let sets = set_changes(ctx.clone(), namespace.clone(), sets);
     let set_mapper = agents_using_set(ctx.clone(), reader.clone());
     let released = released_claims(&ctx, namespace);
     let follow_ups = futures::stream::unfold(follow_ups, |mut rx| async move {
@@ -169,45 +188,38 @@ fn agent_events(
     ctx: Arc<Context>,
     namespace: Option<String>,
     unsynced: Arc<AtomicUsize>,
-) -> impl Stream<Item = Result<watcher::Event<PipecatAgent>, watcher::Error>> + Send + 'static {
-    let mut cfg = watcher::Config::default().any_semantic();
-    if let Some(sel) = &ctx.config.label_selector {
-        cfg = cfg.labels(sel);
-    }
+    events: impl Stream<Item = Shared<PipecatAgent>> + Send + 'static,
+) -> impl Stream<Item = Shared<PipecatAgent>> + Send + 'static {
     let mut synced = false;
     let mut listed: HashSet<ObjectRef<PipecatAgent>> = HashSet::new();
-    watcher(agents_api(&ctx.kube, namespace.as_deref()), cfg)
-        .default_backoff()
-        // managedFields is nearly half of each cached object and never read here.
-        .modify(trim_cached::<PipecatAgent>)
-        .inspect(move |event| match event {
-            Ok(watcher::Event::Apply(a)) => {
-                ctx.names.upsert(a);
-                ctx.sets.upsert_agent(a);
-                // A spec change or deletion must not wait behind a poll of the object.
-                ctx.busy.changed(a);
-            }
-            Ok(watcher::Event::Init) => listed.clear(),
-            Ok(watcher::Event::InitApply(a)) => {
-                ctx.names.upsert(a);
-                ctx.sets.upsert_agent(a);
-                ctx.busy.changed(a);
-                listed.insert(ObjectRef::from_obj(a));
-            }
-            Ok(watcher::Event::Delete(a)) => ctx.forget(a),
-            Ok(watcher::Event::InitDone) => {
-                ctx.objects.retain_listed(namespace.as_deref(), &listed);
-                ctx.sets.retain_agents(namespace.as_deref(), &listed);
-                listed.clear();
-                if !synced {
-                    synced = true;
-                    if unsynced.fetch_sub(1, Ordering::SeqCst) == 1 {
-                        ctx.health.set_synced();
-                    }
+    events.inspect(move |event| match event {
+        Ok(watcher::Event::Apply(a)) => {
+            ctx.names.upsert(a);
+            ctx.sets.upsert_agent(a);
+            // A spec change or deletion must not wait behind a poll of the object.
+            ctx.busy.changed(a);
+        }
+        Ok(watcher::Event::Init) => listed.clear(),
+        Ok(watcher::Event::InitApply(a)) => {
+            ctx.names.upsert(a);
+            ctx.sets.upsert_agent(a);
+            ctx.busy.changed(a);
+            listed.insert(ObjectRef::from_obj(a));
+        }
+        Ok(watcher::Event::Delete(a)) => ctx.forget(a),
+        Ok(watcher::Event::InitDone) => {
+            ctx.objects.retain_listed(namespace.as_deref(), &listed);
+            ctx.sets.retain_agents(namespace.as_deref(), &listed);
+            listed.clear();
+            if !synced {
+                synced = true;
+                if unsynced.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    ctx.health.set_synced();
                 }
             }
-            Err(_) => {}
-        })
+        }
+        Err(_) => {}
+    })
 }
 
 impl SecretsSeen for Context {
@@ -255,17 +267,11 @@ fn agents_using_secret(
 fn set_changes(
     ctx: Arc<Context>,
     namespace: Option<String>,
+    events: impl Stream<Item = Shared<PipecatSecretSet>> + Send + 'static,
 ) -> impl Stream<Item = Result<PipecatSecretSet, watcher::Error>> + Send + 'static {
-    let api: Api<PipecatSecretSet> = match namespace.as_deref() {
-        Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
-        None => Api::all(ctx.kube.clone()),
-    };
     let mut synced = false;
     let mut listed = HashSet::new();
-    watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|s: &mut PipecatSecretSet| s.managed_fields_mut().clear())
-        .filter_map(move |event| {
+    let changes = events.filter_map(move |event| {
             let out = match event {
                 Ok(watcher::Event::Apply(s)) => ctx.sets.upsert_set(&s).then_some(Ok(s)),
                 Ok(watcher::Event::Delete(s)) => {
@@ -299,7 +305,8 @@ fn set_changes(
                 }
             };
             futures::future::ready(out)
-        })
+        });
+    objects(changes)
 }
 
 /// A set list that cannot succeed by waiting: the CRD is missing (404) or the operator may not
@@ -335,9 +342,6 @@ fn agents_using_set(
             .collect()
     }
 }
-
-/// How long a pass waits for the first list of PipecatSecretSets before it reports waiting.
-pub const SET_LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Claimants of a name whose owner went away, re-queued at once.
 fn released_claims(

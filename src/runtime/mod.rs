@@ -14,6 +14,7 @@ mod error;
 pub mod events;
 pub mod finalizer;
 pub mod lanes;
+pub mod reflectors;
 pub mod relist;
 pub mod scope;
 pub mod secret_marks;

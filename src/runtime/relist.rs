@@ -16,17 +16,18 @@ use kube::runtime::watcher;
 /// after `.reflect(writer)`): a watch event's object at once, a re-list's objects at its end.
 /// `keep` picks the objects worth handing on (applied as they arrive, so a re-list holds only
 /// those); deletions are not handed on (the finalizer makes a deletion an update).
-pub fn applied_when_stored<K, S>(
+pub fn applied_when_stored<K, E, S>(
     events: S,
     mut keep: impl FnMut(&K) -> bool + Send + 'static,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+) -> impl Stream<Item = Result<K, E>> + Send
 where
     K: Send + 'static,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+    E: Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, E>> + Send,
 {
     events
         .scan(Vec::new(), move |held: &mut Vec<K>, event| {
-            let out: Vec<Result<K, watcher::Error>> = match event {
+            let out: Vec<Result<K, E>> = match event {
                 Ok(watcher::Event::Apply(obj)) => {
                     keep(&obj).then_some(Ok(obj)).into_iter().collect()
                 }

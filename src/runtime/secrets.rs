@@ -13,6 +13,8 @@ use kube::{Api, ResourceExt};
 use tracing::warn;
 
 use super::credentials::KeyCache;
+use super::reflectors::{Shared, Watch, objects};
+use super::scope::Scope;
 use super::secret_marks::SecretMarks;
 
 /// What a controller keeps from the Secret watch: both kinds read API keys from Secrets (cached
@@ -32,20 +34,21 @@ pub trait SecretsSeen: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// Secrets created, changed or deleted (metadata only: the operator never caches Secret data),
-/// for the controller `seen` of `namespace` (all when `None`). The initial list is not a
-/// change: it would reconcile every resource a second time for nothing.
+/// The Secret watch of `scope` (metadata only: the operator never caches Secret data; the
+/// whole namespace, whatever the label selector: resources read Secrets of any labels).
+pub fn watch(kube: &kube::Client, scope: &Scope) -> Watch<PartialObjectMeta<Secret>> {
+    let secrets: Api<PartialObjectMeta<Secret>> = scope.api(kube);
+    Watch::new("Secret", watcher(secrets, scope.read()).default_backoff())
+}
+
+/// Secrets created, changed or deleted, as the controller `seen` reads them from its
+/// subscription to the Secret watch: its key cache and in-use marks follow every event. The
+/// initial list is not a change: it would reconcile every resource a second time for nothing.
 pub fn secret_changes<C: SecretsSeen>(
     seen: Arc<C>,
-    kube: &kube::Client,
-    namespace: Option<&str>,
+    events: impl Stream<Item = Shared<PartialObjectMeta<Secret>>> + Send + 'static,
 ) -> impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
-    let secrets: Api<PartialObjectMeta<Secret>> = match namespace {
-        Some(ns) => Api::namespaced(kube.clone(), ns),
-        None => Api::all(kube.clone()),
-    };
-    watcher(secrets, watcher::Config::default().any_semantic())
-        .default_backoff()
+    let changes = events
         .inspect(move |event| match event {
             Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
                 let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
@@ -74,5 +77,6 @@ pub fn secret_changes<C: SecretsSeen>(
                 Ok(_) => None,
                 Err(e) => Some(Err(e)),
             })
-        })
+        });
+    objects(changes)
 }

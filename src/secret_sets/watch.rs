@@ -1,43 +1,38 @@
-//! Watching: one controller per scope (all namespaces, or each namespace of `--namespace`),
-//! fed by three streams: the resources (spec changes and deletions), the Secrets they read
-//! (values and API keys; metadata only), and the agents (a deletion held by an agent resumes
-//! as soon as that agent changes or goes).
+//! Watching: the cluster's changes become passes over secret sets. One controller per scope
+//! (all namespaces, or each namespace of `--namespace`; sets matching `--label-selector`), fed
+//! by its subscriptions to the scope's shared watches ([`Inputs`],
+//! [`crate::runtime::reflectors`]): the resources (spec changes and deletions), the Secrets
+//! they read (values and API keys; metadata only), and the agents (a deletion held by an agent
+//! resumes as soon as that agent changes or goes).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
-use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::{Context, credentials_finalizer, reconcile};
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::PipecatSecretSet;
 use crate::runtime::credentials;
+use crate::runtime::reflectors::{Shared, Watch, objects};
+use crate::runtime::relist;
+use crate::runtime::scope::{Scope, trim_cached};
 use crate::runtime::secret_marks::SecretMarks;
 use crate::runtime::secrets::{SecretsSeen, secret_changes};
 
-fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    <K as kube::Resource>::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// True when the PipecatSecretSet CRD is installed (listing works in every scope).
-async fn installed(client: &kube::Client, scopes: &[Option<String>]) -> bool {
+pub async fn installed(client: &kube::Client, scopes: &[Scope]) -> bool {
     for scope in scopes {
-        let sets: Api<PipecatSecretSet> = api(client, scope.as_deref());
-        if let Err(e) = sets
+        if let Err(e) = scope
+            .api::<PipecatSecretSet>(client)
             .list_metadata(&kube::api::ListParams::default().limit(1))
             .await
         {
@@ -48,26 +43,40 @@ async fn installed(client: &kube::Client, scopes: &[Option<String>]) -> bool {
     true
 }
 
-/// Runs the secret set controller until `shutdown` resolves. Without the CRD (an upgrade that
-/// did not apply `crds/`), it logs how to fix that and returns at once: agents are still
-/// managed.
+/// The PipecatSecretSet watch of `scope` (its label selector applies).
+pub fn watch(kube: &kube::Client, scope: &Scope) -> Watch<PipecatSecretSet> {
+    let events = watcher(scope.api::<PipecatSecretSet>(kube), scope.reconciled())
+        .default_backoff()
+        .modify(trim_cached::<PipecatSecretSet>);
+    Watch::new("PipecatSecretSet", events)
+}
+
+/// What the secret sets' controller of one scope reads: its subscriptions to the scope's
+/// shared watches, and the sets' cache.
+pub struct Inputs {
+    /// The scope.
+    pub scope: Scope,
+    /// The sets' reflector cache.
+    pub store: Store<PipecatSecretSet>,
+    /// The PipecatSecretSets' watch.
+    pub sets: BoxStream<'static, Shared<PipecatSecretSet>>,
+    /// The Secrets' watch.
+    pub secrets: BoxStream<'static, Shared<PartialObjectMeta<Secret>>>,
+    /// The agents' watch.
+    pub agents: BoxStream<'static, Shared<PipecatAgent>>,
+}
+
+/// Runs the controller of each scope until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<Context>,
+    scopes: Vec<Inputs>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let scopes: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        ctx.config.namespaces.iter().cloned().map(Some).collect()
-    };
-    if !installed(&ctx.kube, &scopes).await {
-        return Ok(());
-    }
     info!(namespaces = %ctx.config.namespaces.join(","), "starting the PipecatSecretSet controller");
     let shutdown = shutdown.shared();
     let controllers: Vec<_> = scopes
         .into_iter()
-        .map(|scope| controller_for(ctx.clone(), scope, shutdown.clone()))
+        .map(|inputs| controller_for(ctx.clone(), inputs, shutdown.clone()))
         .collect();
     futures::future::join_all(controllers).await;
     info!("secret set controller stopped");
@@ -76,43 +85,45 @@ pub async fn run(
 
 fn controller_for(
     ctx: Arc<Context>,
-    namespace: Option<String>,
+    inputs: Inputs,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> impl std::future::Future<Output = ()> {
-    let (reader, writer) = reflector::store();
+    let Inputs {
+        scope,
+        store: reader,
+        sets,
+        secrets,
+        agents,
+    } = inputs;
     let forget = ctx.clone();
-    let scope = namespace.clone();
+    let namespace = scope.namespace.clone();
     let mut listed = HashSet::new();
-    let sets = watcher(
-        api::<PipecatSecretSet>(&ctx.kube, namespace.as_deref()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(crate::runtime::scope::trim_cached::<PipecatSecretSet>)
-    .inspect(move |event| match event {
+    let sets = sets.inspect(move |event| match event {
         Ok(watcher::Event::Delete(s)) => forget.objects.forget(&ObjectRef::from_obj(s)),
         Ok(watcher::Event::Init) => listed.clear(),
         Ok(watcher::Event::InitApply(s)) => {
             listed.insert(ObjectRef::from_obj(s));
         }
         Ok(watcher::Event::InitDone) => {
-            forget.objects.retain_listed(scope.as_deref(), &listed);
+            forget.objects.retain_listed(namespace.as_deref(), &listed);
             listed.clear();
         }
         _ => {}
-    })
-    .reflect(writer);
+    });
     // A re-list's objects wait for the store to hold them.
-    let sets = crate::runtime::relist::applied_when_stored(sets, |_| true)
+    let sets = objects(relist::applied_when_stored(sets, |_| true))
         // Spec changes and deletions only: our own status writes do not come back as work.
         .predicate_filter(predicates::generation, Default::default());
-    let secrets = secret_changes(ctx.clone(), &ctx.kube, namespace.as_deref());
-    let agents = watcher(
-        api::<PipecatAgent>(&ctx.kube, namespace.as_deref()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .touched_objects();
+    let secrets = secret_changes(ctx.clone(), secrets);
+    let agents = objects(agents.filter_map(|event| {
+        futures::future::ready(match event {
+            Ok(
+                watcher::Event::Apply(a) | watcher::Event::InitApply(a) | watcher::Event::Delete(a),
+            ) => Some(Ok(a)),
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }));
     let concurrency = ctx.config.concurrency;
     Controller::for_stream(sets, reader.clone())
         .watches_stream(secrets, sets_reading(ctx.clone(), reader.clone()))
