@@ -175,11 +175,12 @@ mod tests {
         assert_eq!(watch.subscribers(), 3);
         let running = tokio::spawn(watch.run(std::future::pending()));
         let stored = |name: &str| store.get(&ObjectRef::new(name).within("ns")).is_some();
-        let steps: Vec<(
+        type Step = (
             Result<watcher::Event<ConfigMap>, watcher::Error>,
-            &str,
+            &'static str,
             Option<bool>,
-        )> = vec![
+        );
+        let steps: Vec<Step> = vec![
             (Ok(Init), "init", None),
             (Ok(InitApply(cm("a"))), "list a", None),
             // The store takes a list in whole at its end.
