@@ -61,10 +61,10 @@ pub async fn reconcile(obj: Arc<PipecatAgent>, ctx: Arc<Context>) -> Result<Acti
             return Ok(Action::requeue(ctx.config.poll_interval));
         }
         let promotion = held.lower(Lane::FollowUp, &obj);
-        let _pass = ctx.cloud.pass(Lane::FollowUp);
+        let _lane = ctx.cloud.occupy(Lane::FollowUp);
         cloud::in_lane(promotion, pass(&obj, &ctx)).await
     } else {
-        let _pass = ctx.cloud.pass(Lane::Change);
+        let _lane = ctx.cloud.occupy(Lane::Change);
         pass(&obj, &ctx).await
     };
     drop(held);

@@ -1,4 +1,6 @@
-//! The HTTP client: one method per agent endpoint, errors classified by [`Error`].
+//! The HTTP client of Pipecat Cloud: the API key it sends ([`ApiKey`]), the rate limiter and
+//! observer every request passes, a method per agent and region endpoint the operator calls (the
+//! secret sets' are in `secret_sets.rs`), and errors classified by [`Error`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -186,11 +188,11 @@ impl Client {
         self.limiter.as_ref().and_then(|l| l.background_rate())
     }
 
-    /// Marks a controller pass in `lane` under way until the guard is dropped: lower lanes
-    /// yield to every call it makes, the second as well as the first (no-op without a rate
-    /// limiter; see [`RateLimiter::pass`]).
-    pub fn pass(&self, lane: super::Lane) -> Option<super::Pass<'_>> {
-        self.limiter.as_ref().map(|l| l.pass(lane))
+    /// Occupies `lane` until the guard is dropped: lower lanes yield to every request made
+    /// meanwhile, the second as well as the first (no-op without a rate limiter; see
+    /// [`RateLimiter::occupy`]).
+    pub fn occupy(&self, lane: super::Lane) -> Option<super::Occupied<'_>> {
+        self.limiter.as_ref().map(|l| l.occupy(lane))
     }
 
     /// The base URL.

@@ -12,4 +12,4 @@ pub mod types;
 
 pub use client::{ApiKey, Client, ClientConfig, DEFAULT_BASE_URL, Observer, Operation, classify};
 pub use error::{ERROR_CODES_PAGE, Error, ErrorKind, error_codes_link, is_pcc_code};
-pub use ratelimit::{Lane, Pass, Promotion, RateLimiter, background, current_lane, in_lane};
+pub use ratelimit::{Lane, Occupied, Promotion, RateLimiter, background, current_lane, in_lane};

@@ -6,22 +6,22 @@
 //! 1. **[`Lane::Change`]**: something the status has not caught up with yet (a new object, a
 //!    spec change, a deletion, a ready agent woken by its credentials or secret set), and every
 //!    write. Changes reserve tokens first come, first served.
-//! 2. **[`Lane::FollowUp`]**: the controller following up on a spec the status already shows (a
-//!    roll-out being polled, an error being retried). A follow-up read takes a token only when
-//!    it is free and no change waits for it, and waits while any change pass is under way
-//!    ([`RateLimiter::pass`], so the second call of a change finds its token too); it has no
-//!    share cap. It waits only while changes use the budget.
+//! 2. **[`Lane::FollowUp`]**: following up on something already seen (a roll-out being polled,
+//!    an error being retried). A follow-up read takes a token only when it is free and no
+//!    change waits for it, and waits while the change lane is occupied ([`RateLimiter::occupy`]:
+//!    work under way that will make more requests, so that the second request of a change
+//!    finds its token too); it has no share cap. It waits only while changes use the budget.
 //! 3. **[`Lane::Background`]**: periodic refreshes. Like a follow-up, and it also waits while
-//!    any follow-up pass is under way, and for a token of its own share (`rate x background
+//!    the follow-up lane is occupied, and for a token of its own share (`rate x background
 //!    share`), so that changes always find tokens left.
 //!
-//! How a task says its lane: a task outside any scope is a change; [`in_lane`] runs a pass
+//! How a task says its lane: a task outside any scope is a change; [`in_lane`] runs a future
 //! in a lower lane, kept in a tokio task-local as an [`Arc<Promotion>`] (and [`background`]
-//! is its shorthand for a refresh), so every call of the pass is in that lane without a
-//! parameter through the steps. The pass is promoted ([`Promotion::promote`]: its requests are
-//! changes from then on) when a change comes to wait for its object, and by its first write
-//! ([`RateLimiter::acquire_write`]): a write is always a change (drift found by a poll, the
-//! retry of an update), it never waits behind reads.
+//! is its shorthand), so every request it makes is in that lane without a parameter. It is
+//! promoted ([`Promotion::promote`]: its requests are changes from then on) when its caller
+//! says so, and by its first write ([`RateLimiter::acquire_write`]): a write is always a change,
+//! it never waits behind reads. What a lane means for a controller is
+//! [`crate::runtime::lanes`]'s.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,17 +38,16 @@ const MAX_PAUSE: Duration = Duration::from_secs(60);
 pub enum Lane {
     /// Something the status has not caught up with, and every write: first served.
     Change,
-    /// Following up on a spec the status already shows (a roll-out being polled, an error
-    /// being retried): only tokens no change is waiting for, and none while a change pass is
-    /// under way.
+    /// Following up (a roll-out being polled, an error being retried): only tokens no change
+    /// is waiting for, and none while the change lane is occupied.
     FollowUp,
-    /// A periodic refresh: as a follow-up, also never while a follow-up pass is under way, and
-    /// within its share.
+    /// A periodic refresh: as a follow-up, also never while the follow-up lane is occupied,
+    /// and within its share.
     Background,
 }
 
-/// The lane of one pass below [`Lane::Change`], which may be promoted to a change (a change
-/// waiting for the pass's object, or the pass's own write, must not wait behind polling).
+/// The lane of a task's requests below [`Lane::Change`], which may be promoted to a change
+/// (its own write, or its caller, must not wait behind polling).
 #[derive(Debug)]
 pub struct Promotion {
     lane: Lane,
@@ -57,7 +56,7 @@ pub struct Promotion {
 }
 
 impl Promotion {
-    /// A pass in `lane` until promoted.
+    /// Requests in `lane` until promoted.
     pub fn new(lane: Lane) -> Self {
         Promotion {
             lane,
@@ -66,13 +65,13 @@ impl Promotion {
         }
     }
 
-    /// From now on, the pass's requests are changes (a request waiting already goes at once).
+    /// From now on, the task's requests are changes (a request waiting already goes at once).
     pub fn promote(&self) {
         self.promoted.store(true, Ordering::SeqCst);
         self.notify.notify_waiters();
     }
 
-    /// The pass's lane now.
+    /// The task's lane now.
     pub fn lane(&self) -> Lane {
         if self.promoted.load(Ordering::SeqCst) {
             Lane::Change
@@ -111,8 +110,8 @@ pub struct RateLimiter {
     background_share: f64,
     background_burst: f64,
     state: Mutex<State>,
-    /// Controller passes under way, by lane.
-    passes: watch::Sender<Passes>,
+    /// Work under way in each lane that will make more requests.
+    occupied: watch::Sender<Occupancy>,
 }
 
 #[derive(Debug)]
@@ -126,15 +125,15 @@ struct State {
     consecutive_429: u32,
 }
 
-/// Controller passes under way.
+/// Work under way, by lane: each holds the lanes below it.
 #[derive(Clone, Copy, Debug, Default)]
-struct Passes {
+struct Occupancy {
     changes: usize,
     follow_ups: usize,
 }
 
-impl Passes {
-    /// True when a request of `lane` must let these passes go first.
+impl Occupancy {
+    /// True when a request of `lane` must let the work under way go first.
     fn hold(&self, lane: Lane) -> bool {
         match lane {
             Lane::Change => false,
@@ -152,22 +151,23 @@ impl Passes {
     }
 }
 
-/// Marks a controller pass under way (see [`RateLimiter::pass`]); ends when dropped.
-#[must_use = "the pass counts as under way only while the guard lives"]
-pub struct Pass<'a> {
-    passes: &'a watch::Sender<Passes>,
+/// Occupies a lane (see [`RateLimiter::occupy`]) until dropped.
+#[must_use = "the lane counts as occupied only while the guard lives"]
+pub struct Occupied<'a> {
+    occupied: &'a watch::Sender<Occupancy>,
     lane: Lane,
 }
 
-impl Drop for Pass<'_> {
+impl Drop for Occupied<'_> {
     fn drop(&mut self) {
-        self.passes.send_if_modified(|p| match p.count(self.lane) {
-            Some(n) => {
-                *n = n.saturating_sub(1);
-                true
-            }
-            None => false,
-        });
+        self.occupied
+            .send_if_modified(|p| match p.count(self.lane) {
+                Some(n) => {
+                    *n = n.saturating_sub(1);
+                    true
+                }
+                None => false,
+            });
     }
 }
 
@@ -196,7 +196,7 @@ impl RateLimiter {
                 paused_until: None,
                 consecutive_429: 0,
             }),
-            passes: watch::Sender::new(Passes::default()),
+            occupied: watch::Sender::new(Occupancy::default()),
         }
     }
 
@@ -205,19 +205,20 @@ impl RateLimiter {
         (self.rate > 0.0).then_some(self.rate * self.background_share)
     }
 
-    /// Marks a controller pass in `lane` under way until the guard is dropped: lower lanes
-    /// wait meanwhile, also between the pass's calls (a change holds follow-ups and background
-    /// requests, a follow-up holds background requests; a background pass holds nothing).
-    pub fn pass(&self, lane: Lane) -> Pass<'_> {
-        self.passes.send_if_modified(|p| match p.count(lane) {
+    /// Occupies `lane` until the guard is dropped: work under way in it will make more
+    /// requests, and lower lanes wait meanwhile, also between those requests (the change lane
+    /// holds follow-ups and background requests, the follow-up lane holds background
+    /// requests; the background lane holds nothing).
+    pub fn occupy(&self, lane: Lane) -> Occupied<'_> {
+        self.occupied.send_if_modified(|p| match p.count(lane) {
             Some(n) => {
                 *n += 1;
                 true
             }
             None => false,
         });
-        Pass {
-            passes: &self.passes,
+        Occupied {
+            occupied: &self.occupied,
             lane,
         }
     }
@@ -249,7 +250,7 @@ impl RateLimiter {
     }
 
     /// A slot for a follow-up or background request if one is free now; otherwise when to
-    /// look again (`None`: when the passes it yields to have ended).
+    /// look again (`None`: when the work it yields to has ended).
     fn try_lower(&self, lane: Lane) -> Result<(), Option<Instant>> {
         let mut st = self.state.lock().expect("rate limiter lock");
         let now = Instant::now();
@@ -260,7 +261,7 @@ impl RateLimiter {
             // Unlimited: there is no token a change could miss.
             return Ok(());
         }
-        if self.passes.borrow().hold(lane) {
+        if self.occupied.borrow().hold(lane) {
             return Err(None);
         }
         self.refill(&mut st, now);
@@ -301,7 +302,7 @@ impl RateLimiter {
     }
 
     /// Waits for a slot for a write (create, update, delete): always a change, and it
-    /// promotes the current task's pass (its later requests are changes too).
+    /// promotes the current task (its later requests are changes too).
     pub async fn acquire_write(&self) -> Duration {
         let _ = LANE.try_with(|p| p.promote());
         self.acquire_change().await
@@ -342,8 +343,8 @@ impl RateLimiter {
                     _ = promoted => {}
                 },
                 Err(None) => {
-                    let mut rx = self.passes.subscribe();
-                    // The passes may have ended already: `wait_for` checks first.
+                    let mut rx = self.occupied.subscribe();
+                    // The work may have ended already: `wait_for` checks first.
                     tokio::select! {
                         _ = rx.wait_for(|p| !p.hold(lane)) => {}
                         _ = promoted => {}
@@ -520,25 +521,29 @@ mod lane_tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn background_waits_while_a_change_pass_is_under_way() {
+    async fn background_waits_while_the_change_lane_is_occupied() {
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 5, 0.5));
         let log: Log = Arc::default();
-        let pass = rl.pass(Lane::Change);
+        let change = rl.occupy(Lane::Change);
         spawn(&rl, &log, "background", Lane::Background);
-        // Tokens are there, but the pass may need them for its next call.
+        // Tokens are there, but the change may need them for its next request.
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert!(
             labels(&log).is_empty(),
-            "background ran during a change pass"
+            "background ran while the change lane was occupied"
         );
         rl.acquire_in(Lane::Change).await;
-        drop(pass);
+        drop(change);
         tokio::time::sleep(Duration::from_millis(1)).await;
-        assert_eq!(labels(&log), ["background"], "released after the pass");
+        assert_eq!(
+            labels(&log),
+            ["background"],
+            "released when the lane is free"
+        );
 
         // Unlimited: there is no token to keep, background never waits.
         let unlimited = Arc::new(RateLimiter::with_background_share(0.0, 1, 0.5));
-        let _pass = unlimited.pass(Lane::Change);
+        let _change = unlimited.occupy(Lane::Change);
         spawn(&unlimited, &log, "unlimited", Lane::Background);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(labels(&log), ["background", "unlimited"]);
@@ -585,7 +590,7 @@ mod lane_tests {
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.5));
         let log: Log = Arc::default();
         let seen: Lanes = Arc::default();
-        let pass = rl.pass(Lane::Change);
+        let change = rl.occupy(Lane::Change);
         let promotion = Arc::new(Promotion::new(Lane::Background));
         let refresh = {
             let (rl, log, seen, promotion) =
@@ -594,14 +599,14 @@ mod lane_tests {
                 seen.lock().unwrap().push(("before", current_lane()));
                 rl.acquire().await;
                 log.lock().unwrap().push(("refresh", Instant::now()));
-                // Later calls of the pass are changes too.
+                // Its later requests are changes too.
                 seen.lock().unwrap().push(("after", current_lane()));
             }))
         };
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert!(
             labels(&log).is_empty(),
-            "background ran during a change pass"
+            "background ran while the change lane was occupied"
         );
         promotion.promote();
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -610,9 +615,9 @@ mod lane_tests {
         assert_eq!(
             lanes(&seen),
             [("before", Lane::Background), ("after", Lane::Change)],
-            "the pass's later calls are changes"
+            "its later requests are changes"
         );
-        drop(pass);
+        drop(change);
 
         // Waiting for its share's token (one per 10 s): promoted, it takes the bucket's at once.
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 1, 0.1));
@@ -644,48 +649,48 @@ mod lane_tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_follow_up_waits_while_a_change_pass_is_under_way_but_not_for_follow_ups() {
+    async fn a_follow_up_waits_while_the_change_lane_is_occupied_but_not_for_follow_ups() {
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 5, 0.5));
         let log: Log = Arc::default();
-        // Other follow-up passes do not hold it: tokens are there, it goes.
-        let poll = rl.pass(Lane::FollowUp);
+        // An occupied follow-up lane does not hold it: tokens are there, it goes.
+        let poll = rl.occupy(Lane::FollowUp);
         spawn(&rl, &log, "during a follow-up", Lane::FollowUp);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(labels(&log), ["during a follow-up"]);
         drop(poll);
 
-        let pass = rl.pass(Lane::Change);
+        let change = rl.occupy(Lane::Change);
         spawn(&rl, &log, "during a change", Lane::FollowUp);
         // Tokens are there, but the change may need them for its next call.
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(
             labels(&log),
             ["during a follow-up"],
-            "a follow-up ran during a change pass"
+            "a follow-up ran while the change lane was occupied"
         );
         rl.acquire_in(Lane::Change).await;
-        drop(pass);
+        drop(change);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(
             labels(&log),
             ["during a follow-up", "during a change"],
-            "released when the change pass ends"
+            "released when the change lane is free"
         );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn background_waits_for_follow_up_passes_which_have_no_share_cap() {
+    async fn background_waits_for_the_follow_up_lane_which_has_no_share_cap() {
         // Background: 10% of 1/s, a burst of 1.
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 5, 0.1));
         let log: Log = Arc::default();
-        let poll = rl.pass(Lane::FollowUp);
+        let poll = rl.occupy(Lane::FollowUp);
         spawn(&rl, &log, "background", Lane::Background);
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert!(
             labels(&log).is_empty(),
-            "background ran during a follow-up pass"
+            "background ran while the follow-up lane was occupied"
         );
-        // The follow-up pass's reads take the whole burst at once, beyond the share.
+        // The follow-up's reads take the whole burst at once, beyond the share.
         let before = Instant::now();
         for _ in 0..5 {
             rl.acquire_in(Lane::FollowUp).await;
@@ -693,7 +698,11 @@ mod lane_tests {
         assert_eq!(Instant::now(), before, "a follow-up waited for a share");
         drop(poll);
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(labels(&log), ["background"], "released after the pass");
+        assert_eq!(
+            labels(&log),
+            ["background"],
+            "released when the lane is free"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -701,7 +710,7 @@ mod lane_tests {
         let rl = Arc::new(RateLimiter::with_background_share(1.0, 5, 0.5));
         let log: Log = Arc::default();
         let seen: Lanes = Arc::default();
-        let pass = rl.pass(Lane::Change);
+        let change = rl.occupy(Lane::Change);
         spawn(&rl, &log, "other follow-up read", Lane::FollowUp);
         let follow_up = {
             let (rl, log, seen) = (rl.clone(), log.clone(), seen.clone());
@@ -712,7 +721,7 @@ mod lane_tests {
                     .push(("before the write", current_lane()));
                 rl.acquire_write().await;
                 log.lock().unwrap().push(("write", Instant::now()));
-                // Promoted: the pass's later reads are changes too.
+                // Promoted: its later reads are changes too.
                 seen.lock()
                     .unwrap()
                     .push(("after the write", current_lane()));
@@ -726,7 +735,7 @@ mod lane_tests {
         assert_eq!(
             labels(&log),
             ["write", "read after the write"],
-            "a follow-up's write waited behind the change pass like a read"
+            "a follow-up's write waited behind the occupied change lane like a read"
         );
         follow_up.await.expect("the follow-up task");
         assert_eq!(
@@ -735,9 +744,9 @@ mod lane_tests {
                 ("before the write", Lane::FollowUp),
                 ("after the write", Lane::Change)
             ],
-            "a write promotes its pass"
+            "a write promotes its task"
         );
-        drop(pass);
+        drop(change);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(labels(&log).len(), 3);
     }
