@@ -37,8 +37,6 @@ pub mod ownership;
 pub mod pacer;
 pub mod pass;
 pub mod plan;
-#[cfg(test)]
-mod properties;
 pub mod readiness;
 pub mod reconcile;
 pub mod rotation;

@@ -329,3 +329,6 @@ impl Effects for Remote<'_> {
         self.ctx.cloud.update_agent(self.key, name, request).await
     }
 }
+
+#[cfg(test)]
+mod properties;

@@ -1,4 +1,4 @@
-//! Property tests of the pure core (plan, apply's pure steps, readiness, status) against a
+//! Property tests of the agent pass (decide, assess, readiness, status) against a
 //! model of Pipecat Cloud in each answer profile: `full` (every field), `seed` (only the seed
 //! page's fields) and `rewriting` (normalises images, clamps scaling, leaves out fields at
 //! their default), each also with answers lagging behind a new deployment (right after an
@@ -7,23 +7,22 @@
 //! per edit; `Ready` must never be true while the deployment the operator asked for is not
 //! rolled out and ready; `Synced` must never be true while the model's configuration means
 //! something else than the spec. Secret set rotations mixed with spec edits, kills and failed
-//! calls, driven through the pass's own order (`reconcile::manage`), must reach the agent with one
+//! calls, driven through the pass's own order (`super::manage`), must reach the agent with one
 //! forced redeploy each, never two.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::assess;
-use super::compare::canonical_image;
-use super::execute::Effects;
-use super::observe::last_applied;
-use super::pass::Applied;
-use super::pass::Outcome;
-use super::plan::{self, Plan, UpdateReason};
-use super::reconcile;
-use super::rotation::{self, ManagedSet, SetState};
-use super::status::next_status;
+use crate::agents::assess;
+use crate::agents::compare::canonical_image;
+use crate::agents::execute::Effects;
+use crate::agents::observe::last_applied;
+use crate::agents::pass::Applied;
+use crate::agents::pass::Outcome;
+use crate::agents::plan::{self, Plan, UpdateReason};
+use crate::agents::rotation::{self, ManagedSet, SetState};
+use crate::agents::status::next_status;
 use crate::cloud::types::{Agent, UpdateAgentRequest};
 use crate::crd::{PipecatAgent, PipecatAgentSpec, PipecatAgentStatus, SecretRotation};
 use crate::runtime::conditions::SYNCED;
@@ -573,7 +572,7 @@ impl Effects for World<'_> {
 }
 
 /// One pass with both sets managed and ready, through apply's own order
-/// ([`reconcile::manage`]: plan, rotations folded in, announcement stored, update sent, revisions
+/// ([`super::manage`]: plan, rotations folded in, announcement stored, update sent, revisions
 /// recorded), ending as `event` says; then the status the pass leaves (the stored one when the
 /// process was killed).
 fn rotation_pass(
@@ -612,7 +611,7 @@ fn rotation_pass(
         stored: st.clone(),
         killed: false,
     };
-    let result = futures::executor::block_on(reconcile::manage(
+    let result = futures::executor::block_on(super::manage(
         &mut world, obj, st, &sets, desired, &last, observed,
     ));
     if world.killed {
