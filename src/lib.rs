@@ -1,9 +1,11 @@
 //! pipecat-operator: run Pipecat Cloud voice agents as Kubernetes resources.
 //!
-//! The data flow, one module per step:
-//! 1. [`crd`]: a user applies a `PipecatAgent` (spec = the Pipecat Cloud agent body).
-//! 2. [`controller`]: the reconciler resolves the API key Secret, observes the remote agent,
-//!    plans (a pure function) create / update / nothing, applies it, and reports status.
+//! The data flow:
+//! 1. [`crd`]: a user applies a `PipecatAgent` (spec = the Pipecat Cloud agent body) or a
+//!    `PipecatSecretSet` (a Pipecat Cloud secret set kept equal to a Kubernetes Secret).
+//! 2. [`controllers`]: one controller per kind, over shared watches: [`agents`] and
+//!    [`secret_sets`], each one straight pass (observe, plan purely, write, report status),
+//!    over what every kind uses, the [`runtime`].
 //! 3. [`cloud`]: the typed Pipecat Cloud HTTP client (no Kubernetes inside).
 //! 4. [`emulator`]: a local Pipecat Cloud API emulator for offline use, tests and benchmarks.
 

@@ -1,5 +1,5 @@
 //! Events: what a person reading `kubectl describe` should learn from a pass. [`transitions`]
-//! decides (pure: remote actions, readiness flips, new errors); [`Publisher`] sends them in the
+//! decides (pure: remote actions, readiness flips, new errors); [`crate::runtime::events::Publisher`] sends them in the
 //! background, since an event is never worth delaying or failing a reconcile for: a bounded
 //! queue, a bounded number of requests at once, and no memory of what was sent.
 

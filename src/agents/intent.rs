@@ -2,7 +2,7 @@
 //! Before the operator touches anything remotely it records, in Kubernetes, what it is about
 //! to do: the cleanup finalizer (with the create marker when a create follows), the in-use
 //! finalizer on the credentials Secret under `deletionPolicy: Delete`, and a rotation's
-//! redeploy announced in the status ([`announce`]: never sent twice, even if the pass dies
+//! redeploy announced in the status (`announce`: never sent twice, even if the pass dies
 //! right after the call).
 
 use super::context::Context;

@@ -29,7 +29,7 @@ pub fn caught_up(obj: &PipecatAgent, status: Option<&PipecatAgentStatus>) -> boo
             .any(|c| c.type_ == SYNCED && c.status == "False")
 }
 
-/// True when a controller pass over `obj` is a follow-up ([`Lane::FollowUp`]): the latest
+/// True when a controller pass over `obj` is a follow-up ([`crate::cloud::Lane::FollowUp`]): the latest
 /// status (`status`: this process's copy, else the object's) already shows its spec
 /// (`observedGeneration` is its generation, no deletion, no rotation's redeploy pending) but is
 /// not caught up otherwise: a roll-out being polled (not ready) or an error being retried

@@ -1,6 +1,6 @@
 //! One pass over an agent, step by step: a resource being deleted goes to
-//! [`cleanup`](super::cleanup); any other goes gate -> credentials -> ownership -> observe ->
-//! decide -> intent -> execute -> assess ([`sync`]) -> status -> events ([`converge`]).
+//! [`cleanup`]; any other goes gate -> credentials -> ownership -> observe ->
+//! decide -> intent -> execute -> assess (`sync`) -> status -> events (`converge`).
 //! Metrics and logs read the pass's [`Outcome`]. The same pass runs in either lane
 //! ([`super::lanes`]): [`reconcile`] is the controller runtime's entry point (changes and
 //! follow-ups), [`refresh`] the background pacer's.

@@ -13,7 +13,7 @@ use futures::{Stream, StreamExt};
 use kube::runtime::watcher;
 
 /// The objects applied by `events` (which must already be reflected into the store, i.e. come
-/// after `.reflect(writer)`): a watch event's object at once, a re-list's objects at its end.
+/// after `.reflect(writer)` or from a [`super::reflectors::Watch`]): a watch event's object at once, a re-list's objects at its end.
 /// `keep` picks the objects worth handing on (applied as they arrive, so a re-list holds only
 /// those); deletions are not handed on (the finalizer makes a deletion an update).
 pub fn applied_when_stored<K, E, S>(
