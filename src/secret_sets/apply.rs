@@ -9,11 +9,10 @@ use tracing::info;
 use super::desired::desired_values;
 use super::digest::digest;
 use super::plan::{Last, Plan, Remote, RemoteStatus, Wanted, plan};
-use super::{Context, Error, credentials_finalizer, finalizer, status};
+use super::{Context, Error, credentials, finalizer, status};
 use crate::cloud::{self, ApiKey, ErrorKind};
 use crate::crd::DeletionPolicy;
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
-use crate::runtime::credentials;
 
 /// What a pass did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,19 +55,6 @@ pub struct Synced {
     pub digest: String,
     /// How many values the Secret gives the set.
     pub count: usize,
-}
-
-/// The API key of a resource.
-pub async fn api_key(obj: &PipecatSecretSet, ctx: &Context) -> Result<ApiKey, Error> {
-    let loc = credentials::locate_in(
-        obj.metadata.namespace.as_deref(),
-        obj.spec.credentials.as_ref(),
-        &ctx.config.default_credentials,
-    );
-    ctx.keys
-        .resolve(&ctx.kube, &loc)
-        .await
-        .map_err(Error::Credentials)
 }
 
 /// The remote set (`None` when it does not exist): its key names from `GET /secrets/{set}`,
@@ -117,7 +103,7 @@ pub async fn sync(
         .clone()
         .or_else(|| obj.spec.region.clone())
         .unwrap_or_else(|| crate::crd::secret_set::DEFAULT_REGION.to_string());
-    let key = api_key(obj, ctx).await?;
+    let (_, key) = credentials::resolve(obj, ctx).await?;
     let secret_name = &obj.spec.secret_ref.name;
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &namespace);
     let secret = secrets
@@ -167,7 +153,7 @@ pub async fn sync(
     let decided = plan(&wanted, &last, remote.as_ref())?;
     if managed && obj.spec.deletion_policy == DeletionPolicy::Delete {
         // Known from the Secret watch: no request once marked.
-        credentials_finalizer::ensure(ctx, &credentials_finalizer::location(obj, ctx)).await?;
+        credentials::ensure(ctx, &credentials::location(obj, ctx)).await?;
     }
     let done = |action, managed| Synced {
         set: set.clone(),
@@ -228,7 +214,7 @@ async fn claim(
         ctx.objects.finalizer_added(obj);
     }
     if obj.spec.deletion_policy == DeletionPolicy::Delete {
-        credentials_finalizer::ensure(ctx, &credentials_finalizer::location(obj, ctx)).await?;
+        credentials::ensure(ctx, &credentials::location(obj, ctx)).await?;
     }
     if old.set_name.is_none() {
         let mut claimed = old.clone();

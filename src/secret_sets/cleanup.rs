@@ -10,8 +10,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::apply::api_key;
-use super::{Context, Error, credentials_finalizer, finalizer, status};
+use super::{Context, Error, credentials, finalizer, status};
 use crate::cloud::ErrorKind;
 use crate::crd::DeletionPolicy;
 use crate::crd::PipecatAgent;
@@ -107,7 +106,7 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, E
     // (the `result` label, what the log says)
     let (result, decision) = match obj.spec.deletion_policy {
         DeletionPolicy::Delete if managed => {
-            let key = api_key(obj, ctx).await?;
+            let (_, key) = credentials::resolve(obj, ctx).await?;
             match ctx.cloud.delete_secret_set(&key, &set).await {
                 Ok(()) => ("deleted", "deleted"),
                 Err(e) if e.kind() == ErrorKind::NotFound => ("deleted", "deleted"),
@@ -118,9 +117,8 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, E
         DeletionPolicy::Orphan => ("orphaned", "orphaned"),
     };
     finalizer::remove(&ctx.kube, obj).await?;
-    let loc = credentials_finalizer::location(obj, ctx);
-    if let Err(e) =
-        credentials_finalizer::release_if_unused(ctx, &loc.namespace, &loc.name, Some(obj)).await
+    let loc = credentials::location(obj, ctx);
+    if let Err(e) = credentials::release_if_unused(ctx, &loc.namespace, &loc.name, Some(obj)).await
     {
         // The Secret's deletion checks again (watch); nothing is lost by going on.
         tracing::warn!(error = %e, "failed to release the credentials Secret");

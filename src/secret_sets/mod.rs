@@ -9,7 +9,7 @@
 
 pub mod apply;
 pub mod cleanup;
-pub mod credentials_finalizer;
+pub mod credentials;
 pub mod desired;
 pub mod digest;
 mod error;
@@ -31,7 +31,7 @@ pub use watch::run;
 use crate::cloud;
 use crate::crd::secret_set::PipecatSecretSet;
 use crate::metrics::Metrics;
-use crate::runtime::{self, credentials};
+use crate::runtime;
 use crate::text::truncate;
 
 /// Shared state of all secret set reconciles.
@@ -47,7 +47,7 @@ pub struct Context {
     /// Per-object memory.
     pub objects: objects::Objects,
     /// API keys already read.
-    pub keys: credentials::KeyCache,
+    pub keys: runtime::credentials::KeyCache,
     /// Credentials Secrets known to carry the sets' in-use finalizer.
     pub marked: crate::runtime::secret_marks::SecretMarks,
     /// Prometheus metrics (shared with the agents).
@@ -74,8 +74,8 @@ impl Context {
             namespace,
             objects: objects::Objects::new(metrics.clone()),
             metrics,
-            keys: credentials::KeyCache::default(),
-            marked: credentials_finalizer::set_marks(),
+            keys: runtime::credentials::KeyCache::default(),
+            marked: credentials::set_marks(),
             digest_key: OnceCell::new(),
         }
     }

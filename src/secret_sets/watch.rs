@@ -18,7 +18,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use tracing::{info, warn};
 
-use super::{Context, credentials_finalizer, reconcile};
+use super::credentials as credentials_finalizer;
+use super::{Context, reconcile};
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::PipecatSecretSet;
 use crate::runtime::credentials;

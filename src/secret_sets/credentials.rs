@@ -1,17 +1,34 @@
-//! The sets' use of the credentials Secret's in-use finalizer (the mechanism, shared with the
-//! agents, is [`crate::runtime::secret_marks::SecretMarks`]): while a `PipecatSecretSet`
-//! with `deletionPolicy: Delete` manages a remote set with a Secret's key, that Secret carries
-//! [`SET_CREDENTIALS_FINALIZER`] (the agents' own is separate: each controller releases only
-//! its own). Deleting the Secret, or its whole namespace, then waits until those sets are
-//! deleted from Pipecat Cloud.
+//! The credentials step of a secret set's pass: where its API key comes from ([`resolve`]), and
+//! the sets' in-use finalizer on that Secret ([`ensure`], [`release_if_unused`]; the
+//! mechanism, shared with the agents, is [`crate::runtime::secret_marks::SecretMarks`]): while
+//! a `PipecatSecretSet` with `deletionPolicy: Delete` manages a remote set with a Secret's key,
+//! that Secret carries [`SET_CREDENTIALS_FINALIZER`] (the agents' own is separate: each
+//! controller releases only its own). Deleting the Secret, or its whole namespace, then waits
+//! until those sets are deleted from Pipecat Cloud.
 
 use kube::ResourceExt;
 
 use super::{Context, Error, finalizer};
+use crate::cloud::ApiKey;
 use crate::crd::DeletionPolicy;
 use crate::crd::secret_set::{PipecatSecretSet, SET_CREDENTIALS_FINALIZER};
 use crate::runtime::credentials::{self, SecretLocation};
 use crate::runtime::secret_marks::SecretMarks;
+
+/// The credentials step: where the set's key is, and the key (cached while its Secret is
+/// unchanged).
+pub async fn resolve(
+    obj: &PipecatSecretSet,
+    ctx: &Context,
+) -> Result<(SecretLocation, ApiKey), Error> {
+    let loc = location(obj, ctx);
+    let key = ctx
+        .keys
+        .resolve(&ctx.kube, &loc)
+        .await
+        .map_err(Error::Credentials)?;
+    Ok((loc, key))
+}
 
 /// The sets' marks.
 pub fn set_marks() -> SecretMarks {
