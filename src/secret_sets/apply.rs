@@ -8,54 +8,12 @@ use tracing::info;
 
 use super::desired::desired_values;
 use super::digest::digest;
-use super::plan::{Last, Plan, Remote, RemoteStatus, Wanted, plan};
+use super::pass::{Outcome, Remote, RemoteStatus, Synced};
+use super::plan::{Last, Plan, Wanted, plan};
 use super::{Context, Error, credentials, finalizer, status};
 use crate::cloud::{self, ApiKey, ErrorKind};
 use crate::crd::DeletionPolicy;
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
-
-/// What a pass did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Sent every value.
-    Put {
-        /// The set was created.
-        created: bool,
-        /// The set was taken over.
-        adopted: bool,
-    },
-    /// Removed a key that left the Secret.
-    DeletedKey(String),
-    /// Pipecat Cloud is provisioning a change (or refused a write with 409 for that reason).
-    Waited,
-    /// Nothing to send.
-    Nothing,
-    /// The values were already sent again for this listing, which still lacks these keys:
-    /// nothing is sent until the Secret or the listing changes.
-    NotConverging {
-        /// The Secret's keys Pipecat Cloud does not list.
-        missing: Vec<String>,
-    },
-}
-
-/// The result of a successful pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Synced {
-    /// Remote set name.
-    pub set: String,
-    /// Its region.
-    pub region: String,
-    /// True when the resource manages the set after this pass.
-    pub managed: bool,
-    /// The set as read at the start of the pass.
-    pub remote: Option<Remote>,
-    /// What was done.
-    pub action: Action,
-    /// Digest of the Secret's values.
-    pub digest: String,
-    /// How many values the Secret gives the set.
-    pub count: usize,
-}
 
 /// The remote set (`None` when it does not exist): its key names from `GET /secrets/{set}`,
 /// its state from the same answer or, when that only lists keys, from `GET /secrets`.
@@ -155,26 +113,28 @@ pub async fn sync(
         // Known from the Secret watch: no request once marked.
         credentials::ensure(ctx, &credentials::location(obj, ctx)).await?;
     }
-    let done = |action, managed| Synced {
+    let done = |outcome, managed| Synced {
         set: set.clone(),
         region: region.clone(),
         managed,
         remote: remote.clone(),
-        action,
+        outcome,
         digest: digest.clone(),
         count,
     };
     match decided {
-        Plan::Wait => Ok(done(Action::Waited, managed)),
-        Plan::InSync => Ok(done(Action::Nothing, managed)),
-        Plan::NotConverging { missing, .. } => Ok(done(Action::NotConverging { missing }, managed)),
+        Plan::Wait => Ok(done(Outcome::Waited, managed)),
+        Plan::InSync => Ok(done(Outcome::Nothing, managed)),
+        Plan::NotConverging { missing, .. } => {
+            Ok(done(Outcome::NotConverging { missing }, managed))
+        }
         Plan::DeleteKey(k) => match ctx.cloud.delete_secret(&key, &set, &k).await {
             Ok(()) => {
                 info!(set = %set, namespace = %namespace, key = %k, "removed a key that left the Secret");
-                Ok(done(Action::DeletedKey(k), managed))
+                Ok(done(Outcome::DeletedKey(k), managed))
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(done(Action::DeletedKey(k), managed)),
-            Err(e) if e.kind() == ErrorKind::Conflict => Ok(done(Action::Waited, managed)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(done(Outcome::DeletedKey(k), managed)),
+            Err(e) if e.kind() == ErrorKind::Conflict => Ok(done(Outcome::Waited, managed)),
             Err(e) => Err(Error::cloud("remove a key of", &set, e)),
         },
         Plan::Put { create, adopt } => {
@@ -185,7 +145,7 @@ pub async fn sync(
                 Ok(_) => {
                     info!(set = %set, namespace = %namespace, created = create, adopted = adopt, "sent the values of the Secret");
                     Ok(done(
-                        Action::Put {
+                        Outcome::Put {
                             created: create,
                             adopted: adopt,
                         },
@@ -193,7 +153,7 @@ pub async fn sync(
                     ))
                 }
                 // Still provisioning a change (ours or someone's): wait, never resend blindly.
-                Err(e) if e.kind() == ErrorKind::Conflict => Ok(done(Action::Waited, true)),
+                Err(e) if e.kind() == ErrorKind::Conflict => Ok(done(Outcome::Waited, true)),
                 Err(e) => Err(put_error(&set, e)),
             }
         }

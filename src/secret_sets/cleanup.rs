@@ -6,10 +6,11 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
-use kube::runtime::controller::Action as Requeue;
+use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use super::pass::Note;
 use super::{Context, Error, credentials, finalizer, status};
 use crate::cloud::ErrorKind;
 use crate::crd::DeletionPolicy;
@@ -59,9 +60,9 @@ pub async fn users(obj: &PipecatSecretSet, ctx: &Context) -> Result<Vec<String>,
 }
 
 /// Runs the deletion of a resource.
-pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Error> {
+pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Action, Error> {
     if !finalizer::present(obj) || ctx.objects.is_released(obj) {
-        return Ok(Requeue::await_change());
+        return Ok(Action::await_change());
     }
     let set = obj.managed_set_name().to_string();
     let users = users(obj, ctx).await?;
@@ -85,7 +86,7 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, E
             ctx.objects.status_written(obj, &new);
             ctx.publish(
                 obj,
-                status::Note {
+                Note {
                     warning: true,
                     reason: "DeletionBlocked".into(),
                     message,
@@ -95,7 +96,7 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, E
         }
         ctx.metrics.secret_set_reconciled("held");
         // The agents' watch brings it back as soon as one changes; this is the safety net.
-        return Ok(Requeue::requeue(jitter(ctx.config.resync_interval, 0.1)));
+        return Ok(Action::requeue(jitter(ctx.config.resync_interval, 0.1)));
     }
     let managed = obj
         .status
@@ -126,5 +127,5 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, E
     info!(set = %set, namespace = obj.namespace().unwrap_or_default(), decision, "released the secret set");
     ctx.objects.released(obj);
     ctx.metrics.secret_set_reconciled(result);
-    Ok(Requeue::await_change())
+    Ok(Action::await_change())
 }

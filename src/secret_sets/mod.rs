@@ -15,6 +15,7 @@ pub mod digest;
 mod error;
 pub mod finalizer;
 pub mod objects;
+pub mod pass;
 pub mod plan;
 pub mod reconcile;
 pub mod status;
@@ -89,7 +90,7 @@ impl Context {
 
     /// Publishes an event about `obj` in the background, through the agents' bounded
     /// publisher.
-    pub fn publish(&self, obj: &PipecatSecretSet, note: status::Note) {
+    pub fn publish(&self, obj: &PipecatSecretSet, note: pass::Note) {
         self.events.publish_about(
             obj.object_ref(&()),
             runtime::events::Note {

@@ -17,53 +17,7 @@
 use crate::crd::secret_set::SecretSetType;
 
 use super::Error;
-
-/// Provisioning state of a remote set.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RemoteStatus {
-    /// Being provisioned.
-    Pending,
-    /// Usable.
-    Ready,
-    /// Provisioning failed.
-    Failed,
-}
-
-impl RemoteStatus {
-    /// Pipecat Cloud's word; an unknown or missing one is taken as pending (wait and look
-    /// again rather than send).
-    pub fn parse(status: Option<&str>) -> Self {
-        match status {
-            Some("ready") => RemoteStatus::Ready,
-            Some("failed") => RemoteStatus::Failed,
-            _ => RemoteStatus::Pending,
-        }
-    }
-
-    /// As written in `status.remoteStatus`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RemoteStatus::Pending => "pending",
-            RemoteStatus::Ready => "ready",
-            RemoteStatus::Failed => "failed",
-        }
-    }
-}
-
-/// The remote set as observed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Remote {
-    /// `secret` or `imagePullSecret`, when reported.
-    pub kind: Option<String>,
-    /// Region, when reported.
-    pub region: Option<String>,
-    /// Provisioning state.
-    pub status: RemoteStatus,
-    /// Why provisioning failed.
-    pub error_message: Option<String>,
-    /// Key names (sorted).
-    pub keys: Vec<String>,
-}
+use super::pass::{Remote, RemoteStatus};
 
 /// What the resource asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]

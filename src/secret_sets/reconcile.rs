@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::runtime::controller::Action as Requeue;
+use kube::runtime::controller::Action;
 use tracing::{debug, warn};
 
-use super::apply::{self, Action};
-use super::plan::RemoteStatus;
+use super::apply;
+use super::pass::{Outcome, RemoteStatus};
 use super::{Context, Error, cleanup, status};
 use crate::crd::secret_set::PipecatSecretSet;
 use crate::jitter::jitter;
@@ -19,7 +19,7 @@ use crate::runtime::backoff::{error_delay, poll_delay};
 use crate::runtime::conditions::READY;
 
 /// Reconciles one resource.
-pub async fn reconcile(obj: Arc<PipecatSecretSet>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile(obj: Arc<PipecatSecretSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     if obj.metadata.deletion_timestamp.is_some() {
         cleanup::release(&obj, &ctx).await
     } else {
@@ -27,7 +27,7 @@ pub async fn reconcile(obj: Arc<PipecatSecretSet>, ctx: Arc<Context>) -> Result<
     }
 }
 
-async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Error> {
+async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Action, Error> {
     let old = ctx.objects.status(obj);
     let result = apply::sync(obj, ctx, &old).await;
     // The claim written before a first PUT is part of the status this pass starts from.
@@ -52,11 +52,10 @@ async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Erro
         .any(|c| c.type_ == READY && c.status == "True");
     ctx.objects.set_ready(obj, ready);
     let synced = result?;
-    ctx.metrics
-        .secret_set_reconciled(result_label(&synced.action));
+    ctx.metrics.secret_set_reconciled(synced.outcome.label());
     let settled = matches!(
-        synced.action,
-        Action::Nothing | Action::NotConverging { .. }
+        synced.outcome,
+        Outcome::Nothing | Outcome::NotConverging { .. }
     ) && synced
         .remote
         .as_ref()
@@ -74,25 +73,12 @@ async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Requeue, Erro
             0.1,
         )
     };
-    debug!(set = %synced.set, namespace = obj.namespace().unwrap_or_default(), action = ?synced.action, next_in_ms = delay.as_millis() as u64, "reconciled secret set");
-    Ok(Requeue::requeue(delay))
-}
-
-/// The `result` label of a successful pass's action.
-fn result_label(action: &Action) -> &'static str {
-    match action {
-        Action::Put { created: true, .. } => "created",
-        Action::Put { adopted: true, .. } => "adopted",
-        Action::Put { .. } => "updated",
-        Action::DeletedKey(_) => "key_deleted",
-        Action::Waited => "waiting",
-        Action::Nothing => "unchanged",
-        Action::NotConverging { .. } => "not_converging",
-    }
+    debug!(set = %synced.set, namespace = obj.namespace().unwrap_or_default(), action = ?synced.outcome, next_in_ms = delay.as_millis() as u64, "reconciled secret set");
+    Ok(Action::requeue(delay))
 }
 
 /// The controller runtime's error hook.
-pub fn error_policy(obj: Arc<PipecatSecretSet>, err: &Error, ctx: Arc<Context>) -> Requeue {
+pub fn error_policy(obj: Arc<PipecatSecretSet>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.secret_set_failed(err.reason());
     let failures = ctx.objects.failed(&obj);
     let delay = error_delay(
@@ -109,5 +95,5 @@ pub fn error_policy(obj: Arc<PipecatSecretSet>, err: &Error, ctx: Arc<Context>) 
         retry_in_ms = delay.as_millis() as u64,
         "secret set reconcile failed"
     );
-    Requeue::requeue(delay)
+    Action::requeue(delay)
 }

@@ -8,8 +8,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Error;
-use super::apply::{Action, Synced};
-use super::plan::RemoteStatus;
+use super::pass::{Note, Outcome, RemoteStatus, Synced};
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus, ResentFor};
 use crate::runtime::conditions::{CondState, NOT_CONVERGING, READY, SYNCED, set_condition};
 
@@ -56,8 +55,8 @@ pub fn next_status(
     }
     let mut in_flight = true;
     let mut not_converging = None;
-    let synced_message = match &synced.action {
-        Action::Put {
+    let synced_message = match &synced.outcome {
+        Outcome::Put {
             created, adopted, ..
         } => {
             if st.values_digest.as_deref() != Some(synced.digest.as_str()) {
@@ -88,7 +87,7 @@ pub fn next_status(
                 st.revision.unwrap_or(0)
             )
         }
-        Action::DeletedKey(key) => {
+        Outcome::DeletedKey(key) => {
             st.keys.retain(|k| k != key);
             st.remote_status = Some(RemoteStatus::Pending.as_str().into());
             format!(
@@ -96,8 +95,8 @@ pub fn next_status(
                 obj.spec.secret_ref.name
             )
         }
-        Action::Waited => format!("Pipecat Cloud is provisioning secret set {set}"),
-        Action::NotConverging { missing } => {
+        Outcome::Waited => format!("Pipecat Cloud is provisioning secret set {set}"),
+        Outcome::NotConverging { missing } => {
             in_flight = false;
             let listed = if st.keys.is_empty() {
                 "no key".to_string()
@@ -112,7 +111,7 @@ pub fn next_status(
             not_converging = Some(message.clone());
             message
         }
-        Action::Nothing => {
+        Outcome::Nothing => {
             in_flight = false;
             st.resent_for = None;
             match synced.remote.as_ref().map(|r| &r.status) {
@@ -189,17 +188,6 @@ pub async fn write(
         })
 }
 
-/// An event to publish.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    /// Warning (true) or Normal.
-    pub warning: bool,
-    /// CamelCase reason.
-    pub reason: String,
-    /// Message.
-    pub message: String,
-}
-
 /// The events of a pass (pure): remote changes, and condition changes worth a line in
 /// `kubectl describe` (a new failure reason, becoming ready).
 pub fn notes(
@@ -215,8 +203,8 @@ pub fn notes(
     };
     let mut notes = Vec::new();
     if let Ok(s) = result {
-        match &s.action {
-            Action::Put {
+        match &s.outcome {
+            Outcome::Put {
                 created, adopted, ..
             } => notes.push(Note {
                 warning: false,
@@ -230,7 +218,7 @@ pub fn notes(
                 .into(),
                 message: cond(new, SYNCED).map(|c| c.2).unwrap_or_default(),
             }),
-            Action::DeletedKey(_) => notes.push(Note {
+            Outcome::DeletedKey(_) => notes.push(Note {
                 warning: false,
                 reason: "KeyRemoved".into(),
                 message: cond(new, SYNCED).map(|c| c.2).unwrap_or_default(),
@@ -271,7 +259,7 @@ pub fn notes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret_sets::plan::Remote;
+    use crate::secret_sets::pass::Remote;
 
     fn obj() -> PipecatSecretSet {
         let mut o: PipecatSecretSet = serde_json::from_value(serde_json::json!({
@@ -298,20 +286,20 @@ mod tests {
         }
     }
 
-    fn synced(remote: Option<Remote>, action: Action, digest: &str) -> Result<Synced, Error> {
+    fn synced(remote: Option<Remote>, outcome: Outcome, digest: &str) -> Result<Synced, Error> {
         Ok(Synced {
             set: "keys".into(),
             region: "us-west".into(),
             managed: true,
             remote,
-            action,
+            outcome,
             digest: digest.into(),
             count: 2,
         })
     }
 
-    fn put() -> Action {
-        Action::Put {
+    fn put() -> Outcome {
+        Outcome::Put {
             created: false,
             adopted: false,
         }
@@ -341,7 +329,7 @@ mod tests {
                 remote_keys: Vec::new()
             })
         );
-        let stuck = Action::NotConverging {
+        let stuck = Outcome::NotConverging {
             missing: vec!["A".into(), "B".into()],
         };
         let s3 = next_status(&o, &s2, &synced(Some(unread), stuck, "d1"), &now());
@@ -357,7 +345,7 @@ mod tests {
         assert_eq!(s3.resent_for, s2.resent_for, "kept while stuck");
         // A listing that catches up clears it.
         let full = remote(RemoteStatus::Ready, &["A", "B"]);
-        let s4 = next_status(&o, &s3, &synced(Some(full), Action::Nothing, "d1"), &now());
+        let s4 = next_status(&o, &s3, &synced(Some(full), Outcome::Nothing, "d1"), &now());
         assert_eq!(s4.resent_for, None);
         assert_eq!(ready(&s4).0, "True");
     }
@@ -365,7 +353,7 @@ mod tests {
     #[test]
     fn revisions_count_value_changes_and_ready_revision_follows_readiness() {
         let o = obj();
-        let created = Action::Put {
+        let created = Outcome::Put {
             created: true,
             adopted: false,
         };
@@ -385,7 +373,7 @@ mod tests {
             &s1,
             &synced(
                 Some(remote(RemoteStatus::Pending, &["A", "B"])),
-                Action::Waited,
+                Outcome::Waited,
                 "d1",
             ),
             &now(),
@@ -396,7 +384,7 @@ mod tests {
             &s2,
             &synced(
                 Some(remote(RemoteStatus::Ready, &["A", "B"])),
-                Action::Nothing,
+                Outcome::Nothing,
                 "d1",
             ),
             &now(),
@@ -410,7 +398,7 @@ mod tests {
             &s3,
             &synced(
                 Some(remote(RemoteStatus::Ready, &["A", "B"])),
-                Action::Nothing,
+                Outcome::Nothing,
                 "d1",
             ),
             &now(),
@@ -430,7 +418,7 @@ mod tests {
             &s5,
             &synced(
                 Some(remote(RemoteStatus::Ready, &["A", "B"])),
-                Action::Nothing,
+                Outcome::Nothing,
                 "d2",
             ),
             &now(),
@@ -442,7 +430,7 @@ mod tests {
             &s6,
             &synced(
                 Some(remote(RemoteStatus::Ready, &["A", "B"])),
-                Action::Nothing,
+                Outcome::Nothing,
                 "d3",
             ),
             &now(),
@@ -469,7 +457,7 @@ mod tests {
             revision: Some(1),
             ..Default::default()
         };
-        let st = next_status(&o, &old, &synced(Some(r), Action::Nothing, "d1"), &now());
+        let st = next_status(&o, &old, &synced(Some(r), Outcome::Nothing, "d1"), &now());
         assert_eq!(ready(&st), ("False".into(), "ProvisioningFailed".into()));
         let msg = &st
             .conditions
@@ -483,7 +471,7 @@ mod tests {
             Some("registry rejected the credentials")
         );
         assert_eq!(st.ready_revision, None);
-        let n = notes(&old, &st, &synced(None, Action::Nothing, "d1"));
+        let n = notes(&old, &st, &synced(None, Outcome::Nothing, "d1"));
         assert!(
             n.iter()
                 .any(|n| n.warning && n.reason == "ProvisioningFailed"),
@@ -504,7 +492,7 @@ mod tests {
             &sent,
             &synced(
                 Some(remote(RemoteStatus::Ready, &["A"])),
-                Action::Nothing,
+                Outcome::Nothing,
                 "d1",
             ),
             &now(),
