@@ -6,11 +6,13 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use super::context::Context;
 use super::desired::desired_values;
 use super::digest::digest;
+use super::error::Error;
 use super::pass::{Outcome, Remote, RemoteStatus, Synced};
 use super::plan::{Last, Plan, Wanted, plan};
-use super::{Context, Error, credentials, finalizer, status};
+use super::{credentials, finalizer, status};
 use crate::cloud::{self, ApiKey, ErrorKind};
 use crate::crd::DeletionPolicy;
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};

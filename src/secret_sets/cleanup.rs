@@ -10,8 +10,10 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use super::context::Context;
+use super::error::Error;
 use super::pass::Note;
-use super::{Context, Error, credentials, finalizer, status};
+use super::{credentials, finalizer, status};
 use crate::cloud::ErrorKind;
 use crate::crd::DeletionPolicy;
 use crate::crd::PipecatAgent;

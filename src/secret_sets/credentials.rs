@@ -3,17 +3,20 @@
 //! mechanism, shared with the agents, is [`crate::runtime::secret_marks::SecretMarks`]): while
 //! a `PipecatSecretSet` with `deletionPolicy: Delete` manages a remote set with a Secret's key,
 //! that Secret carries [`SET_CREDENTIALS_FINALIZER`] (the agents' own is separate: each
-//! controller releases only its own). Deleting the Secret, or its whole namespace, then waits
+//! controller releases only its own; the marks are [`Context::marked`]). Deleting the Secret, or its whole namespace, then waits
 //! until those sets are deleted from Pipecat Cloud.
+//!
+//! [`SET_CREDENTIALS_FINALIZER`]: crate::crd::secret_set::SET_CREDENTIALS_FINALIZER
 
 use kube::ResourceExt;
 
-use super::{Context, Error, finalizer};
+use super::context::Context;
+use super::error::Error;
+use super::finalizer;
 use crate::cloud::ApiKey;
 use crate::crd::DeletionPolicy;
-use crate::crd::secret_set::{PipecatSecretSet, SET_CREDENTIALS_FINALIZER};
+use crate::crd::secret_set::PipecatSecretSet;
 use crate::runtime::credentials::{self, SecretLocation};
-use crate::runtime::secret_marks::SecretMarks;
 
 /// The credentials step: where the set's key is, and the key (cached while its Secret is
 /// unchanged).
@@ -28,11 +31,6 @@ pub async fn resolve(
         .await
         .map_err(Error::Credentials)?;
     Ok((loc, key))
-}
-
-/// The sets' marks.
-pub fn set_marks() -> SecretMarks {
-    SecretMarks::new(SET_CREDENTIALS_FINALIZER)
 }
 
 /// Where a set's key comes from.

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 
-use super::Error;
+use super::error::Error;
 use crate::cloud::secret_sets::{PutSecretSetRequest, SecretEntry, SecretValue, redact_values};
 use crate::crd::secret_set::{PipecatSecretSetSpec, SecretSetType};
 

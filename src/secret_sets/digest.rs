@@ -16,8 +16,8 @@ use kube::api::PostParams;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::Error;
 use super::desired::DesiredValues;
+use super::error::Error;
 
 /// Name of the Secret holding the digest key, in the operator's namespace.
 pub const KEY_SECRET: &str = "pipecat-operator-digest-key";

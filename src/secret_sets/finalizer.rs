@@ -4,7 +4,7 @@
 
 use kube::ResourceExt;
 
-use super::Error;
+use super::error::Error;
 use crate::crd::secret_set::{PipecatSecretSet, SECRET_SET_FINALIZER};
 use crate::runtime::finalizer;
 

@@ -16,7 +16,7 @@
 
 use crate::crd::secret_set::SecretSetType;
 
-use super::Error;
+use super::error::Error;
 use super::pass::{Remote, RemoteStatus};
 
 /// What the resource asks for.

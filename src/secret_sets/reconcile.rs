@@ -11,8 +11,10 @@ use kube::runtime::controller::Action;
 use tracing::{debug, warn};
 
 use super::apply;
+use super::context::Context;
+use super::error::Error;
 use super::pass::{Outcome, RemoteStatus};
-use super::{Context, Error, cleanup, status};
+use super::{cleanup, status};
 use crate::crd::secret_set::PipecatSecretSet;
 use crate::jitter::jitter;
 use crate::runtime::backoff::{error_delay, poll_delay};

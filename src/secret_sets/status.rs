@@ -7,7 +7,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::Error;
+use super::error::Error;
 use super::pass::{Note, Outcome, RemoteStatus, Synced};
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus, ResentFor};
 use crate::runtime::conditions::{CondState, NOT_CONVERGING, READY, SYNCED, set_condition};

@@ -18,8 +18,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use tracing::{info, warn};
 
+use super::context::Context;
 use super::credentials as credentials_finalizer;
-use super::{Context, reconcile};
+use super::reconcile;
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::PipecatSecretSet;
 use crate::runtime::credentials;
