@@ -12,7 +12,7 @@ use super::digest::digest;
 use super::error::Error;
 use super::pass::{Outcome, Remote, RemoteStatus, Synced};
 use super::plan::{Last, Plan, Wanted, plan};
-use super::{credentials, finalizer, status};
+use super::{credentials, finalizer, report};
 use crate::cloud::{self, ApiKey, ErrorKind};
 use crate::crd::DeletionPolicy;
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
@@ -183,7 +183,7 @@ async fn claim(
         claimed.set_name = Some(set.to_string());
         claimed.region = Some(region.to_string());
         ctx.objects.status_pending(obj, &claimed);
-        status::write(&ctx.kube, obj, &claimed).await?;
+        report::write(&ctx.kube, obj, &claimed).await?;
         ctx.objects.status_written(obj, &claimed);
     }
     Ok(())

@@ -13,7 +13,7 @@ use tracing::info;
 use super::context::Context;
 use super::error::Error;
 use super::pass::Note;
-use super::{credentials, finalizer, status};
+use super::{credentials, finalizer, report};
 use crate::cloud::ErrorKind;
 use crate::crd::DeletionPolicy;
 use crate::crd::PipecatAgent;
@@ -84,7 +84,7 @@ pub async fn release(obj: &PipecatSecretSet, ctx: &Context) -> Result<Action, Er
         );
         if new != old || ctx.objects.unwritten(obj) {
             ctx.objects.status_pending(obj, &new);
-            status::write(&ctx.kube, obj, &new).await?;
+            report::write(&ctx.kube, obj, &new).await?;
             ctx.objects.status_written(obj, &new);
             ctx.publish(
                 obj,

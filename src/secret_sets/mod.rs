@@ -2,7 +2,7 @@
 //! Kubernetes Secret. The same layout as the agent controller ([`crate::controller`]), whose
 //! credentials resolution, condition helpers and Pipecat Cloud client it shares:
 //! [`apply`] (credentials, the Secret -> [`desired`] values and their [`digest`], the remote
-//! set, [`plan`] (pure), the call) -> [`status`] (pure `next_status`, events) in
+//! set, [`plan`] (pure), the call) -> [`report`] (pure `next_status`, events) in
 //! [`reconcile`]; [`cleanup`] on deletion, held while agents use the set, with the
 //! [`finalizer`]; [`objects`] is all the per-object memory; [`watch`] turns changes of the
 //! resources, their Secrets and the agents into passes.
@@ -19,7 +19,7 @@ pub mod objects;
 pub mod pass;
 pub mod plan;
 pub mod reconcile;
-pub mod status;
+pub mod report;
 pub mod watch;
 
 pub use context::Context;

@@ -1,11 +1,10 @@
 //! One pass, the controller runtime's entry point: a resource being deleted goes to
-//! [`cleanup`](super::cleanup); any other goes through [`apply::sync`] then status and events.
+//! [`cleanup`](super::cleanup); any other goes through [`apply::sync`] then [`report`](super::report).
 //! When to come back: a poll while Pipecat Cloud provisions, a jittered resync once settled,
 //! exponential backoff with jitter per object after errors (Retry-After is a floor).
 
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{debug, warn};
@@ -14,11 +13,10 @@ use super::apply;
 use super::context::Context;
 use super::error::Error;
 use super::pass::{Outcome, RemoteStatus};
-use super::{cleanup, status};
+use super::{cleanup, report};
 use crate::crd::secret_set::PipecatSecretSet;
 use crate::jitter::jitter;
 use crate::runtime::backoff::{error_delay, poll_delay};
-use crate::runtime::conditions::READY;
 
 /// Reconciles one resource.
 pub async fn reconcile(obj: Arc<PipecatSecretSet>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -32,27 +30,7 @@ pub async fn reconcile(obj: Arc<PipecatSecretSet>, ctx: Arc<Context>) -> Result<
 async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Action, Error> {
     let old = ctx.objects.status(obj);
     let result = apply::sync(obj, ctx, &old).await;
-    // The claim written before a first PUT is part of the status this pass starts from.
-    let base = if result.is_ok() {
-        ctx.objects.status(obj)
-    } else {
-        old.clone()
-    };
-    let new = status::next_status(obj, &base, &result, &Time(jiff::Timestamp::now()));
-    if new != base || ctx.objects.unwritten(obj) {
-        ctx.objects.status_pending(obj, &new);
-        status::write(&ctx.kube, obj, &new).await?;
-        ctx.objects.status_written(obj, &new);
-        debug!(set = %obj.set_name(), namespace = obj.namespace().unwrap_or_default(), "secret set status written");
-    }
-    for note in status::notes(&old, &new, &result) {
-        ctx.publish(obj, note);
-    }
-    let ready = new
-        .conditions
-        .iter()
-        .any(|c| c.type_ == READY && c.status == "True");
-    ctx.objects.set_ready(obj, ready);
+    report::report(obj, ctx, &old, &result).await?;
     let synced = result?;
     ctx.metrics.secret_set_reconciled(synced.outcome.label());
     let settled = matches!(

@@ -1,16 +1,53 @@
-//! The status after a pass ([`next_status`], pure and deterministic: an unchanged set costs no
-//! write), its server-side-apply write, and the events a person should read ([`notes`]).
+//! The report step of a secret set's pass: the status after it ([`next_status`], pure and
+//! deterministic: an unchanged set costs no write), its server-side-apply [`write`], and the
+//! events a person should read ([`notes`], pure), as one [`report`].
 //!
 //! `revision` goes up by one each time a `PUT` sends values whose digest differs from
 //! `valuesDigest`; `readyRevision` follows it once Pipecat Cloud reports the set ready holding
 //! exactly the Secret's keys, with no change of ours pending.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use tracing::debug;
 
+use super::context::Context;
 use super::error::Error;
 use super::pass::{Note, Outcome, RemoteStatus, Synced};
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus, ResentFor};
 use crate::runtime::conditions::{CondState, NOT_CONVERGING, READY, SYNCED, set_condition};
+
+/// The report of a pass: the status after it, written when it changed (or a write of it is
+/// still owed), its events, and the readiness counted. `old` is the status the pass started
+/// from, `result` the pass's.
+pub async fn report(
+    obj: &PipecatSecretSet,
+    ctx: &Context,
+    old: &PipecatSecretSetStatus,
+    result: &Result<Synced, Error>,
+) -> Result<(), Error> {
+    // The claim written before a first PUT is part of the status this pass starts from.
+    let base = if result.is_ok() {
+        ctx.objects.status(obj)
+    } else {
+        old.clone()
+    };
+    let new = next_status(obj, &base, result, &Time(jiff::Timestamp::now()));
+    if new != base || ctx.objects.unwritten(obj) {
+        ctx.objects.status_pending(obj, &new);
+        write(&ctx.kube, obj, &new).await?;
+        ctx.objects.status_written(obj, &new);
+        debug!(set = %obj.set_name(), namespace = obj.namespace().unwrap_or_default(), "secret set status written");
+    }
+    for note in notes(old, &new, result) {
+        ctx.publish(obj, note);
+    }
+    let ready = new
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True");
+    ctx.objects.set_ready(obj, ready);
+    Ok(())
+}
 
 /// The status after a pass.
 pub fn next_status(
