@@ -1,6 +1,35 @@
-//! The types several steps of a secret set's pass share: the remote set as observed
-//! ([`Remote`]), what a pass did ([`Outcome`], read by the status, the events, the metrics and
-//! the logs alike), its result ([`Synced`]), and an event to publish ([`Note`]).
+//! The types several steps of a secret set's pass share: the set it works on ([`Target`]), the
+//! remote set as observed ([`Remote`]), what a pass did ([`Outcome`], read by the status, the
+//! events, the metrics and the logs alike), its result ([`Synced`]), and an event to publish
+//! ([`Note`]).
+
+use crate::crd::secret_set::{DEFAULT_REGION, PipecatSecretSet, PipecatSecretSetStatus};
+
+/// The remote set a pass works on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Remote set name.
+    pub set: String,
+    /// Its region.
+    pub region: String,
+}
+
+impl Target {
+    /// The set of `obj` (pure): as its status `old` records it once the resource manages a
+    /// set, from the spec before.
+    pub fn of(obj: &PipecatSecretSet, old: &PipecatSecretSetStatus) -> Self {
+        let set = old
+            .set_name
+            .clone()
+            .unwrap_or_else(|| obj.set_name().to_string());
+        let region = old
+            .region
+            .clone()
+            .or_else(|| obj.spec.region.clone())
+            .unwrap_or_else(|| DEFAULT_REGION.to_string());
+        Target { set, region }
+    }
+}
 
 /// Provisioning state of a remote set.
 #[derive(Clone, Debug, PartialEq, Eq)]

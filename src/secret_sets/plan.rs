@@ -1,6 +1,6 @@
-//! What to do with the remote set (pure): from what the Secret asks for (key names and the
-//! digest of the values), what the status says was last sent, and the remote set as Pipecat
-//! Cloud lists it.
+//! The plan step of a secret set's pass (pure): what to do with the remote set, from what the
+//! Secret asks for (key names and the digest of the values), what the status says was last
+//! sent, and the remote set as Pipecat Cloud lists it ([`decide`]; the rules are [`plan`]'s).
 //!
 //! - Absent: create it (`PUT`).
 //! - Present but not ours: refused without `spec.adopt` (`SetExists`), taken over with it.
@@ -14,10 +14,10 @@
 //!   listing for the same values after that is `NotConverging` (nothing is resent until the
 //!   Secret or the listing changes).
 
-use crate::crd::secret_set::SecretSetType;
-
 use super::error::Error;
-use super::pass::{Remote, RemoteStatus};
+use super::observe::Observed;
+use super::pass::{Remote, RemoteStatus, Target};
+use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus, SecretSetType};
 
 /// What the resource asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +81,35 @@ pub fn remote_kind(type_: SecretSetType) -> &'static str {
     }
 }
 
-/// Decides the pass.
+/// The plan step: what the pass over `obj` does to its set `target`, from the status `old` it
+/// starts from and what was `observed`.
+pub fn decide(
+    obj: &PipecatSecretSet,
+    old: &PipecatSecretSetStatus,
+    target: &Target,
+    observed: &Observed,
+) -> Result<Plan, Error> {
+    let wanted = Wanted {
+        set: &target.set,
+        type_: obj.spec.type_,
+        region: &target.region,
+        names: &observed.names,
+        digest: &observed.digest,
+        adopt: obj.spec.adopt,
+    };
+    let last = Last {
+        managed: old.set_name.is_some(),
+        digest: old.values_digest.as_deref(),
+        resent_for: old
+            .resent_for
+            .as_ref()
+            .map(|r| (r.values_digest.as_str(), r.remote_keys.as_slice())),
+    };
+    plan(&wanted, &last, observed.remote.as_ref())
+}
+
+/// The rules [`decide`] applies: what to do, from what the resource asks for (`wanted`), what
+/// it remembers (`last`) and the remote set (`None`: it does not exist).
 pub fn plan(wanted: &Wanted<'_>, last: &Last<'_>, remote: Option<&Remote>) -> Result<Plan, Error> {
     let Some(remote) = remote else {
         return Ok(Plan::Put {

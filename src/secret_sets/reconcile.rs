@@ -1,7 +1,8 @@
-//! One pass, the controller runtime's entry point: a resource being deleted goes to
-//! [`cleanup`](super::cleanup); any other goes through [`apply::sync`] then [`report`](super::report).
-//! When to come back: a poll while Pipecat Cloud provisions, a jittered resync once settled,
-//! exponential backoff with jitter per object after errors (Retry-After is a floor).
+//! One pass over a secret set, step by step (the controller runtime's entry point): a resource
+//! being deleted goes to [`cleanup`]; any other goes credentials -> observe -> plan -> intent
+//! -> execute -> assess (`sync`) -> report (`converge`). When to come back: a poll while
+//! Pipecat Cloud provisions, a jittered resync once settled, exponential backoff with jitter
+//! per object after errors (Retry-After is a floor).
 
 use std::sync::Arc;
 
@@ -9,12 +10,11 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{debug, warn};
 
-use super::apply;
 use super::context::Context;
 use super::error::Error;
-use super::pass::{Outcome, RemoteStatus};
-use super::{cleanup, report};
-use crate::crd::secret_set::PipecatSecretSet;
+use super::pass::{Outcome, RemoteStatus, Synced, Target};
+use super::{assess, cleanup, credentials, execute, intent, observe, plan, report};
+use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
 use crate::jitter::jitter;
 use crate::runtime::backoff::{error_delay, poll_delay};
 
@@ -27,9 +27,10 @@ pub async fn reconcile(obj: Arc<PipecatSecretSet>, ctx: Arc<Context>) -> Result<
     }
 }
 
+/// The pass over a live resource ([`sync`]), then its [`report`], and when to come back.
 async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Action, Error> {
     let old = ctx.objects.status(obj);
-    let result = apply::sync(obj, ctx, &old).await;
+    let result = sync(obj, ctx, &old).await;
     report::report(obj, ctx, &old, &result).await?;
     let synced = result?;
     ctx.metrics.secret_set_reconciled(synced.outcome.label());
@@ -55,6 +56,22 @@ async fn converge(obj: &PipecatSecretSet, ctx: &Context) -> Result<Action, Error
     };
     debug!(set = %synced.set, namespace = obj.namespace().unwrap_or_default(), action = ?synced.outcome, next_in_ms = delay.as_millis() as u64, "reconciled secret set");
     Ok(Action::requeue(delay))
+}
+
+/// The steps of a pass over a live resource, in order, up to its result. `old` is the status
+/// it starts from.
+async fn sync(
+    obj: &PipecatSecretSet,
+    ctx: &Context,
+    old: &PipecatSecretSetStatus,
+) -> Result<Synced, Error> {
+    let target = Target::of(obj, old);
+    let (loc, key) = credentials::resolve(obj, ctx).await?;
+    let observed = observe::observe(obj, ctx, &key, &target.set).await?;
+    let plan = plan::decide(obj, old, &target, &observed)?;
+    intent::prepare(ctx, obj, old, &loc, &target, &plan).await?;
+    let answer = execute::execute(ctx, obj, &key, &target, &observed.values, &plan).await;
+    assess::assess(target, observed, old.set_name.is_some(), plan, answer)
 }
 
 /// The controller runtime's error hook.

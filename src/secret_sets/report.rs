@@ -1,5 +1,5 @@
 //! The report step of a secret set's pass: the status after it ([`next_status`], pure and
-//! deterministic: an unchanged set costs no write), its server-side-apply [`write`], and the
+//! deterministic: an unchanged set costs no write), its server-side-apply [`write()`], and the
 //! events a person should read ([`notes`], pure), as one [`report`].
 //!
 //! `revision` goes up by one each time a `PUT` sends values whose digest differs from
