@@ -223,7 +223,7 @@ fn agent_events(
 }
 
 impl SecretsSeen for Context {
-    type Error = super::Error;
+    type Error = super::error::Error;
     fn keys(&self) -> &KeyCache {
         &self.keys
     }

@@ -19,7 +19,6 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use tracing::{info, warn};
 
 use super::context::Context;
-use super::credentials as credentials_finalizer;
 use super::reconcile;
 use crate::crd::PipecatAgent;
 use crate::crd::secret_set::PipecatSecretSet;
@@ -137,7 +136,7 @@ fn controller_for(
 }
 
 impl SecretsSeen for Context {
-    type Error = super::Error;
+    type Error = super::error::Error;
     fn keys(&self) -> &credentials::KeyCache {
         &self.keys
     }
@@ -149,7 +148,7 @@ impl SecretsSeen for Context {
         ns: String,
         name: String,
     ) -> Result<(), Self::Error> {
-        credentials_finalizer::release_if_unused(&self, &ns, &name, None).await
+        super::credentials::release_if_unused(&self, &ns, &name, None).await
     }
 }
 
