@@ -50,7 +50,9 @@ ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
 
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# A workspace member: cargo reads its manifest to resolve the workspace (it is not built).
+# The other workspace members (the emulator, the test harness): cargo reads their manifests to
+# resolve the workspace (they are not built).
+COPY emulator ./emulator
 COPY testkit ./testkit
 
 # The registry and target directories are cache mounts (shared across builds, per

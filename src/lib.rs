@@ -5,13 +5,14 @@
 //! 2. [`controller`]: the reconciler resolves the API key Secret, observes the remote agent,
 //!    plans (a pure function) create / update / nothing, applies it, and reports status.
 //! 3. [`cloud`]: the typed Pipecat Cloud HTTP client (no Kubernetes inside).
-//! 4. [`emulator`]: a local Pipecat Cloud API emulator for offline use, tests and benchmarks.
+//!
+//! The tests, the demo and the benchmark run the operator against a local Pipecat Cloud
+//! emulator, a crate of its own: `pipecat-cloud-emulator` (`emulator/`).
 
 pub mod cloud;
 pub mod controller;
 pub mod crd;
 pub mod duration;
-pub mod emulator;
 pub mod export;
 pub mod flags;
 pub mod jitter;

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kube::api::{DeleteParams, Patch, PatchParams};
-use pipecat_operator::emulator;
+use pipecat_cloud_emulator as emulator;
 use serde_json::{Value, json};
 use support::operator::{Env, Options};
 

@@ -164,6 +164,10 @@ fn the_release_step_moves_every_version() {
         lock.contains("name = \"pipecat-operator\"\nversion = \"9.8.7\""),
         "Cargo.lock's own entry moved"
     );
+    assert!(
+        lock.contains("name = \"pipecat-cloud-emulator\"\nversion = \"9.8.7\""),
+        "the emulator's entry in Cargo.lock moved with it"
+    );
     let changelog = read("CHANGELOG.md");
     let unreleased = changelog.find("## [Unreleased]").unwrap();
     let released = changelog.find("## [9.8.7] - ").unwrap();
@@ -171,7 +175,7 @@ fn the_release_step_moves_every_version() {
         unreleased < released,
         "a new empty Unreleased section opens above the release"
     );
-    // Only the package's version moved, not a dependency's.
+    // Only the workspace's version moved, not a dependency's.
     assert_eq!(
         read("Cargo.toml").matches("9.8.7").count(),
         1,
@@ -179,7 +183,8 @@ fn the_release_step_moves_every_version() {
     );
 }
 
-/// The `[package]` version of a Cargo.toml (its first `version = "..."` line).
+/// The version of a Cargo.toml: its first `version = "..."` line (`[workspace.package]`'s in the
+/// workspace's manifest, which the packages inherit).
 fn toml_version(text: &str) -> Value {
     let line = text
         .lines()

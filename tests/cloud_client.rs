@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use pipecat_cloud_emulator::{self as emulator, ConfigUpdate, Fault, FaultBody};
 use pipecat_operator::cloud::types::{
     AgentConfig, AutoScalingRequest, CreateAgentRequest, UpdateAgentRequest,
 };
 use pipecat_operator::cloud::{ApiKey, Client, ClientConfig, Error};
-use pipecat_operator::emulator::{self, ConfigUpdate, Fault, FaultBody};
 
 const KEY: &str = "pk_client_test_KEY_1234567890";
 

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
+use pipecat_cloud_emulator as emulator;
 use pipecat_operator::crd::PipecatAgent;
-use pipecat_operator::emulator;
 use serde_json::{Value, json};
 use support::controlplane::{ControlPlane, describe_output};
 use support::operator::{API_KEY, free_ports, is_ready};

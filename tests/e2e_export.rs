@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pipecat_operator::emulator::JournalFilter;
+use pipecat_cloud_emulator::JournalFilter;
 use support::operator::{API_KEY, Env, Options};
 
 /// Reads of `agent` the emulator answered (the journal's `GET /agents/{agent}`).

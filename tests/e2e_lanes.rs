@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use pipecat_operator::emulator::{ConfigUpdate, JournalEntry};
+use pipecat_cloud_emulator::{ConfigUpdate, JournalEntry};
 use support::operator::{Env, Operator, Options, is_ready};
 use support::reliability::{journal_seq, journal_since};
 

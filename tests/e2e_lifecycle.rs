@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use pipecat_operator::emulator::{self, ActiveFault, Fault};
+use pipecat_cloud_emulator::{self as emulator, ActiveFault, Fault};
 use support::operator::{Env, Options, is_ready};
 
 const SEED: &str = "
@@ -158,7 +158,7 @@ async fn image_change_is_one_update_and_ready_only_once_reconciled() {
             );
             let update = env
                 .admin
-                .journal(&pipecat_operator::emulator::JournalFilter {
+                .journal(&pipecat_cloud_emulator::JournalFilter {
                     operation: Some("update_agent".into()),
                     agent: Some("voice-starter".into()),
                     ..Default::default()
@@ -579,7 +579,7 @@ async fn operator_killed_mid_create_and_mid_delete() {
     // At the kill the create was in flight: nothing answered, no agent yet.
     let creates = env
         .admin
-        .journal(&pipecat_operator::emulator::JournalFilter {
+        .journal(&pipecat_cloud_emulator::JournalFilter {
             operation: Some("create_agent".into()),
             ..Default::default()
         })

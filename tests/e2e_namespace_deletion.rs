@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{Api, ResourceExt};
-use pipecat_operator::emulator::{Fault, JournalFilter};
+use pipecat_cloud_emulator::{Fault, JournalFilter};
 use support::operator::{Env, Options};
 
 const AGENT: &str = "

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use pipecat_operator::emulator::JournalFilter;
+use pipecat_cloud_emulator::JournalFilter;
 use support::operator::{Env, Operator, Options};
 
 const AGENT: &str = "
@@ -297,10 +297,10 @@ async fn metrics_follow_the_scenario() {
 
     // Errors are counted by reason.
     env.admin
-        .inject_fault(pipecat_operator::emulator::Fault {
+        .inject_fault(pipecat_cloud_emulator::Fault {
             status: Some(503),
             count: 2,
-            ..pipecat_operator::emulator::Fault::new("/v1/agents/*")
+            ..pipecat_cloud_emulator::Fault::new("/v1/agents/*")
         })
         .await
         .unwrap();

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use pipecat_cloud_emulator::{ConfigUpdate, Fault, FaultBody, JournalEntry, JournalFilter};
 use pipecat_operator::crd::PipecatAgent;
 use pipecat_operator::crd::secret_set::PipecatSecretSet;
-use pipecat_operator::emulator::{ConfigUpdate, Fault, FaultBody, JournalEntry, JournalFilter};
 use serde_json::{Value, json};
 use support::operator::{Env, Options, is_ready};
 

@@ -7,8 +7,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kube::Api;
+use pipecat_cloud_emulator::{self as emulator, Fault, FaultBody};
 use pipecat_operator::crd::secret_set::PipecatSecretSet;
-use pipecat_operator::emulator::{self, Fault, FaultBody};
 use serde_json::Value;
 use support::operator::{API_KEY, Env, Options};
 

@@ -8,10 +8,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use pipecat_operator::crd::PipecatAgent;
-use pipecat_operator::emulator::{
-    self, Fault, FaultBody, JournalFilter, MAX_AGENTS_LIMIT, Profile,
+use pipecat_cloud_emulator::{
+    self as emulator, Fault, FaultBody, JournalFilter, MAX_AGENTS_LIMIT, Profile,
 };
+use pipecat_operator::crd::PipecatAgent;
 use serde_json::{Value, json};
 use support::operator::{API_KEY, Env, Options, is_ready};
 

@@ -13,8 +13,8 @@ use futures::{StreamExt, TryStreamExt};
 use kube::Api;
 use kube::api::WatchParams;
 use kube::core::WatchEvent;
+use pipecat_cloud_emulator::ConfigUpdate;
 use pipecat_operator::crd::PipecatAgent;
-use pipecat_operator::emulator::ConfigUpdate;
 use support::operator::{Env, Options};
 
 const AGENT: &str = "

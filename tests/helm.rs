@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
+use pipecat_cloud_emulator as emulator;
 use pipecat_operator::crd::PipecatAgent;
 use pipecat_operator::crd::secret_set::PipecatSecretSet;
-use pipecat_operator::emulator;
 use serde_json::{Value, json};
 use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
 use support::helm::{

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use pipecat_cloud_emulator as emulator;
 use pipecat_operator::crd::PipecatAgent;
-use pipecat_operator::emulator;
 use serde_json::Value;
 use support::operator::{Env, Options};
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use futures::FutureExt as _;
 use kube::api::DeleteParams;
-use pipecat_operator::emulator::{self, ConfigUpdate, Fault, FaultBody};
+use pipecat_cloud_emulator::{self as emulator, ConfigUpdate, Fault, FaultBody};
 use serde_json::json;
 use support::operator::{API_KEY, Env, Options};
 use support::reliability::{

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use kube::api::DeleteParams;
-use pipecat_operator::emulator::Fault;
+use pipecat_cloud_emulator::Fault;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail, ensure};
 use futures::FutureExt as _;
 use kube::api::{Patch, PatchParams};
+use pipecat_cloud_emulator::{JournalEntry, JournalFilter};
 use pipecat_operator::crd::PipecatAgent;
-use pipecat_operator::emulator::{JournalEntry, JournalFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::emulator::body::{AgentPatch, BodyKind, SecretSetBody};
-use crate::emulator::error::ApiError;
-use crate::emulator::views::AgentView;
+use crate::body::{AgentPatch, BodyKind, SecretSetBody};
+use crate::error::ApiError;
+use crate::views::AgentView;
 
 fn patch(v: Value, kind: BodyKind) -> AgentPatch {
     let Value::Object(map) = v else { panic!() };

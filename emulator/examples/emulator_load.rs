@@ -2,14 +2,14 @@
 //! (90% `GET /v1/agents/{name}`, 10% `POST /v1/agents/{name}` updates) from concurrent
 //! keep-alive clients and prints requests per second. Client and server share the machine.
 //!
-//! `cargo run --release --example emulator_load -- [AGENTS] [SECONDS] [CONCURRENCY]`
-//! (defaults: 10000 agents, 5 seconds, 32 connections).
+//! `cargo run --release -p pipecat-cloud-emulator --example emulator_load`, optionally followed
+//! by `-- [AGENTS] [SECONDS] [CONCURRENCY]` (defaults: 10000 agents, 5 seconds, 32 connections).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pipecat_operator::emulator::{self, Config};
+use pipecat_cloud_emulator::{self as emulator, Config};
 use serde_json::json;
 
 const KEY: &str = "pk_load";

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use pipecat_operator::emulator::{
-    self, AdminClient, Config, ConfigUpdate, Fault, FaultBody, Handle, JournalFilter, ResetOptions,
+use pipecat_cloud_emulator::{
+    self as emulator, AdminClient, Config, ConfigUpdate, Fault, FaultBody, Handle, JournalFilter,
+    ResetOptions,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use pipecat_operator::emulator::{self, Config};
+use pipecat_cloud_emulator::{self as emulator, Config};
 
 /// A local emulator of the Pipecat Cloud management API.
 #[derive(Debug, Parser)]
@@ -49,16 +49,16 @@ struct Args {
 
     /// Time from a deployment's creation until its pods are ready or its failure shows
     /// (e.g. `500ms`, `2s`, `1m`, `0`).
-    #[arg(long, env = "PIPECAT_EMULATOR_READY_DELAY", default_value = "2s", value_parser = pipecat_operator::duration::parse)]
+    #[arg(long, env = "PIPECAT_EMULATOR_READY_DELAY", default_value = "2s", value_parser = parse_duration)]
     ready_delay: Duration,
 
     /// Time from a deployment's creation until `reconciledDeploymentId` catches up (never
     /// before the ready delay).
-    #[arg(long, env = "PIPECAT_EMULATOR_RECONCILE_DELAY", default_value = "3s", value_parser = pipecat_operator::duration::parse)]
+    #[arg(long, env = "PIPECAT_EMULATOR_RECONCILE_DELAY", default_value = "3s", value_parser = parse_duration)]
     reconcile_delay: Duration,
 
     /// Time a secret set stays `pending` after a change.
-    #[arg(long, env = "PIPECAT_EMULATOR_SECRET_READY_DELAY", default_value = "1s", value_parser = pipecat_operator::duration::parse)]
+    #[arg(long, env = "PIPECAT_EMULATOR_SECRET_READY_DELAY", default_value = "1s", value_parser = parse_duration)]
     secret_ready_delay: Duration,
 
     /// Images whose deployments crash (glob with `*` and `?`, or a regex starting with `^`).
@@ -79,7 +79,7 @@ struct Args {
 
     /// Latency added to every API request before it is handled, like a real service's round
     /// trip (e.g. `50ms`; `0` answers at once).
-    #[arg(long, env = "PIPECAT_EMULATOR_LATENCY", default_value = "0", value_parser = pipecat_operator::duration::parse)]
+    #[arg(long, env = "PIPECAT_EMULATOR_LATENCY", default_value = "0", value_parser = parse_duration)]
     latency: Duration,
 
     /// Journal entries kept in memory (counts cover every request).
@@ -125,7 +125,67 @@ struct Args {
         value_enum,
         default_value = "text"
     )]
-    log_format: pipecat_operator::telemetry::LogFormat,
+    log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global tracing subscriber (stderr); the level comes from `RUST_LOG`, `info`
+/// when it is unset.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+    // Installed once, at start: nothing else sets a subscriber in this process.
+    let _ = result;
+}
+
+/// Parses a duration flag value: `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 5s, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}"))
 }
 
 /// Parses `PUBLIC=PRIVATE`.
@@ -168,7 +228,7 @@ fn shutdown_signal() -> impl Future<Output = ()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    pipecat_operator::telemetry::init(args.log_format, "info");
+    init_logging(args.log_format);
     let config = Config {
         listen: args.listen,
         api_keys: args.api_keys,
@@ -213,6 +273,18 @@ async fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("ms").is_err());
+    }
 
     #[test]
     fn pairs_and_args() {

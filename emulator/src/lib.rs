@@ -16,7 +16,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use pipecat_operator::emulator::{self, Config};
+//! use pipecat_cloud_emulator::{self as emulator, Config};
 //! let handle = emulator::start(Config {
 //!     api_keys: vec!["pk_test".into()],
 //!     ..Config::default()

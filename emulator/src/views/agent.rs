@@ -8,16 +8,14 @@ use super::{
     HealthView, KrispModelsView, KrispVivaView, ManifestKrispVivaView, ManifestView, MetadataView,
     RevisionView, SpecScalingView, SpecView,
 };
-use crate::emulator::agents::{Agent, Life};
-use crate::emulator::config::AgentConfig;
-use crate::emulator::deployment::{
-    Deployment, Outcome, current_phase, phase_started_at, previous_phase,
-};
-use crate::emulator::org::Org;
-use crate::emulator::state::format_ts;
+use crate::agents::{Agent, Life};
+use crate::config::AgentConfig;
+use crate::deployment::{Deployment, Outcome, current_phase, phase_started_at, previous_phase};
+use crate::org::Org;
+use crate::state::format_ts;
 
 /// `GET /agents/{name}`, and the create and update responses.
-pub(in crate::emulator) fn agent_view(org: &Org, agent: &Agent, now: Timestamp) -> AgentView {
+pub(crate) fn agent_view(org: &Org, agent: &Agent, now: Timestamp) -> AgentView {
     let readiness = Readiness::of(agent, now);
     let life = &readiness.life;
     let desired = life.desired;
@@ -68,7 +66,7 @@ pub(in crate::emulator) fn agent_view(org: &Org, agent: &Agent, now: Timestamp) 
 }
 
 /// An entry of `GET /agents`; `include_deployment` adds the desired deployment.
-pub(in crate::emulator) fn agent_summary_view(
+pub(crate) fn agent_summary_view(
     org: &Org,
     agent: &Agent,
     include_deployment: bool,

@@ -4,10 +4,10 @@
 use jiff::Timestamp;
 
 use super::{FieldNameView, SecretSetDetailView, SecretSetView};
-use crate::emulator::secret_sets::{SecretSet, SetStatus};
+use crate::secret_sets::{SecretSet, SetStatus};
 
 /// A secret set in `GET /secrets`.
-pub(in crate::emulator) fn secret_set_view(set: &SecretSet, now: Timestamp) -> SecretSetView {
+pub(crate) fn secret_set_view(set: &SecretSet, now: Timestamp) -> SecretSetView {
     let status = set.status(now);
     SecretSetView {
         name: set.name.clone(),
@@ -22,10 +22,7 @@ pub(in crate::emulator) fn secret_set_view(set: &SecretSet, now: Timestamp) -> S
 }
 
 /// `GET /secrets/{set}`.
-pub(in crate::emulator) fn secret_set_detail_view(
-    set: &SecretSet,
-    now: Timestamp,
-) -> SecretSetDetailView {
+pub(crate) fn secret_set_detail_view(set: &SecretSet, now: Timestamp) -> SecretSetDetailView {
     let view = secret_set_view(set, now);
     SecretSetDetailView {
         name: view.name,

@@ -249,9 +249,9 @@ pub fn docker_hub_image(image: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::body::{AgentPatch, BodyKind};
-    use crate::emulator::org::Org;
-    use crate::emulator::state::Settings;
+    use crate::body::{AgentPatch, BodyKind};
+    use crate::org::Org;
+    use crate::state::Settings;
     use jiff::Timestamp;
     use serde_json::json;
     use std::time::Duration;
@@ -380,7 +380,7 @@ mod tests {
     #[test]
     fn seed_leaves_errors_out_of_a_failed_deployment() {
         let mut s = settings(Profile::Seed);
-        s.crash_image = Some(crate::emulator::pattern::Pattern::image("*:crash").unwrap());
+        s.crash_image = Some(crate::pattern::Pattern::image("*:crash").unwrap());
         let mut org = Org::default();
         org.create_agent(
             &patch(
