@@ -3,8 +3,8 @@
 #   Cargo.toml (the version the operator and the emulator share) and Cargo.lock, the chart's
 #   version and appVersion, the Artifact Hub image annotation, and the CHANGELOG (its
 #   [Unreleased] section becomes [VERSION] - today, and a new empty [Unreleased] opens).
-# tests/artifacthub.rs checks that the chart's version, its appVersion and the crate's version
-# agree, so a release that skipped this script fails the suite.
+# tests/packaging/artifacthub.rs checks that the chart's version, its appVersion and the crate's
+# version agree, so a release that skipped this script fails the suite.
 #
 # Usage: hack/release.sh VERSION [ROOT]   (ROOT defaults to the repository; the test uses a copy)
 set -euo pipefail

@@ -20,8 +20,9 @@ hack/tools.sh > target/tools.log 2>&1 &
 tools_pid=$!
 trap 'kill $tools_pid 2>/dev/null || true' EXIT
 
-# Debian packages: lua5.1 (tests/argocd.rs runs deploy/argocd/health.lua in Lua 5.1, as Argo CD's
-# gopher-lua), runc and umoci (tests/container.rs builds and runs the image without an engine).
+# Debian packages: lua5.1 (tests/packaging/argocd.rs runs deploy/argocd/health.lua in Lua 5.1, as
+# Argo CD's gopher-lua), runc and umoci (tests/packaging/container.rs builds and runs the image
+# without an engine).
 debian_packages() {
   local missing=()
   for p in lua5.1:lua5.1 runc:runc umoci:umoci; do

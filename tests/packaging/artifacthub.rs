@@ -3,14 +3,12 @@
 //! CRD's CEL rules, the image is the operator's at the chart's appVersion, the license is the
 //! crate's; and `helm lint` accepts the chart.
 
-mod support;
-
 use pipecat_operator::crd::{self, PipecatAgent};
 use serde_json::Value;
 
 fn chart() -> Value {
-    let text =
-        std::fs::read_to_string(support::helm::chart_dir().join("Chart.yaml")).expect("Chart.yaml");
+    let text = std::fs::read_to_string(crate::support::helm::chart_dir().join("Chart.yaml"))
+        .expect("Chart.yaml");
     serde_saphyr::from_str(&text).expect("Chart.yaml parses")
 }
 
@@ -66,7 +64,7 @@ fn image_license_and_changes() {
     let chart = chart();
     let app_version = chart["appVersion"].as_str().unwrap();
     let values: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(support::helm::chart_dir().join("values.yaml")).unwrap(),
+        &std::fs::read_to_string(crate::support::helm::chart_dir().join("values.yaml")).unwrap(),
     )
     .unwrap();
     let images = annotation(&chart, "images");
@@ -109,8 +107,8 @@ fn image_license_and_changes() {
 
 #[test]
 fn helm_lint_accepts_the_chart() {
-    let helm = support::helm::Helm::offline();
-    let chart = support::helm::chart_dir();
+    let helm = crate::support::helm::Helm::offline();
+    let chart = crate::support::helm::chart_dir();
     let out = helm.ok(&["lint", "--strict", chart.to_str().unwrap()]);
     assert!(out.contains("0 chart(s) failed"), "{out}");
 }

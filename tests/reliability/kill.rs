@@ -13,8 +13,6 @@
 //! caught at varied points. The seed is printed; `PIPECAT_RELIABILITY_SEED=N` replays a run's
 //! choices and `PIPECAT_RELIABILITY_KILL_TRIALS=N` changes the number of trials (default 60).
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -24,13 +22,14 @@ use pipecat_cloud_emulator::Fault;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use support::operator::{Env, Options};
-use support::reliability::{
+
+use crate::support::operator::{Env, Options};
+use crate::support::reliability::{
     Meta, Row, Want, apply_api, arrival, check_operator_alive, check_remote_names, journal_seq,
     journal_since, record, refused_creates, run_case, wait_converged,
 };
 
-const SUITE: &str = "reliability_kill";
+const SUITE: &str = "reliability::kill";
 const TEST: &str = "sigkill_at_random_points_loses_no_change";
 
 fn env_number(name: &str) -> Option<u64> {
@@ -352,7 +351,7 @@ async fn sigkill_at_random_points_loses_no_change() {
     let seed = env_number("PIPECAT_RELIABILITY_SEED").unwrap_or_else(rand::random);
     let count = env_number("PIPECAT_RELIABILITY_KILL_TRIALS").unwrap_or(60) as usize;
     eprintln!(
-        "reliability_kill: seed {seed}, {count} trials (replay with PIPECAT_RELIABILITY_SEED={seed})"
+        "reliability::kill: seed {seed}, {count} trials (replay with PIPECAT_RELIABILITY_SEED={seed})"
     );
     let mut env = Env::start(
         "rel-kill",

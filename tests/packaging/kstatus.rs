@@ -2,8 +2,6 @@
 //! cli-utils' appliers, run as its own code (hack/kstatus/: a wrapper command built from the
 //! module, go.sum committed) on live PipecatAgents the operator drives against the emulator.
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,7 +11,8 @@ use std::time::Duration;
 use pipecat_cloud_emulator as emulator;
 use pipecat_operator::crd::PipecatAgent;
 use serde_json::Value;
-use support::operator::{Env, Options};
+
+use crate::support::operator::{Env, Options};
 
 /// The kstatus wrapper, built once by hack/kstatus/build.sh (cached by version).
 fn kstatus_bin() -> &'static Path {

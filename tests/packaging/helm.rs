@@ -1,9 +1,7 @@
-mod support;
-
-// The Helm chart: lint, schema, rendered RBAC and hardening, a server-side dry run, install and
-// upgrade against the real control plane, the RBAC the ServiceAccount ends up with (checked
-// with `kubectl auth can-i` as that identity), and the operator binary doing its whole job
-// under that identity with nothing bound by hand.
+//! The Helm chart: lint, schema, rendered RBAC and hardening, a server-side dry run, install and
+//! upgrade against the real control plane, the RBAC the ServiceAccount ends up with (checked
+//! with `kubectl auth can-i` as that identity), and the operator binary doing its whole job
+//! under that identity with nothing bound by hand.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -14,13 +12,14 @@ use pipecat_cloud_emulator as emulator;
 use pipecat_operator::crd::PipecatAgent;
 use pipecat_operator::crd::secret_set::PipecatSecretSet;
 use serde_json::{Value, json};
-use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
-use support::helm::{
+
+use crate::support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
+use crate::support::helm::{
     Helm, OperatorProcess, Scope, can_i, container_args, flag_name, free_port, full_values,
     identities, installed_objects, mint_service_account, of_kind, one, operator_flags,
     parse_manifest,
 };
-use support::operator::{API_KEY, is_ready};
+use crate::support::operator::{API_KEY, is_ready};
 
 /// The rules the operator needs on agents, Secrets and events: what the security review signed
 /// off, cluster-wide or per watched namespace.
@@ -82,7 +81,7 @@ fn release_for(ns: &str) -> String {
 #[test]
 fn lint_is_clean_with_default_and_full_values() {
     let helm = Helm::offline();
-    let chart = support::helm::chart_dir();
+    let chart = crate::support::helm::chart_dir();
     let chart = chart.to_str().unwrap();
     let full = full_values();
     for extra in [vec![], vec!["-f", full.to_str().unwrap()]] {
@@ -91,7 +90,7 @@ fn lint_is_clean_with_default_and_full_values() {
             "--strict",
             chart,
             "--kube-version",
-            support::helm::KUBE_VERSION,
+            crate::support::helm::KUBE_VERSION,
         ];
         args.extend(extra.iter().copied());
         let out = helm.ok(&args);
@@ -169,13 +168,13 @@ fn schema_rejects_invalid_values_with_readable_messages() {
         assert!(!err.contains("pk_x"), "the API key was printed:\n{err}");
     }
     // The same schema stops `helm lint`.
-    let chart = support::helm::chart_dir();
+    let chart = crate::support::helm::chart_dir();
     let out = helm.run(&[
         "lint",
         "--strict",
         chart.to_str().unwrap(),
         "--kube-version",
-        support::helm::KUBE_VERSION,
+        crate::support::helm::KUBE_VERSION,
         "--set",
         "replicaCount=0",
     ]);
@@ -511,7 +510,7 @@ fn every_flag_the_chart_passes_is_known_to_the_operator() {
 
 /// Schema-less stand-ins for the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs,
 /// so that the dry run can check the chart's ServiceMonitor and PrometheusRule reach a known API
-/// (tests/alerts.rs checks the rules themselves with promtool).
+/// (tests/packaging/alerts.rs checks the rules themselves with promtool).
 const SERVICE_MONITOR_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition

@@ -3,11 +3,9 @@
 //! deleted unless the resource opts in with `spec.adopt`; with the opt-in it is updated once
 //! and managed from then on.
 
-mod support;
-
 use std::time::Duration;
 
-use support::operator::{API_KEY, Env, Options};
+use crate::support::operator::{API_KEY, Env, Options};
 
 const MANIFEST: &str = "
 apiVersion: pipecat.daily.co/v1alpha1
@@ -127,7 +125,7 @@ async fn with_the_opt_in_the_agent_is_adopted_with_one_update_then_managed() {
         MANIFEST.replace("acme/test:1", "acme/test:2")
     ));
     env.wait_for("prod-bot", Duration::from_secs(60), "image 2 ready", |a| {
-        support::operator::is_ready(a) && a.metadata.generation == Some(2)
+        crate::support::operator::is_ready(a) && a.metadata.generation == Some(2)
     })
     .await;
     assert_eq!(env.calls("update_agent").await, 2);

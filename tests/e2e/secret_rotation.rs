@@ -15,8 +15,6 @@
 //! - The operator killed right after a forced redeploy was carried out (its answer lost, so
 //!   only the announcement is recorded) and restarted: no second forced redeploy.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -26,7 +24,8 @@ use pipecat_cloud_emulator::{ConfigUpdate, Fault, FaultBody, JournalEntry, Journ
 use pipecat_operator::crd::PipecatAgent;
 use pipecat_operator::crd::secret_set::PipecatSecretSet;
 use serde_json::{Value, json};
-use support::operator::{Env, Options, is_ready};
+
+use crate::support::operator::{Env, Options, is_ready};
 
 const ENV_SET: &str = "bot-env";
 const PULL_SET: &str = "bot-registry";

@@ -9,8 +9,6 @@
 //! the same health-relevant fields (generations, deletion, conditions); with
 //! `ARGOCD_FIXTURES=write` it rewrites the fixtures from the live objects instead.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -18,7 +16,8 @@ use std::time::Duration;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use pipecat_cloud_emulator as emulator;
 use serde_json::{Value, json};
-use support::operator::{Env, Options};
+
+use crate::support::operator::{Env, Options};
 
 fn argocd_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/argocd")
@@ -315,7 +314,7 @@ async fn fixtures_are_what_the_operator_writes() {
     // An agent of that name already exists in Pipecat Cloud: left alone until `adopt: true`.
     let resp = reqwest::Client::new()
         .post(format!("{}/agents", env.emulator.base_url()))
-        .bearer_auth(support::operator::API_KEY)
+        .bearer_auth(crate::support::operator::API_KEY)
         .json(
             &json!({"serviceName": "elsewhere", "image": "example/voice:1",
                       "secretSet": "voice-starter-secrets"}),
@@ -375,7 +374,7 @@ async fn fixtures_are_what_the_operator_writes() {
             assert_eq!(
                 health_fields(&fixture(path)),
                 health_fields(obj),
-                "{path} no longer matches what the operator writes: regenerate with ARGOCD_FIXTURES=write cargo test --test argocd"
+                "{path} no longer matches what the operator writes: regenerate with ARGOCD_FIXTURES=write cargo test --test packaging argocd::"
             );
         }
     }

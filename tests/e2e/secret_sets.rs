@@ -2,15 +2,14 @@
 //! Cloud secret sets (the emulator's) equal to Kubernetes Secrets. Counts come from the
 //! emulator's journal, never from timings.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use kube::Api;
 use pipecat_cloud_emulator::{self as emulator, Fault, FaultBody};
 use pipecat_operator::crd::secret_set::PipecatSecretSet;
 use serde_json::Value;
-use support::operator::{API_KEY, Env, Options};
+
+use crate::support::operator::{API_KEY, Env, Options};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 

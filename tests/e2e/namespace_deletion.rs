@@ -4,15 +4,14 @@
 //! goes (the Secret's in-use finalizer keeps the key until then); with `Orphan` the agents
 //! stay; an operator killed in the middle of it changes neither outcome.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{Api, ResourceExt};
 use pipecat_cloud_emulator::{Fault, JournalFilter};
-use support::operator::{Env, Options};
+
+use crate::support::operator::{Env, Options};
 
 const AGENT: &str = "
 apiVersion: pipecat.daily.co/v1alpha1

@@ -4,8 +4,6 @@
 //! roll-out takes longer still shows `Deploying` before `Ready`. The events a user reads
 //! (`Created`, `DeploymentReady`) are published either way.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -15,7 +13,8 @@ use kube::api::WatchParams;
 use kube::core::WatchEvent;
 use pipecat_cloud_emulator::ConfigUpdate;
 use pipecat_operator::crd::PipecatAgent;
-use support::operator::{Env, Options};
+
+use crate::support::operator::{Env, Options};
 
 const AGENT: &str = "
 apiVersion: pipecat.daily.co/v1alpha1

@@ -12,8 +12,6 @@
 //! (an env value, a registry password, its base64 `auth`), then a rotated value; none of them
 //! (in any of those forms) may appear in the same places, nor in the PipecatSecretSets.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
@@ -22,14 +20,15 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use pipecat_cloud_emulator::{Fault, FaultBody};
 use pipecat_operator::crd::secret_set::PipecatSecretSet;
 use serde_json::{Value, json};
-use support::controlplane::base64;
-use support::operator::{API_KEY, Env, Options};
-use support::reliability::{
+
+use crate::support::controlplane::base64;
+use crate::support::operator::{API_KEY, Env, Options};
+use crate::support::reliability::{
     Meta, Want, apply_api, assert_all_passed, check_operator_alive, run_case, wait_agent,
     wait_converged, wait_event,
 };
 
-const SUITE: &str = "reliability_secrets";
+const SUITE: &str = "reliability::credential_leaks";
 const TEST: &str = "the_api_key_never_leaks";
 /// A wrong key, as recognisable as the right one (it must not leak either).
 const WRONG_KEY: &str = "pk_test_WRONG_KEY_d41c8e";
@@ -575,12 +574,12 @@ async fn the_api_key_never_leaks() {
                 let events = env.kubectl(&["get", "events", "-o", "json"]);
                 no_value_in("the events while the PUTs fail", &String::from_utf8_lossy(&events.stdout))?;
                 env.admin.clear_faults().await?;
-                wait_agent(env, "s-set", Duration::from_secs(60), "Ready", support::operator::is_ready).await?;
+                wait_agent(env, "s-set", Duration::from_secs(60), "Ready", crate::support::operator::is_ready).await?;
                 put_secret(env, "leak-values", json!({"OPENAI_API_KEY": ROTATED_VALUE})).await?;
                 wait_agent(env, "s-set", Duration::from_secs(60), "the rotation recorded", |a| {
                     a.status.as_ref().is_some_and(|s| {
                         s.secret_set_revisions.iter().any(|r| r.name == "leak-env" && r.revision == 2)
-                    }) && support::operator::is_ready(a)
+                    }) && crate::support::operator::is_ready(a)
                 })
                 .await?;
                 Ok(format!(
@@ -608,7 +607,7 @@ async fn the_api_key_never_leaks() {
                     ensure!(
                         out.status.success(),
                         "kubectl {args:?}: {}",
-                        support::controlplane::describe_output(&out)
+                        crate::support::controlplane::describe_output(&out)
                     );
                     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
                 };

@@ -4,8 +4,6 @@
 //! tests/fixtures/alerts/; the Grafana dashboard must parse and query only metrics the operator
 //! registers.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -16,7 +14,8 @@ use pipecat_operator::cloud::{self, Operation};
 use pipecat_operator::controller;
 use pipecat_operator::metrics::{AgentGauges, AgentMetricsConfig, Metrics};
 use serde_json::Value;
-use support::helm::{Helm, chart_dir, full_values, of_kind, one, parse_manifest};
+
+use crate::support::helm::{Helm, chart_dir, full_values, of_kind, one, parse_manifest};
 
 /// The release and namespace the unit tests' series are labelled for.
 const RELEASE: &str = "op";

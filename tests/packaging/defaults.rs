@@ -1,8 +1,6 @@
 //! One home for each default: the operator's flags hold them; the Helm chart's values.yaml
 //! repeats them for people to read, and this test fails the moment the two disagree.
 
-mod support;
-
 use std::time::Duration;
 
 use pipecat_operator::duration;
@@ -81,7 +79,7 @@ fn chart_values_repeat_the_operator_defaults() {
 
 #[test]
 fn chart_passes_the_lease_timings_to_the_operator() {
-    use support::helm::{Helm, container_args, one, parse_manifest};
+    use crate::support::helm::{Helm, container_args, one, parse_manifest};
     let helm = Helm::offline();
     let args = |extra: &[&str]| {
         let manifest = helm.template("op", "ops", extra);

@@ -3,12 +3,11 @@
 //! reading it through kube-controller-manager's HPA controller, and the per-agent gauges
 //! (`--agent-metrics`) following the emulator's sessions.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use pipecat_operator::crd::PipecatAgent;
-use support::operator::{API_KEY, Env, Options};
+
+use crate::support::operator::{API_KEY, Env, Options};
 
 const AGENT: &str = "
 apiVersion: pipecat.daily.co/v1alpha1
@@ -101,7 +100,7 @@ async fn kubectl_scale_sets_the_warm_pool_with_one_update_and_stops_at_max_agent
         "warm",
         Duration::from_secs(60),
         "applied minReplicas=0",
-        |a| support::operator::is_ready(a) && applied_min(a) == Some(0),
+        |a| crate::support::operator::is_ready(a) && applied_min(a) == Some(0),
     )
     .await;
 
@@ -128,7 +127,7 @@ async fn kubectl_scale_sets_the_warm_pool_with_one_update_and_stops_at_max_agent
         "warm",
         Duration::from_secs(60),
         "applied minReplicas=2",
-        |a| support::operator::is_ready(a) && applied_min(a) == Some(2),
+        |a| crate::support::operator::is_ready(a) && applied_min(a) == Some(2),
     )
     .await;
     let remote = env.remote("warm").await.expect("the remote agent");
@@ -165,7 +164,7 @@ async fn kubectl_scale_sets_the_warm_pool_with_one_update_and_stops_at_max_agent
         "warm",
         Duration::from_secs(60),
         "applied minReplicas=0",
-        |a| support::operator::is_ready(a) && applied_min(a) == Some(0),
+        |a| crate::support::operator::is_ready(a) && applied_min(a) == Some(0),
     )
     .await;
     assert_eq!(env.calls("update_agent").await - updates, 2);
@@ -287,7 +286,7 @@ async fn per_agent_gauges_follow_sessions_and_leave_with_the_agent() {
         "the operator exited while removing the series:\n{}",
         env.operator.log_tail(20)
     );
-    support::reliability::check_operator_alive(&env)
+    crate::support::reliability::check_operator_alive(&env)
         .await
         .expect("the operator is alive after removing the series");
     let (status, text) = env
@@ -327,7 +326,7 @@ async fn an_hpa_finds_a_pipecat_agent_through_its_scale() {
         Duration::from_secs(60),
         "ready with status.selector",
         |a| {
-            support::operator::is_ready(a)
+            crate::support::operator::is_ready(a)
                 && a.status.as_ref().and_then(|s| s.selector.as_deref())
                     == Some("pipecat.daily.co/agent=hpa-target")
         },

@@ -3,13 +3,12 @@
 //! operator adopts each one without sending a single update (they already are what the
 //! manifests say). The key never appears in the output.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pipecat_cloud_emulator::JournalFilter;
-use support::operator::{API_KEY, Env, Options};
+
+use crate::support::operator::{API_KEY, Env, Options};
 
 /// Reads of `agent` the emulator answered (the journal's `GET /agents/{agent}`).
 async fn answered_reads(env: &Env, agent: &str) -> usize {

@@ -3,11 +3,9 @@
 //! `Delete` and `Orphan`, a finalizer stripped by hand, and a resource leaving the label
 //! selector. Runs the operator binary against the real control plane and the emulator.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::operator::{Env, Options};
+use crate::support::operator::{Env, Options};
 
 const AGENT: &str = "
 apiVersion: pipecat.daily.co/v1alpha1

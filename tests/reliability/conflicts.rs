@@ -2,16 +2,15 @@
 //! newer reports `NameConflict` without touching it (no flapping, no deletion), and takes over
 //! when the older goes away.
 
-mod support;
-
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
 use pipecat_operator::crd::PipecatAgent;
-use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
-use support::operator::{API_KEY, Env, Options};
+
+use crate::support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
+use crate::support::operator::{API_KEY, Env, Options};
 
 /// The second namespace, handled by the same operator.
 struct Other {
@@ -84,7 +83,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_resource_keeps_the_agent_and_the_newer_takes_over_later() {
-    let cp = support::controlplane::ControlPlane::get();
+    let cp = crate::support::controlplane::ControlPlane::get();
     let other_ns = cp.namespace("conflict-b");
     let env = Env::start(
         "conflict-a",
@@ -201,13 +200,13 @@ async fn older_resource_keeps_the_agent_and_the_newer_takes_over_later() {
     assert!(
         out.status.success(),
         "{}",
-        support::controlplane::describe_output(&out)
+        crate::support::controlplane::describe_output(&out)
     );
     // No time bound: with the test operator's 3 s backoff cap a retry would take over soon
     // enough anyway, so a figure here could only fail spuriously on a loaded machine (the wait
     // itself gives up after 30 s).
     let took_over = other
-        .wait_for("bot", "Ready", support::operator::is_ready)
+        .wait_for("bot", "Ready", crate::support::operator::is_ready)
         .await
         .unwrap();
     assert_eq!(took_over.condition("Synced").unwrap().reason, "UpToDate");

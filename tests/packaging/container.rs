@@ -11,8 +11,6 @@
 //! `target/release/pipecat-operator`); `hack/image.sh` caches the archive by the binary's
 //! digest, so an unchanged binary is not packed again.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -25,8 +23,9 @@ use kube::api::{Api, DeleteParams, PostParams};
 use pipecat_cloud_emulator as emulator;
 use pipecat_operator::crd::PipecatAgent;
 use serde_json::{Value, json};
-use support::controlplane::{ControlPlane, describe_output};
-use support::operator::{API_KEY, free_ports, is_ready};
+
+use crate::support::controlplane::{ControlPlane, describe_output};
+use crate::support::operator::{API_KEY, free_ports, is_ready};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// The operator binary cargo built for this test.

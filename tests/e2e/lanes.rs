@@ -5,14 +5,13 @@
 //! roll-outs being polled faster than the budget allows, a change's read and update still go
 //! back to back. Counts and order, never timings.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use pipecat_cloud_emulator::{ConfigUpdate, JournalEntry};
-use support::operator::{Env, Operator, Options, is_ready};
-use support::reliability::{journal_seq, journal_since};
+
+use crate::support::operator::{Env, Operator, Options, is_ready};
+use crate::support::reliability::{journal_seq, journal_since};
 
 /// Ready agents: at 1 background request/s their refresh round lasts 40 s (20 s at 2/s), a
 /// change needs 2 requests.

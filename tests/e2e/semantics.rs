@@ -4,8 +4,6 @@
 //! server that refuses a value is reported once instead of being sent the same update forever,
 //! and a redeploy token changed together with the spec is one forced update.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use pipecat_cloud_emulator::{
@@ -13,7 +11,8 @@ use pipecat_cloud_emulator::{
 };
 use pipecat_operator::crd::PipecatAgent;
 use serde_json::{Value, json};
-use support::operator::{API_KEY, Env, Options, is_ready};
+
+use crate::support::operator::{API_KEY, Env, Options, is_ready};
 
 /// Every optional field, none at its default.
 fn every_field() -> Value {

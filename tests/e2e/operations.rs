@@ -1,14 +1,13 @@
 //! Production operations against the real control plane: leader election and failover,
 //! graceful shutdown, metrics, health probes and the client-side rate limit.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use pipecat_cloud_emulator::JournalFilter;
-use support::operator::{Env, Operator, Options};
+
+use crate::support::operator::{Env, Operator, Options};
 
 const AGENT: &str = "
 apiVersion: pipecat.daily.co/v1alpha1
@@ -343,7 +342,7 @@ async fn the_rate_limit_holds_under_a_burst_of_changes() {
             &format!("bot-{i:02}"),
             Duration::from_secs(90),
             "Ready",
-            support::operator::is_ready,
+            crate::support::operator::is_ready,
         )
         .await;
     }

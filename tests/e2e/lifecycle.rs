@@ -1,12 +1,11 @@
 //! End-to-end: the operator binary against a real kube-apiserver + etcd and the Pipecat Cloud
 //! emulator, driven with kubectl where a user would.
 
-mod support;
-
 use std::time::Duration;
 
 use pipecat_cloud_emulator::{self as emulator, ActiveFault, Fault};
-use support::operator::{Env, Options, is_ready};
+
+use crate::support::operator::{Env, Options, is_ready};
 
 const SEED: &str = "
 apiVersion: pipecat.daily.co/v1alpha1
@@ -98,7 +97,7 @@ async fn apply_seed_becomes_ready_with_the_emulators_state() {
             "{}/public/voice-starter/start",
             env.emulator.base_url()
         ))
-        .bearer_auth(support::operator::API_KEY)
+        .bearer_auth(crate::support::operator::API_KEY)
         .json(&serde_json::json!({}))
         .send()
         .await
@@ -271,7 +270,7 @@ async fn unchanged_resource_costs_no_update_and_no_write() {
     assert!(
         out.status.success(),
         "{}",
-        support::controlplane::describe_output(&out)
+        crate::support::controlplane::describe_output(&out)
     );
     let annotated = env.agents().get("voice-starter").await.unwrap();
     assert_eq!(annotated.metadata.generation, baseline.metadata.generation);
@@ -318,7 +317,7 @@ async fn drift_is_restored() {
 
     env.admin
         .drift(
-            support::operator::API_KEY,
+            crate::support::operator::API_KEY,
             "voice-starter",
             serde_json::json!({"image": "someone/else:latest", "autoScaling": {"minAgents": 0, "maxAgents": 2}}),
         )
@@ -392,7 +391,7 @@ async fn delete_policy_delete_and_orphan() {
     assert!(
         out.status.success(),
         "{}",
-        support::controlplane::describe_output(&out)
+        crate::support::controlplane::describe_output(&out)
     );
     env.wait_gone("voice-starter", Duration::from_secs(5)).await;
     assert!(
@@ -411,7 +410,7 @@ async fn delete_policy_delete_and_orphan() {
     assert!(
         out.status.success(),
         "{}",
-        support::controlplane::describe_output(&out)
+        crate::support::controlplane::describe_output(&out)
     );
     env.wait_gone("keep-me", Duration::from_secs(5)).await;
     assert!(
@@ -443,7 +442,7 @@ async fn kubectl_wait_for_ready() {
     assert!(
         out.status.success(),
         "{}",
-        support::controlplane::describe_output(&out)
+        crate::support::controlplane::describe_output(&out)
     );
     assert!(
         started.elapsed() >= Duration::from_millis(1000),
@@ -560,7 +559,7 @@ async fn wait_fault_taken(env: &Env, fault: &ActiveFault, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_killed_mid_create_and_mid_delete() {
-    use support::reliability::{check_created_once, journal_of, refused_creates};
+    use crate::support::reliability::{check_created_once, journal_of, refused_creates};
     let mut env = Env::start("kill", Options::default()).await;
     // Hold create requests for 10 s (past the 3 s request timeout, and retries too) and kill the
     // operator while the emulator holds one.
@@ -652,7 +651,7 @@ async fn operator_killed_mid_create_and_mid_delete() {
 /// The agent as the emulator stores it, with every field whatever the answer profile.
 async fn stored(env: &Env, name: &str) -> Option<serde_json::Value> {
     env.admin
-        .agent(support::operator::API_KEY, name)
+        .agent(crate::support::operator::API_KEY, name)
         .await
         .expect("stored agent")
 }
@@ -799,7 +798,7 @@ async fn lifecycle_against(profile: emulator::Profile) {
     // Drift: one update restores the spec, with an event, and Ready comes back.
     env.admin
         .drift(
-            support::operator::API_KEY,
+            crate::support::operator::API_KEY,
             "voice-starter",
             serde_json::json!({"image": "someone/else:latest", "autoScaling": {"minAgents": 0, "maxAgents": 2}}),
         )
@@ -884,7 +883,7 @@ async fn lifecycle_against(profile: emulator::Profile) {
     assert!(
         out.status.success(),
         "{}",
-        support::controlplane::describe_output(&out)
+        crate::support::controlplane::describe_output(&out)
     );
     env.wait_gone("voice-starter", Duration::from_secs(5)).await;
     assert!(

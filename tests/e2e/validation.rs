@@ -1,9 +1,7 @@
 //! Invalid manifests are rejected by the real apiserver at `kubectl apply` time, with messages a
 //! person can act on (OpenAPI schema + CEL rules of the generated CRD).
 
-mod support;
-
-use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
+use crate::support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
 
 fn manifest(name: &str, spec: &str) -> String {
     format!(

@@ -12,9 +12,7 @@
 //! The operators here run with `--api-rate-limit 0` (no token bucket, the 429 brake stays) so
 //! that the spacing measured is the per-object backoff alone, and a 60 s resync so that only
 //! the test's own changes start reconciles. With `PIPECAT_RELIABILITY_REPORT=DIR` each case
-//! appends its row to `DIR/reliability_faults.jsonl` (see docs/RELIABILITY.md).
-
-mod support;
+//! appends its row to `DIR/reliability.faults.jsonl` (see docs/RELIABILITY.md).
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
@@ -25,16 +23,17 @@ use futures::FutureExt as _;
 use kube::api::DeleteParams;
 use pipecat_cloud_emulator::{self as emulator, ConfigUpdate, Fault, FaultBody};
 use serde_json::json;
-use support::operator::{API_KEY, Env, Options};
-use support::reliability::{
+use tokio::sync::Barrier;
+
+use crate::support::operator::{API_KEY, Env, Options};
+use crate::support::reliability::{
     Meta, Outcome, Policy, REQUEST_TIMEOUT, Want, apply_api, arrival, assert_all_passed,
     check_created_once, check_operator_alive, check_remote_names, check_spacing, journal_of,
     journal_seq, journal_since, longest_line, panic_message, run_case, successful_creates,
     successful_updates, wait_agent, wait_converged, wait_event,
 };
-use tokio::sync::Barrier;
 
-const SUITE: &str = "reliability_faults";
+const SUITE: &str = "reliability::faults";
 /// Longest a condition message may be (the operator truncates them).
 const MAX_MESSAGE: usize = 1024;
 /// Longest operator log line accepted about an agent fed a huge error body.
@@ -677,7 +676,7 @@ async fn deleted_out_of_band(env: &Env, name: &str) -> anyhow::Result<String> {
         creates == 2,
         "{creates} successful creates of {name} (expected the original and one re-create)"
     );
-    let refused = support::reliability::refused_creates(env, Some(name), 0).await?;
+    let refused = crate::support::reliability::refused_creates(env, Some(name), 0).await?;
     ensure!(
         refused == 0,
         "{refused} creates of {name} refused with 400 (a duplicate create)"
@@ -865,7 +864,7 @@ async fn failed_image_pull(env: &Env, name: &str) -> anyhow::Result<String> {
     // While it stays failed: the operator keeps reading it (proof that it runs), slowly (the
     // failed-deployment poll of 1 s, +-10%), and never re-sends the failing update.
     let window_since = journal_seq(env).await?;
-    let window = support::reliability::eventually(
+    let window = crate::support::reliability::eventually(
         "three reads of the failed agent",
         Duration::from_secs(30),
         || async {
@@ -974,7 +973,7 @@ async fn lost_create_answer(env: &Env, name: &str, fault: Fault) -> anyhow::Resu
         .iter()
         .filter(|e| e.operation == "create_agent")
         .count();
-    let events = support::reliability::events(env).await?;
+    let events = crate::support::reliability::events(env).await?;
     let reasons: BTreeSet<String> = events
         .iter()
         .filter(|e| e["involvedObject"]["name"] == name)
@@ -1051,7 +1050,7 @@ async fn rejected_create(
     // Refused creates before the fix were the rejection itself; after it, one would be a
     // duplicate.
     let creates = successful_creates(env, name).await?;
-    let refused = support::reliability::refused_creates(env, Some(name), fixed_at).await?;
+    let refused = crate::support::reliability::refused_creates(env, Some(name), fixed_at).await?;
     ensure!(
         creates == 1 && refused == 0,
         "{creates} successful creates of {name}, {refused} refused with 400 after the fix"

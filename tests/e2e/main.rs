@@ -1,0 +1,25 @@
+//! End to end: the operator binary against a real kube-apiserver + etcd and the Pipecat Cloud
+//! emulator, driven the way a user would (kubectl, the API), plus its Pipecat Cloud client
+//! against the emulator over HTTP. One module per behaviour.
+//!
+//! One test binary: its tests share one control plane (`ControlPlane::get`, started by the
+//! first test that needs it) and run side by side, each in namespaces of its own with an
+//! emulator and an operator process of its own, so none depends on another's objects.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cloud_client;
+mod export;
+mod lanes;
+mod lifecycle;
+mod namespace_deletion;
+mod object_state;
+mod operations;
+mod ownership;
+mod scale;
+mod secret_rotation;
+mod secret_sets;
+mod semantics;
+mod validation;
+mod writes;
