@@ -1,8 +1,7 @@
 //! Reliability and security of the operator binary against the real control plane and the
 //! Pipecat Cloud emulator: remote faults and bad input (`faults`), SIGKILL at chosen points
-//! (`kill`), two resources claiming one remote agent (`conflicts`), and credentials that never
-//! leak (`credential_leaks`). With `PIPECAT_RELIABILITY_REPORT=DIR` the cases of `faults`,
-//! `kill` and `credential_leaks` record their rows of docs/RELIABILITY.md
+//! (`kill`), and credentials that never leak (`credential_leaks`). With
+//! `PIPECAT_RELIABILITY_REPORT=DIR` every case records its row of docs/RELIABILITY.md
 //! (`hack/reliability-report.sh`).
 //!
 //! One test binary: its tests share one control plane (`ControlPlane::get`) and run side by
@@ -13,7 +12,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod conflicts;
 mod credential_leaks;
 mod faults;
 mod kill;
