@@ -2,9 +2,9 @@
 //! emulator, driven the way a user would (kubectl, the API), plus its Pipecat Cloud client
 //! against the emulator over HTTP. One module per behaviour.
 //!
-//! One test binary: its tests share one control plane (`ControlPlane::get`, started by the
-//! first test that needs it) and run side by side, each in namespaces of its own with an
-//! emulator and an operator process of its own, so none depends on another's objects.
+//! One test binary: the tests that need a control plane share one (`ControlPlane::get`, started
+//! by the first of them) and run side by side, each in namespaces of its own with an emulator
+//! and an operator process of its own, so none depends on another's objects.
 
 #[path = "../support/mod.rs"]
 mod support;
