@@ -8,8 +8,8 @@
 #     -t <registry>/pipecat-operator:0.1.0 --push .
 #
 # hack/image.sh builds the same image for the build machine's architecture with no engine and
-# no base image (umoci); tests/container.rs checks that both declare the same user, entrypoint,
-# ports and labels, and runs that image with runc.
+# no base image (umoci); tests/packaging/container.rs checks that both declare the same user,
+# entrypoint, ports and labels, and runs that image with runc.
 #
 # Runtime base: gcr.io/distroless/cc-debian12:nonroot with a glibc build, not static/musl.
 # The TLS stack (rustls on ring) compiles C and assembly, so every target needs a C cross
@@ -50,7 +50,9 @@ ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
 
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# A workspace member: cargo reads its manifest to resolve the workspace (it is not built).
+# The other workspace members (the emulator, the test harness): cargo reads their manifests to
+# resolve the workspace (they are not built).
+COPY emulator ./emulator
 COPY testkit ./testkit
 
 # The registry and target directories are cache mounts (shared across builds, per

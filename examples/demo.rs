@@ -8,10 +8,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pipecat_cloud_emulator as emulator;
 use pipecat_operator::agents::Context;
 use pipecat_operator::cloud;
 use pipecat_operator::controllers;
-use pipecat_operator::emulator;
 use pipecat_operator::runtime;
 use pipecat_operator::secret_sets;
 use testkit::controlplane::{ControlPlane, client_from_kubeconfig, describe_output};

@@ -20,8 +20,9 @@ hack/tools.sh > target/tools.log 2>&1 &
 tools_pid=$!
 trap 'kill $tools_pid 2>/dev/null || true' EXIT
 
-# Debian packages: lua5.1 (tests/argocd.rs runs deploy/argocd/health.lua in Lua 5.1, as Argo CD's
-# gopher-lua), runc and umoci (tests/container.rs builds and runs the image without an engine).
+# Debian packages: lua5.1 (tests/packaging/argocd.rs runs deploy/argocd/health.lua in Lua 5.1, as
+# Argo CD's gopher-lua), runc and umoci (tests/packaging/container.rs builds and runs the image
+# without an engine).
 debian_packages() {
   local missing=()
   for p in lua5.1:lua5.1 runc:runc umoci:umoci; do
@@ -40,7 +41,7 @@ step "cargo fmt --check" cargo fmt --all -- --check
 # `cargo metadata`, which wants the packages of other platforms too) never fetch.
 step "cargo fetch --locked" cargo fetch --locked
 
-step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # cargo-deny, pinned, installed once into the project cache (not ~/.cargo/bin: a fresh
 # CARGO_HOME is a fresh machine, and an unpinned one changes under us). From its prebuilt
@@ -89,8 +90,8 @@ step "the README's first command, end to end (hack/demo.sh --exit)" \
            grep -q "condition met" target/demo-smoke.log && echo "demo: voice-starter reached Ready"'
 
 status=0
-step "cargo test" bash -c 'cargo test --no-fail-fast --lib --bins --tests --locked -- "$@" 2>&1 | tee target/test.log; exit "${PIPESTATUS[0]}"' _ "$@" || status=$?
-step "cargo test --doc (the examples in the API docs)" bash -c 'cargo test --doc --locked -- "$@" 2>&1 | tee -a target/test.log; exit "${PIPESTATUS[0]}"' _ "$@" || status=$?
+step "cargo test" bash -c 'cargo test --workspace --no-fail-fast --lib --bins --tests --locked -- "$@" 2>&1 | tee target/test.log; exit "${PIPESTATUS[0]}"' _ "$@" || status=$?
+step "cargo test --doc (the examples in the API docs)" bash -c 'cargo test --workspace --doc --locked -- "$@" 2>&1 | tee -a target/test.log; exit "${PIPESTATUS[0]}"' _ "$@" || status=$?
 
 echo
 echo "steps (wall time; the go: steps ran in the background, beside the cargo steps):"

@@ -7,14 +7,15 @@
 //!    [`secret_sets`], each one straight pass (observe, plan purely, write, report status),
 //!    over what every kind uses, the [`runtime`].
 //! 3. [`cloud`]: the typed Pipecat Cloud HTTP client (no Kubernetes inside).
-//! 4. [`emulator`]: a local Pipecat Cloud API emulator for offline use, tests and benchmarks.
+//!
+//! The tests, the demo and the benchmark run the operator against a local Pipecat Cloud
+//! emulator, a crate of its own: `pipecat-cloud-emulator` (`emulator/`).
 
 pub mod agents;
 pub mod cloud;
 pub mod controllers;
 pub mod crd;
 pub mod duration;
-pub mod emulator;
 pub mod export;
 pub mod flags;
 pub mod jitter;

@@ -32,11 +32,11 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use kube::core::ApiResource;
 use kube::runtime::watcher;
 use kube::{Client, CustomResourceExt};
+use pipecat_cloud_emulator::{
+    self as emulator, ConfigUpdate, JournalFilter, MAX_AGENTS_LIMIT, Profile, ResetOptions,
+};
 use pipecat_operator::agents::desired::desired_from_spec;
 use pipecat_operator::crd::{PipecatAgent, PipecatAgentSpec};
-use pipecat_operator::emulator::{
-    self, ConfigUpdate, JournalFilter, MAX_AGENTS_LIMIT, Profile, ResetOptions,
-};
 use serde_json::{Value, json};
 use support::controlplane::{ControlPlane, describe_output, kubectl_stdin};
 use support::operator::{API_KEY, ContractGuard, Env, Operator};

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use kube::api::{Api, Patch, PatchParams};
+use pipecat_cloud_emulator::{ConfigUpdate, JournalEntry, JournalFilter};
 use pipecat_operator::crd::PipecatAgent;
-use pipecat_operator::emulator::{ConfigUpdate, JournalEntry, JournalFilter};
 use serde_json::{Value, json};
 
 use crate::Args;

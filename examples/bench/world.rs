@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use pipecat_operator::emulator::{self, AdminClient};
+use pipecat_cloud_emulator::{self as emulator, AdminClient};
 use serde_json::json;
 use testkit::controlplane::ControlPlane;
 

@@ -34,7 +34,7 @@ if [ ! -f "$venv/.complete" ]; then
 fi
 "$venv/bin/schemathesis" --version | grep -q "$SCHEMATHESIS_VERSION"
 
-cargo build --locked --quiet --bin pipecat-cloud-emulator
+cargo build --locked --quiet -p pipecat-cloud-emulator
 emulator="${CARGO_TARGET_DIR:-target}/debug/pipecat-cloud-emulator"
 
 work="$(mktemp -d)"

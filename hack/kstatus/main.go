@@ -1,7 +1,7 @@
 // kstatus: prints what sigs.k8s.io/cli-utils' kstatus (the status library of Flux, kpt and
 // `kubectl wait`-style tooling) computes for one object: reads the object as JSON on stdin,
 // writes {"status": ..., "message": ...} as JSON on stdout. Built by hack/kstatus/build.sh;
-// tests/kstatus.rs runs it on live PipecatAgents.
+// tests/packaging/kstatus.rs runs it on live PipecatAgents.
 package main
 
 import (

@@ -1,6 +1,8 @@
-//! Shared helpers for the integration tests. Each file under `tests/` is its own test binary
-//! and includes this directory with `mod support;`, so an item unused by one binary is used by
-//! another.
+//! Shared helpers for the integration tests. Each test binary includes this directory: the
+//! grouped ones (`tests/e2e/`, `tests/reliability/`, `tests/packaging/`, each a `main.rs` with one
+//! module per behaviour) with `#[path = "../support/mod.rs"] mod support;`, the single-file ones
+//! (`tests/upgrade.rs`, `tests/reliability_apiserver.rs`) with `mod support;`. An item unused by
+//! one binary is used by another.
 #![allow(dead_code)]
 
 pub mod controlplane;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
+use pipecat_cloud_emulator::{self as emulator, AdminClient};
 use pipecat_operator::crd::PipecatAgent;
-use pipecat_operator::emulator::{self, AdminClient};
 
 use super::controlplane::ControlPlane;
 

@@ -1,8 +1,10 @@
-//! Shared helpers of the reliability suites (`tests/reliability_*.rs`):
+//! Shared helpers of the reliability suites (the modules of `tests/reliability/` and
+//! `tests/reliability_apiserver.rs`):
 //!
 //! - the results recorder behind `docs/RELIABILITY.md`: with `PIPECAT_RELIABILITY_REPORT=DIR`
 //!   set, every case appends one JSON line (scenario, fault, expected, observed, pass) to
-//!   `DIR/<suite>.jsonl`; `hack/reliability-report.sh` renders them. Without it nothing is written.
+//!   `DIR/<suite>.jsonl` (`::` in the suite's name written `.`); `hack/reliability-report.sh`
+//!   renders them. Without it nothing is written.
 //!   A case passes or fails on its own assertions either way.
 //! - [`run_case`]: runs one case, turning an error or a panic into a failed row, so that the
 //!   other cases of a data-driven test still run and are recorded;
@@ -19,14 +21,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail, ensure};
 use futures::FutureExt as _;
 use kube::api::{Patch, PatchParams};
+use pipecat_cloud_emulator::{JournalEntry, JournalFilter};
 use pipecat_operator::crd::PipecatAgent;
-use pipecat_operator::emulator::{JournalEntry, JournalFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::operator::{Env, is_ready};
 
-/// Directory the rows are appended to (one `<suite>.jsonl` per test binary).
+/// Directory the rows are appended to (one `<suite>.jsonl` per suite).
 pub const REPORT_ENV: &str = "PIPECAT_RELIABILITY_REPORT";
 
 /// The test operator's backoff (tests/support/operator.rs): base and cap.
@@ -42,7 +44,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// One row of the reliability table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
-    /// Test binary (file name without `.rs`).
+    /// Suite: the test binary, and its module where the binary holds several suites
+    /// (`reliability::faults`, `reliability_apiserver`).
     pub suite: String,
     /// Test function.
     pub test: String,
@@ -61,7 +64,7 @@ pub struct Row {
 /// Everything about a case but its outcome.
 #[derive(Debug, Clone)]
 pub struct Meta {
-    /// Test binary.
+    /// Suite (see [`Row::suite`]).
     pub suite: &'static str,
     /// Test function.
     pub test: &'static str,
@@ -104,7 +107,7 @@ pub fn record(row: &Row) {
     let dir = std::path::PathBuf::from(dir);
     std::fs::create_dir_all(&dir)
         .unwrap_or_else(|e| panic!("creating the report directory {}: {e}", dir.display()));
-    let path = dir.join(format!("{}.jsonl", row.suite));
+    let path = dir.join(format!("{}.jsonl", row.suite.replace("::", ".")));
     let mut line = serde_json::to_string(row).expect("row serializes");
     line.push('\n');
     std::fs::OpenOptions::new()
