@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::faults::Fault;
 use super::journal::JournalFilter;
 use super::pattern::Pattern;
-use super::state::Settings;
+use super::settings::Settings;
 use super::{Shared, bearer, lock};
 
 /// Delays and failure patterns in force (`GET`/`PUT /_emulator/config`).

@@ -1,86 +1,20 @@
-//! Agents: the `/agents` operations of an organization (list, get, create, update, delete) and
-//! an agent's deployments, pruned to the ones that still matter.
+//! Agents: the `/agents` operations of an organization (list, get, create, update, delete). The
+//! agent record, with its deployments pruned to the ones that still matter, is in `org`.
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::assumptions::default_config;
 use super::body::AgentPatch;
 use super::config::AgentConfig;
 use super::deployment::Deployment;
 use super::error::ApiError;
-use super::org::{DEFAULT_REGION, Org};
-use super::sessions::Session;
-use super::state::{Settings, uuid_text};
+use super::org::{Agent, DEFAULT_REGION, Org};
+use super::settings::Settings;
 use super::views::{AgentListView, AgentView, agent_summary_view, agent_view};
 
 const NO_CHANGE_WARNING: &str = "No changes detected: no new deployment was created. Use \
                                  forceRedeploy to redeploy the same configuration.";
-
-/// An agent (a "service").
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Agent {
-    #[serde(with = "uuid_text")]
-    pub(super) id: Uuid,
-    pub(super) name: String,
-    pub(super) region: String,
-    pub(super) created_at: Timestamp,
-    pub(super) updated_at: Timestamp,
-    /// Oldest first, never empty; the last one is the desired deployment. Pruned to the ones
-    /// that still matter (reconciled, previous, desired).
-    pub(super) deployments: Vec<Deployment>,
-    pub(super) sessions: Vec<Session>,
-}
-
-/// The deployments that matter at one instant.
-pub(super) struct Life<'a> {
-    pub(super) desired: &'a Deployment,
-    pub(super) previous: Option<&'a Deployment>,
-    pub(super) reconciled: Option<&'a Deployment>,
-}
-
-impl Agent {
-    pub(super) fn desired(&self) -> &Deployment {
-        self.deployments
-            .last()
-            .expect("an agent always has a deployment")
-    }
-
-    pub(super) fn config(&self) -> &AgentConfig {
-        &self.desired().config
-    }
-
-    pub(super) fn life(&self, now: Timestamp) -> Life<'_> {
-        let n = self.deployments.len();
-        Life {
-            desired: &self.deployments[n - 1],
-            previous: n.checked_sub(2).map(|i| &self.deployments[i]),
-            reconciled: self.deployments.iter().rev().find(|d| d.reconciled(now)),
-        }
-    }
-
-    pub(super) fn push_deployment(&mut self, deployment: Deployment, now: Timestamp) {
-        let keep_reconciled = self.life(now).reconciled.map(|d| d.id);
-        let previous = self.desired().id;
-        if let Some(last) = self.deployments.last_mut() {
-            last.superseded_at = Some(now);
-        }
-        self.deployments
-            .retain(|d| d.id == previous || Some(d.id) == keep_reconciled);
-        self.deployments.push(deployment);
-        self.updated_at = now;
-    }
-
-    pub(super) fn reconciled_id(&self, now: Timestamp) -> Option<String> {
-        self.life(now).reconciled.map(|d| d.id.to_string())
-    }
-
-    /// Whether sessions can start: some reconciled deployment serves traffic.
-    pub(super) fn available(&self, now: Timestamp) -> bool {
-        self.life(now).reconciled.is_some()
-    }
-}
 
 impl Org {
     /// `GET /agents`.
@@ -129,7 +63,7 @@ impl Org {
             .clone()
             .unwrap_or_else(|| DEFAULT_REGION.to_owned());
         settings.check_region(&region)?;
-        let mut config = AgentConfig::apply(None, patch)?;
+        let mut config = AgentConfig::apply(&default_config(), patch)?;
         settings.profile.normalise(&mut config);
         self.check_bindings(&config, &region, now)?;
         let agent = Agent {
@@ -166,7 +100,7 @@ impl Org {
                 agent.region
             )));
         }
-        let mut next = AgentConfig::apply(Some(agent.config()), patch)?;
+        let mut next = AgentConfig::apply(agent.config(), patch)?;
         settings.profile.normalise(&mut next);
         if next == *agent.config() && !patch.force_redeploy {
             let mut view = agent_view(self, agent, now);

@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::body::NODE_TYPE;
 use super::config::AgentConfig;
 use super::views::AgentView;
 
@@ -28,6 +29,22 @@ pub(super) const DEFAULT_MAX_AGENTS: u32 = 10;
 pub(super) const DEFAULT_PROFILE: &str = "agent-1x";
 /// `maxSessionDuration` when never given, seconds (API.md).
 pub(super) const DEFAULT_MAX_SESSION_DURATION: u32 = 7200;
+/// The configuration of a new agent before its body applies: every field at its default.
+pub(super) fn default_config() -> AgentConfig {
+    AgentConfig {
+        image: None,
+        build_id: None,
+        node_type: NODE_TYPE.to_owned(),
+        image_pull_secret_set: None,
+        secret_set: None,
+        min_agents: DEFAULT_MIN_AGENTS,
+        max_agents: DEFAULT_MAX_AGENTS,
+        krisp_viva: None,
+        agent_profile: DEFAULT_PROFILE.to_owned(),
+        max_session_duration: DEFAULT_MAX_SESSION_DURATION,
+    }
+}
+
 /// The rewriting profile's own limit on `autoScaling.maxAgents` (and `minAgents`): larger
 /// values are clamped to it rather than rejected. Not documented by the real service.
 pub const MAX_AGENTS_LIMIT: u32 = 50;
@@ -251,7 +268,7 @@ mod tests {
     use super::*;
     use crate::body::{AgentPatch, BodyKind};
     use crate::org::Org;
-    use crate::state::Settings;
+    use crate::settings::Settings;
     use jiff::Timestamp;
     use serde_json::json;
     use std::time::Duration;

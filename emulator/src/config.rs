@@ -3,10 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::assumptions::{
-    DEFAULT_MAX_AGENTS, DEFAULT_MAX_SESSION_DURATION, DEFAULT_MIN_AGENTS, DEFAULT_PROFILE,
-};
-use super::body::{AgentPatch, Field, NODE_TYPE};
+use super::body::{AgentPatch, Field};
 use super::error::ApiError;
 
 /// The configuration of one deployment, the body fields after defaults.
@@ -26,24 +23,10 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    fn defaults() -> Self {
-        Self {
-            image: None,
-            build_id: None,
-            node_type: NODE_TYPE.to_owned(),
-            image_pull_secret_set: None,
-            secret_set: None,
-            min_agents: DEFAULT_MIN_AGENTS,
-            max_agents: DEFAULT_MAX_AGENTS,
-            krisp_viva: None,
-            agent_profile: DEFAULT_PROFILE.to_owned(),
-            max_session_duration: DEFAULT_MAX_SESSION_DURATION,
-        }
-    }
-
-    /// Applies a checked body over `base` (or the defaults) and checks the combined rules.
-    pub(super) fn apply(base: Option<&AgentConfig>, patch: &AgentPatch) -> Result<Self, ApiError> {
-        let mut c = base.cloned().unwrap_or_else(Self::defaults);
+    /// Applies a checked body over `base` (the previous configuration, or
+    /// `assumptions::default_config` for a new agent) and checks the combined rules.
+    pub(super) fn apply(base: &AgentConfig, patch: &AgentPatch) -> Result<Self, ApiError> {
+        let mut c = base.clone();
         match (&patch.image, &patch.build_id) {
             (Field::Set(image), _) => {
                 c.image = Some(image.clone());

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::config::AgentConfig;
-use super::state::{Settings, after, uuid_text};
+use super::settings::Settings;
+use super::stamps::{after, uuid_text};
 
 /// Seconds between two restarts of a crashing container (drives `restartCount`).
 const CRASH_RESTART_EVERY_SECS: i64 = 10;

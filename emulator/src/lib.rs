@@ -43,9 +43,12 @@ mod journal;
 mod org;
 mod pattern;
 mod persist;
+mod regions;
 mod secret_sets;
 mod server;
 mod sessions;
+mod settings;
+mod stamps;
 mod state;
 mod views;
 
@@ -72,8 +75,9 @@ pub use journal::{Counts, JournalEntry, JournalFilter};
 use faults::Faults;
 use journal::Journal;
 use pattern::Pattern;
-pub use state::{Region, default_regions};
-use state::{Settings, State};
+pub use regions::{Region, default_regions};
+use settings::Settings;
+use state::State;
 
 /// Everything the emulator needs to start. `Config::default()` listens on `127.0.0.1:0` with
 /// zero delays, no failure patterns, no keys (any bearer token is accepted as its own

@@ -1,86 +1,21 @@
-//! Secret sets: their provisioning status, the `/secrets` operations, and the check that the
-//! sets an agent names are usable. Values are never kept, only field names.
+//! Secret sets: the `/secrets` operations, and the check that the sets an agent names are
+//! usable (the records and their provisioning status are in `org`). Values are never kept,
+//! only field names.
 
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 
 use super::body::SecretSetBody;
 use super::config::AgentConfig;
 use super::error::ApiError;
-use super::org::{DEFAULT_REGION, Org};
-use super::state::{Settings, after};
+use super::org::{DEFAULT_REGION, Org, SecretKind, SecretSet, SetStatus};
+use super::settings::Settings;
+use super::stamps::after;
 use super::views::{
     SecretSetAcceptedView, SecretSetDetailView, SecretSetListView, secret_set_detail_view,
     secret_set_view,
 };
-
-/// A secret set; values are never kept, only field names.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretSet {
-    pub(super) name: String,
-    pub(super) kind: SecretKind,
-    pub(super) region: String,
-    pub(super) keys: BTreeSet<String>,
-    pub(super) host: Option<String>,
-    pub(super) updated_at: Timestamp,
-    pub(super) ready_at: Timestamp,
-    pub(super) failure: Option<String>,
-}
-
-/// The two kinds of secret sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SecretKind {
-    /// Environment variables for the agent (`secretSet`).
-    Secret,
-    /// Registry credentials (`imagePullSecretSet`).
-    ImagePullSecret,
-}
-
-impl SecretKind {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Self::Secret => "secret",
-            Self::ImagePullSecret => "imagePullSecret",
-        }
-    }
-}
-
-/// Provisioning status of a secret set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetStatus {
-    /// Being provisioned.
-    Pending,
-    /// Usable.
-    Ready,
-    /// Provisioning failed.
-    Failed,
-}
-
-impl SetStatus {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Ready => "ready",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl SecretSet {
-    pub(super) fn status(&self, now: Timestamp) -> SetStatus {
-        if !(now > self.updated_at && now >= self.ready_at) {
-            SetStatus::Pending
-        } else if self.failure.is_some() {
-            SetStatus::Failed
-        } else {
-            SetStatus::Ready
-        }
-    }
-}
 
 impl Org {
     /// `GET /secrets`.

@@ -21,7 +21,7 @@ use super::contract::{self, Contract};
 use super::error::{ApiError, code_for_status, error_json, json_response};
 use super::faults::{Action, Fault, FaultBody};
 use super::journal::{JournalEntry, Operation, classify, secret_set_of};
-use super::state::format_ts;
+use super::stamps::format_ts;
 use super::{Shared, admin, api, bearer, lock};
 
 /// How long open connections get to finish at shutdown.

@@ -4,30 +4,11 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::agents::Agent;
 use super::error::ApiError;
-use super::org::Org;
-use super::state::{after, format_ts, uuid_text};
-
-/// A running session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Session {
-    #[serde(with = "uuid_text")]
-    pub(super) id: Uuid,
-    pub(super) started_at: Timestamp,
-    pub(super) expires_at: Timestamp,
-}
-
-impl Agent {
-    /// Sessions not yet expired at `now`.
-    pub(super) fn live_sessions(&self, now: Timestamp) -> usize {
-        self.sessions.iter().filter(|s| s.expires_at > now).count()
-    }
-}
+use super::org::{Org, Session};
+use super::stamps::{after, format_ts};
 
 impl Org {
     /// `POST /public/{name}/start`. An unknown agent is a 400: the contract lists 200, 400 and

@@ -267,7 +267,7 @@ pub struct FieldNameView {
 /// `GET /regions`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionListView<'a> {
-    pub regions: &'a [super::state::Region],
+    pub regions: &'a [super::regions::Region],
 }
 
 /// `POST /public/{name}/start`.

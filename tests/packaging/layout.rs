@@ -1,9 +1,19 @@
-//! The architecture as the file tree shows it, checked: no module of `src/` reaches back to
-//! itself through its imports, `src/runtime/` never imports a kind, and every source file
-//! starts with a doc line saying its job (docs/ARCHITECTURE.md draws the same tree).
+//! The architecture as the file tree shows it, checked: no module of `src/` or of the
+//! emulator's `emulator/src/` reaches back to itself through its imports, `src/runtime/` never
+//! imports a kind, and every source file starts with a doc line saying its job
+//! (docs/ARCHITECTURE.md draws the same tree).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// The source trees checked, each a crate of its own (its own `crate`, its own module graph):
+/// the operator's `src/` and the emulator's `emulator/src/`.
+const CRATES: [&str; 2] = ["src", "emulator/src"];
+
+/// The source tree of one of [`CRATES`].
+fn crate_dir(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
 
 /// Every `.rs` file under `dir`.
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -182,18 +192,19 @@ struct Graph {
 }
 
 impl Graph {
-    fn load() -> Graph {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    /// The module graph of the crate whose source tree is `src`. `lib.rs` and `main.rs` both
+    /// map to `crate`: their edges add up rather than one replacing the other.
+    fn load(src: &Path) -> Graph {
         let mut files = Vec::new();
-        sources(&src, &mut files);
-        let modules: BTreeSet<String> = files.iter().map(|f| module_of(&src, f)).collect();
-        let mut edges = BTreeMap::new();
+        sources(src, &mut files);
+        let modules: BTreeSet<String> = files.iter().map(|f| module_of(src, f)).collect();
+        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for f in &files {
-            let m = module_of(&src, f);
+            let m = module_of(src, f);
             let text = std::fs::read_to_string(f).expect("read source");
             let is_mod = f.file_name().is_some_and(|n| n == "mod.rs");
             let refs = references(&m, is_mod, &code(&text), &modules);
-            edges.insert(m, refs);
+            edges.entry(m).or_default().extend(refs);
         }
         Graph { edges }
     }
@@ -222,36 +233,36 @@ impl Graph {
 
 #[test]
 fn no_module_imports_itself_back() {
-    let graph = Graph::load();
     // A parent module declaring its children (`mod x;`) and re-exporting them is not an
     // import of the children's: only the modules a file's code names count, and a
     // `mod.rs` that re-exports a child is an edge to that child like any other.
-    let cycles: BTreeSet<Vec<String>> = graph
-        .edges
-        .keys()
-        .filter_map(|m| graph.cycle_from(m))
-        .map(|mut c| {
-            // One spelling per cycle: starting from its smallest module.
-            c.pop();
-            let i = (0..c.len()).min_by_key(|&i| &c[i]).unwrap();
-            c.rotate_left(i);
-            c
-        })
-        .collect();
-    assert!(
-        cycles.is_empty(),
-        "import cycles in src/:\n{}",
-        cycles
-            .iter()
-            .map(|c| format!("  {} -> {}", c.join(" -> "), c[0]))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let mut report = Vec::new();
+    for rel in CRATES {
+        let graph = Graph::load(&crate_dir(rel));
+        let cycles: BTreeSet<Vec<String>> = graph
+            .edges
+            .keys()
+            .filter_map(|m| graph.cycle_from(m))
+            .map(|mut c| {
+                // One spelling per cycle: starting from its smallest module.
+                c.pop();
+                let i = (0..c.len()).min_by_key(|&i| &c[i]).unwrap();
+                c.rotate_left(i);
+                c
+            })
+            .collect();
+        report.extend(
+            cycles
+                .iter()
+                .map(|c| format!("  {rel}/: {} -> {}", c.join(" -> "), c[0])),
+        );
+    }
+    assert!(report.is_empty(), "import cycles:\n{}", report.join("\n"));
 }
 
 #[test]
 fn the_runtime_imports_no_kind() {
-    let graph = Graph::load();
+    let graph = Graph::load(&crate_dir("src"));
     let kinds = ["agents", "secret_sets"];
     let leaks: Vec<String> = graph
         .edges
@@ -272,19 +283,24 @@ fn the_runtime_imports_no_kind() {
 
 #[test]
 fn every_source_file_says_its_job_first() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    sources(&src, &mut files);
-    let missing: Vec<String> = files
-        .iter()
-        .filter(|f| {
-            let text = std::fs::read_to_string(f).unwrap_or_default();
-            let first = text.lines().next().unwrap_or_default();
-            // Test modules kept in their own file (`plan/tests.rs`) are part of their parent.
-            !(first.starts_with("//!") || f.ends_with("tests.rs"))
-        })
-        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
-        .collect();
+    let mut missing = Vec::new();
+    for rel in CRATES {
+        let src = crate_dir(rel);
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        missing.extend(
+            files
+                .iter()
+                .filter(|f| {
+                    let text = std::fs::read_to_string(f).unwrap_or_default();
+                    let first = text.lines().next().unwrap_or_default();
+                    // Test modules kept in their own file (`plan/tests.rs`) are part of their
+                    // parent.
+                    !(first.starts_with("//!") || f.ends_with("tests.rs"))
+                })
+                .map(|f| format!("{rel}/{}", f.strip_prefix(&src).unwrap().display())),
+        );
+    }
     assert!(
         missing.is_empty(),
         "files without a first doc line: {missing:?}"

@@ -3,9 +3,14 @@
 
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
 use super::*;
 use crate::body::{AgentPatch, BodyKind, SecretSetBody};
 use crate::error::ApiError;
+use crate::pattern::Pattern;
+use crate::regions::{Region, default_regions};
+use crate::stamps::format_ts;
 use crate::views::AgentView;
 
 fn patch(v: Value, kind: BodyKind) -> AgentPatch {

@@ -8,11 +8,10 @@ use super::{
     HealthView, KrispModelsView, KrispVivaView, ManifestKrispVivaView, ManifestView, MetadataView,
     RevisionView, SpecScalingView, SpecView,
 };
-use crate::agents::{Agent, Life};
 use crate::config::AgentConfig;
 use crate::deployment::{Deployment, Outcome, current_phase, phase_started_at, previous_phase};
-use crate::org::Org;
-use crate::state::format_ts;
+use crate::org::{Agent, Life, Org};
+use crate::stamps::format_ts;
 
 /// `GET /agents/{name}`, and the create and update responses.
 pub(crate) fn agent_view(org: &Org, agent: &Agent, now: Timestamp) -> AgentView {

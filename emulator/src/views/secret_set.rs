@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 
 use super::{FieldNameView, SecretSetDetailView, SecretSetView};
-use crate::secret_sets::{SecretSet, SetStatus};
+use crate::org::{SecretSet, SetStatus};
 
 /// A secret set in `GET /secrets`.
 pub(crate) fn secret_set_view(set: &SecretSet, now: Timestamp) -> SecretSetView {
