@@ -2,7 +2,8 @@
 //! watches ([`scope`]), re-lists handed on whole ([`relist`]), the settings ([`Config`]),
 //! conditions and the status write ([`conditions`]), the event publisher ([`events`]),
 //! finalizers ([`finalizer`]), API keys and the in-use mark on their Secrets ([`credentials`],
-//! [`secret_marks`]), backoff ([`backoff`]) and the priorities of passes ([`lanes`]).
+//! [`secret_marks`]), backoff ([`backoff`]), the priorities of passes ([`lanes`]), the
+//! per-object memory ([`memory`]) and the background lane's pacer ([`pacer`]).
 //!
 //! Each kind (`crate::agents`, `crate::secret_sets`) is one straight pass over these.
 
@@ -14,6 +15,8 @@ mod error;
 pub mod events;
 pub mod finalizer;
 pub mod lanes;
+pub mod memory;
+pub mod pacer;
 pub mod relist;
 pub mod scope;
 pub mod secret_marks;
