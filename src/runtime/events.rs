@@ -48,9 +48,9 @@ impl Note {
     }
 }
 
-/// Events waiting at most (about 0.5 KB each); when full, the oldest waiting event is dropped
-/// (counted in `pipecat_operator_events_dropped_total`): the newer ones describe the current
-/// state.
+/// Events waiting at most (their heap size per event is measured in docs/PERFORMANCE.md);
+/// when full, the oldest waiting event is dropped (counted in
+/// `pipecat_operator_events_dropped_total`): the newer ones describe the current state.
 pub const QUEUE: usize = 8192;
 
 /// Sends one event.
