@@ -338,6 +338,7 @@ impl Objects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::pacer::Stamp;
 
     fn agent(ns: &str, name: &str, uid: &str) -> PipecatAgent {
         serde_json::from_value(serde_json::json!({
@@ -535,12 +536,15 @@ mod tests {
         assert!(o.is_empty(), "nothing remembered for it");
         assert_eq!(o.sort(&a), Some(None), "caught up: queued, never refreshed");
         assert_eq!(o.queue().len(), 1);
-        assert_eq!(o.queue().oldest(), Some(None));
+        assert!(matches!(o.queue().oldest(), Some(Stamp::Never(_))));
         o.succeeded(&a, false);
         assert_eq!(o.queue().len(), 0, "rolling out: the change lane");
         o.succeeded(&a, true);
         assert_eq!(o.queue().len(), 1);
-        assert!(matches!(o.queue().oldest(), Some(Some(_))), "refreshed now");
+        assert!(
+            matches!(o.queue().oldest(), Some(Stamp::Last(_))),
+            "refreshed now"
+        );
         o.failed(&a);
         assert_eq!(o.queue().len(), 0, "an error retry is a change");
         o.succeeded(&a, true);

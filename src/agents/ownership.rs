@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::reflector::ObjectRef;
 use kube::Api;
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::broadcast;
 
 use super::context::Context;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 
-use super::pacer::{Due, Position, Queue};
+use super::pacer::{Due, Position, Queue, Stamp};
 
 /// An object's name within its namespace, as one shared string `namespace/name` (neither
 /// may contain a `/`): 16 bytes in a map, one small allocation, cloned without copying.
@@ -133,7 +133,7 @@ impl Uid {
 struct Record<E> {
     uid: Uid,
     /// Where the object stands in the background lane's queue (`None`: out of the lane).
-    queued: Option<Position>,
+    queued: Option<Stamp>,
     entry: E,
 }
 
@@ -143,13 +143,23 @@ struct Inner<E> {
 }
 
 impl<E> Inner<E> {
-    /// Moves `key`'s record to `to` in the queue.
+    /// Moves `key`'s record to `to` in the queue (`None`: out of the lane).
     fn place(due: &mut Due, key: &Key, record: &mut Record<E>, to: Option<Position>) {
+        let to = to.map(|p| Stamp::of(p, record.queued, now()));
+        Inner::restamp(due, key, record, to);
+    }
+
+    fn restamp(due: &mut Due, key: &Key, record: &mut Record<E>, to: Option<Stamp>) {
         if record.queued != to {
             due.moved(key, record.queued, to);
             record.queued = to;
         }
     }
+}
+
+/// tokio's clock (the same as std's, except in tests that pause it).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 type Farewell<E> = Box<dyn Fn(&Key, E) + Send + Sync>;
@@ -210,7 +220,7 @@ impl<K: Resource, E: Default> Memory<K, E> {
             );
             (self.farewell)(&key, old.entry);
         }
-        let mut lane = record.queued;
+        let mut lane = record.queued.map(Stamp::position);
         let out = f(&mut record.entry, &mut lane);
         Inner::place(due, &key, record, lane);
         out
@@ -324,10 +334,10 @@ impl<K: Resource, E: Default + Send> Queue for Memory<K, E> {
 
     fn next_due(
         &self,
-        after: Option<&(Position, Key)>,
+        after: Option<&(Stamp, Key)>,
         now: Instant,
         period: Duration,
-    ) -> Option<(Position, Key)> {
+    ) -> Option<(Stamp, Key)> {
         self.lock().due.next_due(after, now, period)
     }
 
@@ -337,7 +347,7 @@ impl<K: Resource, E: Default + Send> Queue for Memory<K, E> {
         if let Some(record) = records.get_mut(key)
             && record.queued.is_some()
         {
-            Inner::place(due, key, record, Some(Some(at)));
+            Inner::restamp(due, key, record, Some(Stamp::Last(at)));
         }
     }
 
@@ -345,7 +355,7 @@ impl<K: Resource, E: Default + Send> Queue for Memory<K, E> {
         self.lock().due.backlog(now, period)
     }
 
-    fn oldest(&self) -> Option<Position> {
+    fn oldest(&self) -> Option<Stamp> {
         self.lock().due.oldest()
     }
 }

@@ -18,9 +18,48 @@ use super::lanes::{Busy, Held, Lockable, accrue, effective_period, spacing};
 use super::memory::Key;
 use crate::metrics::Metrics;
 
-/// Where an object stands in the queue: when it was last refreshed (or its refresh last
-/// started); `None`, never by this process (those go first).
+/// Where a kind places an object in the lane: when it was last refreshed; `None`, never by
+/// this process.
 pub type Position = Option<Instant>;
+
+/// Where an object stands in the queue: never refreshed by this process (since it joined the
+/// lane), which go first, or last refreshed (or its refresh last started) at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stamp {
+    /// Never refreshed by this process; in the lane since then.
+    Never(Instant),
+    /// Last refreshed, or its refresh started, then.
+    Last(Instant),
+}
+
+impl Stamp {
+    /// The stamp of an object placed at `position` at `now`; one never refreshed keeps the time
+    /// it joined the lane (`before`).
+    pub fn of(position: Position, before: Option<Stamp>, now: Instant) -> Stamp {
+        match (position, before) {
+            (Some(t), _) => Stamp::Last(t),
+            (None, Some(Stamp::Never(joined))) => Stamp::Never(joined),
+            (None, _) => Stamp::Never(now),
+        }
+    }
+
+    /// The position a kind gave.
+    pub fn position(self) -> Position {
+        match self {
+            Stamp::Never(_) => None,
+            Stamp::Last(t) => Some(t),
+        }
+    }
+
+    /// When the object is due with refreshes every `period`: at once if never refreshed (the
+    /// first round is spread over one period, so it is late only a period after it joined).
+    fn due_at(self, period: Duration) -> Option<Instant> {
+        match self {
+            Stamp::Never(_) => None,
+            Stamp::Last(t) => Some(t + period),
+        }
+    }
+}
 
 /// The shortest and longest pause between two looks at the queue (with refreshes closer than
 /// the shortest, one look starts several).
@@ -32,17 +71,17 @@ pub const MAX_TICK: Duration = Duration::from_secs(1);
 /// then the longest waiting (ties by key).
 #[derive(Default)]
 pub struct Due {
-    order: BTreeSet<(Position, Key)>,
+    order: BTreeSet<(Stamp, Key)>,
 }
 
-/// True when an object at `position` is due at `now` with refreshes every `period`.
-fn is_due(position: Position, now: Instant, period: Duration) -> bool {
-    position.is_none_or(|t| t + period <= now)
+/// True when an object at `stamp` is due at `now` with refreshes every `period`.
+fn is_due(stamp: Stamp, now: Instant, period: Duration) -> bool {
+    stamp.due_at(period).is_none_or(|t| t <= now)
 }
 
 impl Due {
     /// Moves `key` from `from` to `to` (`None`: out of the queue).
-    pub fn moved(&mut self, key: &Key, from: Option<Position>, to: Option<Position>) {
+    pub fn moved(&mut self, key: &Key, from: Option<Stamp>, to: Option<Stamp>) {
         if let Some(p) = from {
             self.order.remove(&(p, key.clone()));
         }
@@ -64,10 +103,10 @@ impl Due {
     /// The first object due at `now` after `after` (exclusive) in queue order.
     pub fn next_due(
         &self,
-        after: Option<&(Position, Key)>,
+        after: Option<&(Stamp, Key)>,
         now: Instant,
         period: Duration,
-    ) -> Option<(Position, Key)> {
+    ) -> Option<(Stamp, Key)> {
         let next = match after {
             Some(a) => self
                 .order
@@ -86,8 +125,8 @@ impl Due {
             .count()
     }
 
-    /// The position of the longest waiting object.
-    pub fn oldest(&self) -> Option<Position> {
+    /// The stamp of the longest waiting object.
+    pub fn oldest(&self) -> Option<Stamp> {
         self.order.first().map(|(p, _)| *p)
     }
 }
@@ -103,17 +142,17 @@ pub trait Queue: Send + Sync {
     /// See [`Due::next_due`].
     fn next_due(
         &self,
-        after: Option<&(Position, Key)>,
+        after: Option<&(Stamp, Key)>,
         now: Instant,
         period: Duration,
-    ) -> Option<(Position, Key)>;
+    ) -> Option<(Stamp, Key)>;
     /// A refresh of `key` started (or was passed over) `at`: it goes to the back of the queue
     /// (the pass's result places it again).
     fn started(&self, key: &Key, at: Instant);
     /// See [`Due::backlog`].
     fn backlog(&self, now: Instant, period: Duration) -> usize;
     /// See [`Due::oldest`].
-    fn oldest(&self) -> Option<Position>;
+    fn oldest(&self) -> Option<Stamp>;
 }
 
 /// What a kind's background lane refreshes.
@@ -151,19 +190,13 @@ impl Pace {
         effective_period(self.interval, objects, self.background_rate).max(MIN_TICK)
     }
 
-    /// How late the longest waiting refresh is at `now` (zero when none is late): its last
-    /// refresh plus the period, or for one never refreshed, the pacer's start (`since`) plus one
-    /// period (the first round is spread over one).
-    pub fn lateness(
-        &self,
-        oldest: Option<Position>,
-        now: Instant,
-        since: Instant,
-        period: Duration,
-    ) -> Duration {
+    /// How late the longest waiting refresh (`oldest`) is at `now` (zero when none is late): a
+    /// period after its last refresh, or for one never refreshed, a period after it joined the
+    /// lane (the first round is spread over one).
+    pub fn lateness(&self, oldest: Option<Stamp>, now: Instant, period: Duration) -> Duration {
         match oldest {
             None => Duration::ZERO,
-            Some(p) => now.saturating_duration_since(p.unwrap_or(since) + period),
+            Some(Stamp::Never(t) | Stamp::Last(t)) => now.saturating_duration_since(t + period),
         }
     }
 }
@@ -218,8 +251,7 @@ pub async fn run<B: Background>(
     let permits = Arc::new(Semaphore::new(slots));
     // tokio's clock (the same as std's, except in tests that pause it).
     let clock = || tokio::time::Instant::now().into_std();
-    let since = clock();
-    let mut pacer = Pacer::new(pace, since);
+    let mut pacer = Pacer::new(pace, clock());
     let mut reported: Option<Instant> = None;
     'looks: loop {
         let now = clock();
@@ -228,7 +260,7 @@ pub async fn run<B: Background>(
         // The gauges once a second (the backlog is counted from the queue's front).
         if reported.is_none_or(|t| now >= t + MAX_TICK) {
             reported = Some(now);
-            let lateness = pace.lateness(queue.oldest(), now, since, look.period);
+            let lateness = pace.lateness(queue.oldest(), now, look.period);
             metrics.set_resync(look.period, queue.backlog(now, look.period), lateness);
         }
         let mut after = None;
@@ -290,12 +322,14 @@ mod tests {
     fn the_queue_is_never_refreshed_first_then_longest_waiting() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
+        let last = |t| Some(Stamp::Last(t));
+        let never = Some(Stamp::Never(t0));
         let mut due = Due::default();
-        due.moved(&key("recent"), None, Some(Some(t0 + s(50))));
-        due.moved(&key("old"), None, Some(Some(t0 + s(10))));
-        due.moved(&key("never-b"), None, Some(None));
-        due.moved(&key("never-a"), None, Some(None));
-        due.moved(&key("older"), None, Some(Some(t0)));
+        due.moved(&key("recent"), None, last(t0 + s(50)));
+        due.moved(&key("old"), None, last(t0 + s(10)));
+        due.moved(&key("never-b"), None, never);
+        due.moved(&key("never-a"), None, never);
+        due.moved(&key("older"), None, last(t0));
         let order = |due: &Due, now, period| {
             let mut out = Vec::new();
             let mut after = None;
@@ -312,17 +346,28 @@ mod tests {
         );
         assert_eq!(due.backlog(t0 + s(40), s(30)), 4);
         assert_eq!(order(&due, t0 + s(20), s(30)), ["never-a", "never-b"]);
-        assert_eq!(due.oldest(), Some(None));
+        assert_eq!(due.oldest(), never);
         // A refresh moves its object to the back; removal takes it out.
-        due.moved(&key("never-a"), Some(None), Some(Some(t0 + s(60))));
-        due.moved(&key("never-b"), Some(None), None);
+        due.moved(&key("never-a"), never, last(t0 + s(60)));
+        due.moved(&key("never-b"), never, None);
         assert_eq!(order(&due, t0 + s(40), s(30)), ["older", "old"]);
-        assert_eq!(due.oldest(), Some(Some(t0)));
+        assert_eq!(due.oldest(), last(t0));
         assert_eq!(due.len(), 4);
         assert_eq!(
             order(&due, t0 + s(100), s(30)),
             ["older", "old", "recent", "never-a"]
         );
+        // A never refreshed object keeps the time it joined; a refresh replaces it.
+        assert_eq!(Stamp::of(None, never, t0 + s(5)), Stamp::Never(t0));
+        assert_eq!(
+            Stamp::of(None, last(t0), t0 + s(5)),
+            Stamp::Never(t0 + s(5))
+        );
+        assert_eq!(
+            Stamp::of(Some(t0 + s(9)), never, t0),
+            Stamp::Last(t0 + s(9))
+        );
+        assert_eq!(Stamp::Never(t0 + s(99)).position(), None);
     }
 
     #[test]
@@ -365,15 +410,24 @@ mod tests {
             background_rate: None,
             slots: 2,
         };
-        assert_eq!(pace.lateness(None, t0 + s(100), t0, s(30)), s(0), "empty");
-        assert_eq!(pace.lateness(Some(Some(t0)), t0 + s(20), t0, s(30)), s(0));
+        assert_eq!(pace.lateness(None, t0 + s(100), s(30)), s(0), "empty");
         assert_eq!(
-            pace.lateness(Some(Some(t0)), t0 + s(144), t0, s(30)),
+            pace.lateness(Some(Stamp::Last(t0)), t0 + s(20), s(30)),
+            s(0)
+        );
+        assert_eq!(
+            pace.lateness(Some(Stamp::Last(t0)), t0 + s(144), s(30)),
             s(114)
         );
-        // Never refreshed: the first round takes a period from the start.
-        assert_eq!(pace.lateness(Some(None), t0 + s(29), t0, s(30)), s(0));
-        assert_eq!(pace.lateness(Some(None), t0 + s(40), t0, s(30)), s(10));
+        // Never refreshed: the first round takes a period from joining the lane.
+        assert_eq!(
+            pace.lateness(Some(Stamp::Never(t0)), t0 + s(29), s(30)),
+            s(0)
+        );
+        assert_eq!(
+            pace.lateness(Some(Stamp::Never(t0)), t0 + s(40), s(30)),
+            s(10)
+        );
     }
 
     /// A lane over agents in a memory, recording the refreshes in order.
