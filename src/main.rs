@@ -46,10 +46,10 @@ fn main() -> anyhow::Result<()> {
         .block_on(cli())
 }
 
-/// glibc's malloc gives each thread that allocates an arena of its own; with one arena for
-/// all, the peak resident set at 10,000 agents was 70.2 MiB instead of 74.3, for no more CPU
-/// (docs/PERFORMANCE.md, "Memory"). Set before any thread starts; `MALLOC_ARENA_MAX` or
-/// `GLIBC_TUNABLES` in the environment still decide when given.
+/// glibc's malloc gives each thread that allocates an arena of its own; one arena for all keeps
+/// the peak resident set lower for no more CPU (measured in docs/PERFORMANCE.md, "Memory").
+/// Set before any thread starts; `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` in the environment
+/// still decide when given.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none()

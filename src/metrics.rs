@@ -115,6 +115,7 @@ pub struct Metrics {
     agent_skipped: Gauge,
     resync_period: Gauge<f64, std::sync::atomic::AtomicU64>,
     resync_backlog: Gauge,
+    resync_lateness: Gauge<f64, std::sync::atomic::AtomicU64>,
     resyncs: Counter,
     events_dropped: Counter,
 }
@@ -228,7 +229,7 @@ impl Metrics {
         let resync_period = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "resync_period_seconds",
-            "Effective resync period of ready agents: --resync-interval, or longer when the API budget left to resyncs needs it (the bound on how old status.activeSessionCount gets, plus the backlog)",
+            "Resync period the pacer aims for: --resync-interval, or longer when the API budget left to resyncs needs it (refreshes achieved it while resync_lateness_seconds is 0)",
             resync_period.clone(),
         );
         let resync_backlog = Gauge::default();
@@ -236,6 +237,12 @@ impl Metrics {
             "resync_backlog",
             "Ready agents whose periodic refresh is due and not yet run (every agent right after a start: the first round is spread over one period)",
             resync_backlog.clone(),
+        );
+        let resync_lateness = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "resync_lateness_seconds",
+            "How long past its due time the longest-waiting ready agent's refresh is (0: every refresh on time); the longest any ready agent goes unrefreshed is resync_period_seconds plus this",
+            resync_lateness.clone(),
         );
         let resyncs = Counter::default();
         registry.register(
@@ -294,15 +301,18 @@ impl Metrics {
             agent_skipped,
             resync_period,
             resync_backlog,
+            resync_lateness,
             resyncs,
         }
     }
 
-    /// The background lane's pace: the effective resync period and the agents overdue.
-    pub fn set_resync(&self, period: Duration, backlog: usize) {
+    /// The background lane's pace: the period it aims for, the agents overdue, and how late the
+    /// longest-waiting refresh is.
+    pub fn set_resync(&self, period: Duration, backlog: usize, lateness: Duration) {
         self.resync_period.set(period.as_secs_f64());
         self.resync_backlog
             .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        self.resync_lateness.set(lateness.as_secs_f64());
     }
 
     /// One periodic refresh started.
@@ -562,12 +572,13 @@ mod tests {
         m.ready_changed(None, Some(true));
         m.ready_changed(Some(true), None);
         m.set_leader(true);
-        m.set_resync(Duration::from_secs(100), 7);
+        m.set_resync(Duration::from_secs(100), 7, Duration::from_millis(2500));
         m.resynced();
         let text = m.encode();
         for line in [
             "pipecat_operator_resync_period_seconds 100",
             "pipecat_operator_resync_backlog 7",
+            "pipecat_operator_resync_lateness_seconds 2.5",
             "pipecat_operator_resyncs_total 1",
             "pipecat_operator_reconciles_total{result=\"created\"} 1",
             "pipecat_operator_reconciles_total{result=\"error\"} 1",

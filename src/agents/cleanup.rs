@@ -71,7 +71,8 @@ async fn release(
     if let Some(owner) = ownership::owner(ctx, obj, &loc, &key).await? {
         return Ok(Outcome::Orphaned(OrphanReason::OwnedBy(format!(
             "{}/{}",
-            owner.namespace, owner.name
+            owner.namespace(),
+            owner.name()
         ))));
     }
     match ctx.cloud.delete_agent(&key, name).await {

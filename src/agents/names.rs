@@ -2,25 +2,39 @@
 //! the watch ([`NameIndex`]); the ownership step ([`super::ownership`]) reads it.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::Mutex;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::broadcast;
 
 use crate::crd::PipecatAgent;
+use crate::runtime::key::Key;
 
-/// A resource's claim on an agent name, ordered oldest first.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A resource's claim on an agent name, ordered oldest first: creation time, then namespace,
+/// then name.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     /// Creation time (seconds since the epoch; `i64::MAX` when unknown).
     pub created: i64,
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
+    /// Namespace and name.
+    key: Key,
+}
+
+impl Ord for Claim {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.created, self.namespace(), self.name()).cmp(&(
+            other.created,
+            other.namespace(),
+            other.name(),
+        ))
+    }
+}
+
+impl PartialOrd for Claim {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Claim {
@@ -33,21 +47,80 @@ impl Claim {
                 .as_ref()
                 .map(|Time(t)| t.as_second())
                 .unwrap_or(i64::MAX),
-            namespace: agent.namespace().unwrap_or_default(),
-            name: agent.name_any(),
+            key: Key::of(agent),
         }
     }
 
+    /// The claiming resource's namespace.
+    pub fn namespace(&self) -> &str {
+        self.key.namespace().unwrap_or_default()
+    }
+
+    /// The claiming resource's name.
+    pub fn name(&self) -> &str {
+        self.key.name()
+    }
+
     fn object_ref(&self) -> ObjectRef<PipecatAgent> {
-        ObjectRef::new(&self.name).within(&self.namespace)
+        ObjectRef::new(self.name()).within(self.namespace())
+    }
+}
+
+/// The claims on one name, sorted oldest first, without duplicates: nearly every name has one,
+/// kept inline (a `Vec` would be one more allocation per agent, a `BTreeSet`'s first node room
+/// for eleven).
+#[derive(Debug)]
+enum Claims {
+    One(Claim),
+    Many(Vec<Claim>),
+}
+
+impl Claims {
+    fn as_slice(&self) -> &[Claim] {
+        match self {
+            Claims::One(c) => std::slice::from_ref(c),
+            Claims::Many(v) => v,
+        }
+    }
+
+    fn insert(&mut self, claim: Claim) {
+        match self {
+            Claims::One(c) if *c == claim => {}
+            Claims::One(c) => {
+                let mut v = vec![c.clone(), claim];
+                v.sort();
+                *self = Claims::Many(v);
+            }
+            Claims::Many(v) => {
+                if let Err(at) = v.binary_search(&claim) {
+                    v.insert(at, claim);
+                }
+            }
+        }
+    }
+
+    /// Removes `claim`; true when no claim is left.
+    fn remove(&mut self, claim: &Claim) -> bool {
+        match self {
+            Claims::One(c) => c == claim,
+            Claims::Many(v) => {
+                if let Ok(at) = v.binary_search(claim) {
+                    v.remove(at);
+                }
+                if v.len() == 1 {
+                    *self = Claims::One(v.remove(0));
+                    false
+                } else {
+                    v.is_empty()
+                }
+            }
+        }
     }
 }
 
 /// Agent name -> the resources claiming it, fed by the watch streams.
 pub struct NameIndex {
-    /// Each name's claims, sorted oldest first, without duplicates. A sorted `Vec`, not a
-    /// `BTreeSet`: nearly every name has one claim, and a set's first node holds eleven.
-    claims: Mutex<HashMap<String, Vec<Claim>>>,
+    claims: Mutex<HashMap<Box<str>, Claims>>,
     released: broadcast::Sender<ObjectRef<PipecatAgent>>,
 }
 
@@ -65,35 +138,28 @@ impl NameIndex {
     pub fn upsert(&self, agent: &PipecatAgent) {
         let claim = Claim::of(agent);
         let mut claims = self.claims.lock().expect("name index lock");
-        match claims.entry(agent.agent_name().to_string()) {
-            Entry::Vacant(v) => {
-                v.insert(vec![claim]);
-            }
-            Entry::Occupied(mut o) => {
-                let set = o.get_mut();
-                if let Err(at) = set.binary_search(&claim) {
-                    set.insert(at, claim);
-                }
+        match claims.get_mut(agent.agent_name()) {
+            Some(set) => set.insert(claim),
+            None => {
+                claims.insert(agent.agent_name().into(), Claims::One(claim));
             }
         }
     }
 
     /// Records that `agent` is gone; the other claimants of its name are re-queued.
     pub fn remove(&self, agent: &PipecatAgent) {
-        let name = agent.agent_name().to_string();
+        let name = agent.agent_name();
         let waiting: Vec<Claim> = {
             let mut claims = self.claims.lock().expect("name index lock");
-            let Some(set) = claims.get_mut(&name) else {
+            let Some(set) = claims.get_mut(name) else {
                 return;
             };
-            if let Ok(at) = set.binary_search(&Claim::of(agent)) {
-                set.remove(at);
+            if set.remove(&Claim::of(agent)) {
+                claims.remove(name);
+                Vec::new()
+            } else {
+                set.as_slice().to_vec()
             }
-            let rest = set.clone();
-            if set.is_empty() {
-                claims.remove(&name);
-            }
-            rest
         };
         for claim in waiting {
             let _ = self.released.send(claim.object_ref());
@@ -105,7 +171,13 @@ impl NameIndex {
         let claims = self.claims.lock().expect("name index lock");
         claims
             .get(name)
-            .map(|set| set.iter().take_while(|c| *c < mine).cloned().collect())
+            .map(|set| {
+                set.as_slice()
+                    .iter()
+                    .take_while(|c| *c < mine)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -192,5 +264,11 @@ mod tests {
         let a = Claim::of(&agent("a", "x", 100, "n"));
         let b = Claim::of(&agent("b", "x", 100, "n"));
         assert!(a < b);
+        // By the namespace, then the name: not by the string "namespace/name" ('-' < '/').
+        let longer = Claim::of(&agent("a-b", "x", 100, "n"));
+        assert!(a < longer);
+        let ay = Claim::of(&agent("a", "y", 100, "n"));
+        assert!(a < ay && ay < longer);
+        assert_eq!((longer.namespace(), longer.name()), ("a-b", "x"));
     }
 }

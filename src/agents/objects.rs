@@ -15,8 +15,8 @@
 //! - its lane ([`super::lanes`]): whether its last pass left it to periodic refreshes, and
 //!   when this process last saw it ready.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use kube::ResourceExt;
@@ -24,14 +24,16 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::crd::{PipecatAgent, PipecatAgentStatus};
 use crate::metrics::{AgentGauges, Metrics};
+use crate::runtime::key::Key;
+use crate::runtime::memory::{Memory, Uid};
+use crate::runtime::pacer::{Position, Queue};
 
 #[derive(Clone, Default)]
 struct Entry {
-    uid: String,
     failures: u32,
     polls: u32,
     finalizer: bool,
-    creating: Option<String>,
+    creating: Option<Box<str>>,
     /// The status this process wrote last (or is about to write), until the watch shows it.
     /// Boxed: most entries have none, and the map's slots stay small.
     status: Option<Box<PipecatAgentStatus>>,
@@ -53,38 +55,64 @@ struct Entry {
     generation: Option<i64>,
 }
 
+/// The lane of `obj` from its entry (`None`: none yet): `Some(last refresh)` in the background
+/// lane, `None` in the change lane. See [`Objects::background`].
+fn lane(entry: Option<&Entry>, obj: &PipecatAgent) -> Option<Position> {
+    let status = entry
+        .and_then(|e| {
+            e.status
+                .as_deref()
+                .or_else(|| e.shown.as_ref().and_then(|a| a.status.as_ref()))
+        })
+        .or(obj.status.as_ref());
+    let synced = entry.and_then(|e| e.synced);
+    match entry.and_then(|e| e.background) {
+        // After a pass of this process: it decided (a spec change since sends it back).
+        Some(background) => {
+            let status = status?;
+            let current = obj.metadata.deletion_timestamp.is_none()
+                && status.observed_generation == obj.metadata.generation;
+            (background && current).then_some(synced)
+        }
+        None => super::lanes::caught_up(obj, status).then_some(synced),
+    }
+}
+
 /// The per-object state of the controller.
 pub struct Objects {
-    entries: Mutex<HashMap<ObjectRef<PipecatAgent>, Entry>>,
+    memory: Memory<PipecatAgent, Entry>,
     metrics: Arc<Metrics>,
 }
 
 impl Objects {
     /// An empty state whose readiness feeds `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
+        let gauges = metrics.clone();
         Objects {
-            entries: Mutex::new(HashMap::new()),
+            // Whatever way an entry goes (forgotten, or an older object under a re-used
+            // name), its gauges go with it.
+            memory: Memory::new(move |key: &Key, gone: Entry| {
+                if let Some(r) = gone.ready {
+                    gauges.ready_changed(Some(r), None);
+                }
+                gauges.failed_changed(gone.failed, false);
+                gauges.agent_forgotten(
+                    key.namespace().unwrap_or_default(),
+                    key.name(),
+                    gone.gauges,
+                );
+            }),
             metrics,
         }
     }
 
     fn with<R>(&self, obj: &PipecatAgent, f: impl FnOnce(&mut Entry) -> R) -> R {
-        let uid = obj.uid().unwrap_or_default();
-        let mut entries = self.entries.lock().expect("objects lock");
-        let entry = entries.entry(ObjectRef::from_obj(obj)).or_default();
-        if entry.uid != uid {
-            // A new object under an old name: nothing of the old one applies.
-            if let Some(r) = entry.ready {
-                self.metrics.ready_changed(Some(r), None);
-            }
-            self.metrics.failed_changed(entry.failed, false);
-            self.forget_gauges(&ObjectRef::from_obj(obj), entry.gauges);
-            *entry = Entry {
-                uid,
-                ..Entry::default()
-            };
-        }
-        f(entry)
+        self.memory.with(obj, f)
+    }
+
+    /// The background lane's queue of agents (read by [`super::pacer`]).
+    pub fn queue(&self) -> &dyn Queue {
+        &self.memory
     }
 
     /// Records that the finalizer was added.
@@ -94,9 +122,8 @@ impl Objects {
 
     /// Records that the create marker for `agent` was written.
     pub fn marker_added(&self, obj: &PipecatAgent, agent: &str) {
-        self.with(obj, |e| e.creating = Some(agent.to_string()));
+        self.with(obj, |e| e.creating = Some(agent.into()));
     }
-
     /// True when the object carries the create marker for `agent`, or this process wrote it.
     pub fn marked_creating(&self, obj: &PipecatAgent, agent: &str) -> bool {
         super::finalizer::marked_creating(obj, agent)
@@ -143,32 +170,25 @@ impl Objects {
     /// the newest version from then on (it never holds an older version alive). Remembers
     /// nothing for an object this process has written no status for.
     pub fn shown(&self, latest: &Arc<PipecatAgent>) {
-        let uid = latest.uid().unwrap_or_default();
-        let mut entries = self.entries.lock().expect("objects lock");
-        let Some(e) = entries
-            .get_mut(&ObjectRef::from_obj(&**latest))
-            .filter(|e| e.uid == uid)
-        else {
-            return;
-        };
-        if e.status.is_some() && e.status.as_deref() == latest.status.as_ref() {
-            e.status = None;
-            e.unwritten = false;
-            e.shown = Some(latest.clone());
-        } else if e.shown.is_some() {
-            e.shown = Some(latest.clone());
-        }
+        self.memory.update(latest, |e| {
+            if e.status.is_some() && e.status.as_deref() == latest.status.as_ref() {
+                e.status = None;
+                e.unwritten = false;
+                e.shown = Some(latest.clone());
+            } else if e.shown.is_some() {
+                e.shown = Some(latest.clone());
+            }
+        });
     }
 
     /// After a re-list: points every entry that follows the cache at the store's new copy
     /// (`lookup`), or at nothing when the store no longer holds the object.
     pub fn relisted(&self, lookup: impl Fn(&ObjectRef<PipecatAgent>) -> Option<Arc<PipecatAgent>>) {
-        let mut entries = self.entries.lock().expect("objects lock");
-        for (r, e) in entries.iter_mut() {
+        self.memory.for_each(|key, uid, e| {
             if e.shown.is_some() {
-                e.shown = lookup(r).filter(|a| a.uid().as_deref() == Some(e.uid.as_str()));
+                e.shown = lookup(&key.object_ref()).filter(|a| Uid::of(&**a) == uid);
             }
-        }
+        });
     }
 
     /// True when the latest status was computed but its write failed.
@@ -215,21 +235,24 @@ impl Objects {
     /// deployment that is not ready yet (0 once it is ready). A ready agent goes to the
     /// background lane, refreshed from now on; any other stays in the change lane.
     pub fn succeeded(&self, obj: &PipecatAgent, ready: bool) -> u32 {
-        self.with(obj, |e| {
+        self.memory.with_lane(obj, |e, queued| {
             e.failures = 0;
             e.background = Some(ready);
             if ready {
                 e.synced = Some(Instant::now());
             }
             e.polls = if ready { 0 } else { e.polls.saturating_add(1) };
+            *queued = lane(Some(e), obj);
             e.polls
         })
     }
 
-    /// A failed pass; returns the number of consecutive failures.
+    /// A failed pass; returns the number of consecutive failures. The agent goes to the
+    /// change lane.
     pub fn failed(&self, obj: &PipecatAgent) -> u32 {
-        self.with(obj, |e| {
+        self.memory.with_lane(obj, |e, queued| {
             e.background = Some(false);
+            *queued = None;
             e.failures = e.failures.saturating_add(1);
             e.failures
         })
@@ -239,28 +262,14 @@ impl Objects {
     /// [`super::lanes`]): caught up with its spec, ready, its last pass successful; `None`
     /// when it is change work (or being deleted). Remembers nothing new.
     pub fn background(&self, obj: &PipecatAgent) -> Option<Option<Instant>> {
-        let uid = obj.uid().unwrap_or_default();
-        let entries = self.entries.lock().expect("objects lock");
-        let entry = entries
-            .get(&ObjectRef::from_obj(obj))
-            .filter(|e| e.uid == uid);
-        let status = entry
-            .and_then(|e| {
-                e.status
-                    .as_deref()
-                    .or_else(|| e.shown.as_ref().and_then(|a| a.status.as_ref()))
-            })
-            .or(obj.status.as_ref());
-        match entry.and_then(|e| e.background) {
-            // After a pass of this process: it decided (a spec change since sends it back).
-            Some(background) => {
-                let status = status?;
-                let current = obj.metadata.deletion_timestamp.is_none()
-                    && status.observed_generation == obj.metadata.generation;
-                (background && current).then(|| entry.and_then(|e| e.synced))
-            }
-            None => super::lanes::caught_up(obj, status).then(|| entry.and_then(|e| e.synced)),
-        }
+        self.memory.get(obj, |e| lane(e, obj))
+    }
+
+    /// As [`Objects::background`] for a version of the object the watch applied, and places
+    /// the object in the background lane's queue accordingly (an object of the change lane
+    /// with nothing remembered leaves nothing behind).
+    pub fn sort(&self, obj: &PipecatAgent) -> Option<Option<Instant>> {
+        self.memory.sort(obj, |e| lane(e, obj))
     }
 
     /// Consecutive failures of an object.
@@ -299,21 +308,9 @@ impl Objects {
         });
     }
 
-    fn forget_gauges(&self, obj: &ObjectRef<PipecatAgent>, gauges: Option<bool>) {
-        let namespace = obj.namespace.as_deref().unwrap_or_default();
-        self.metrics.agent_forgotten(namespace, &obj.name, gauges);
-    }
-
     /// Forgets an object: it left (deleted, or out of the watched set).
     pub fn forget(&self, obj: &ObjectRef<PipecatAgent>) {
-        let gone = self.entries.lock().expect("objects lock").remove(obj);
-        if let Some(gone) = gone {
-            if let Some(r) = gone.ready {
-                self.metrics.ready_changed(Some(r), None);
-            }
-            self.metrics.failed_changed(gone.failed, false);
-            self.forget_gauges(obj, gone.gauges);
-        }
+        self.memory.forget(&Key::of_ref(obj));
     }
 
     /// After a complete (re-)list of `namespace` (`None`: all namespaces): forgets the objects
@@ -323,24 +320,13 @@ impl Objects {
         namespace: Option<&str>,
         listed: &HashSet<ObjectRef<PipecatAgent>>,
     ) {
-        let gone: Vec<ObjectRef<PipecatAgent>> = {
-            let entries = self.entries.lock().expect("objects lock");
-            entries
-                .keys()
-                .filter(|r| namespace.is_none() || r.namespace.as_deref() == namespace)
-                .filter(|r| !listed.contains(*r))
-                .cloned()
-                .collect()
-        };
-        for r in gone {
-            self.forget(&r);
-        }
+        self.memory.retain_listed(namespace, listed);
     }
 
     /// How many objects are remembered (tests).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.entries.lock().expect("objects lock").len()
+        self.memory.len()
     }
 
     /// True when no object is remembered (tests).
@@ -353,6 +339,7 @@ impl Objects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::pacer::Stamp;
 
     fn agent(ns: &str, name: &str, uid: &str) -> PipecatAgent {
         serde_json::from_value(serde_json::json!({
@@ -527,6 +514,62 @@ mod tests {
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
         );
         assert_eq!(o.background(&deleting), None, "a deletion is a change");
+    }
+
+    #[test]
+    fn the_pacers_queue_follows_the_lane_and_every_way_out() {
+        let o = Objects::new(Arc::default());
+        let ready = PipecatAgentStatus {
+            ready: true,
+            observed_generation: Some(1),
+            ..Default::default()
+        };
+        let caught_up = |name: &str, uid: &str| {
+            let mut a = agent("ns", name, uid);
+            a.metadata.generation = Some(1);
+            a.status = Some(ready.clone());
+            a
+        };
+        let a = caught_up("a", "u1");
+        let mut new = a.clone();
+        new.status = None;
+        assert_eq!(o.sort(&new), None, "no status: a change");
+        assert!(o.is_empty(), "nothing remembered for it");
+        assert_eq!(o.sort(&a), Some(None), "caught up: queued, never refreshed");
+        assert_eq!(o.queue().len(), 1);
+        assert!(matches!(o.queue().oldest(), Some(Stamp::Never(_))));
+        o.succeeded(&a, false);
+        assert_eq!(o.queue().len(), 0, "rolling out: the change lane");
+        o.succeeded(&a, true);
+        assert_eq!(o.queue().len(), 1);
+        assert!(
+            matches!(o.queue().oldest(), Some(Stamp::Last(_))),
+            "refreshed now"
+        );
+        o.failed(&a);
+        assert_eq!(o.queue().len(), 0, "an error retry is a change");
+        o.succeeded(&a, true);
+        let mut changed = a.clone();
+        changed.metadata.generation = Some(2);
+        assert_eq!(o.sort(&changed), None);
+        assert_eq!(o.queue().len(), 0, "a spec change is a change");
+        o.succeeded(&a, true);
+        assert_eq!(o.queue().len(), 1);
+        o.forget(&ObjectRef::from_obj(&a));
+        assert_eq!(o.queue().len(), 0, "deleted");
+
+        let b = caught_up("b", "u2");
+        o.sort(&b);
+        o.sort(&caught_up("c", "u3"));
+        assert_eq!(o.queue().len(), 2);
+        o.retain_listed(Some("ns"), &[ObjectRef::from_obj(&b)].into_iter().collect());
+        assert_eq!(o.queue().len(), 1, "gone from a re-list");
+        o.set_ready(&caught_up("b", "u4"), true);
+        assert_eq!(
+            o.queue().len(),
+            0,
+            "a new object under b's name starts out of the queue"
+        );
     }
 
     #[test]

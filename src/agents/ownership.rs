@@ -41,9 +41,9 @@ pub async fn owner(
 ) -> Result<Option<Claim>, Error> {
     let mine = Claim::of(agent);
     for other in ctx.names.older_than(agent.agent_name(), &mine) {
-        let api: Api<PipecatAgent> = Api::namespaced(ctx.kube.clone(), &other.namespace);
+        let api: Api<PipecatAgent> = Api::namespaced(ctx.kube.clone(), other.namespace());
         let Some(other_obj) = api
-            .get_opt(&other.name)
+            .get_opt(other.name())
             .await
             .map_err(|source| Error::Kube {
                 action: "read a PipecatAgent claiming the same agent name",
@@ -73,8 +73,8 @@ pub fn conflict(agent: &PipecatAgent, owner: &Claim) -> Error {
         message: format!(
             "Pipecat agent {} is already managed by PipecatAgent {}/{} (created earlier) with the same Pipecat Cloud account: set a different spec.agentName, or delete the other resource (this one then takes over)",
             agent.agent_name(),
-            owner.namespace,
-            owner.name
+            owner.namespace(),
+            owner.name()
         ),
     }
 }

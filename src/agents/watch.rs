@@ -133,7 +133,7 @@ fn controller_for(
     // once, from its status, not only after its first refresh. A re-list's changes wait for
     // the store to hold them ([`relist`]).
     let change = move |a: &PipecatAgent| {
-        let change = caught_up.objects.background(a).is_none();
+        let change = caught_up.objects.sort(a).is_none();
         if !change {
             caught_up.objects.set_ready(a, true);
             caught_up

@@ -48,9 +48,9 @@ impl Note {
     }
 }
 
-/// Events waiting at most (about 0.5 KB each); when full, the oldest waiting event is dropped
-/// (counted in `pipecat_operator_events_dropped_total`): the newer ones describe the current
-/// state.
+/// Events waiting at most (their heap size per event is measured in docs/PERFORMANCE.md);
+/// when full, the oldest waiting event is dropped (counted in
+/// `pipecat_operator_events_dropped_total`): the newer ones describe the current state.
 pub const QUEUE: usize = 8192;
 
 /// Sends one event.
@@ -58,10 +58,11 @@ type Sender = Arc<dyn Fn(K8sEvent) -> BoxFuture<'static, Result<(), kube::Error>
 
 /// Sends events about resources, in the background, through a bounded queue and at most as
 /// many requests at once as reconciles run at once (`--concurrency`): a pass writes at most
-/// one status and publishes about one event, so the queue drains as fast as passes fill it
-/// (with a fixed 8 it overflowed in a 30,000-agent cold convergence). Every event is a plain create: no cache of published events
-/// and no series (an agent's events rarely repeat, and kube-runtime's `Recorder` kept each one
-/// for 6 minutes to fold repeats: half the operator's memory at 10,000 agents).
+/// one status and publishes about one event, so the queue drains as fast as passes fill it (a
+/// fixed number of senders let it overflow in a large cold convergence). Every event is a
+/// plain create: no cache of published events and no series (an agent's events rarely repeat,
+/// and kube-runtime's `Recorder` kept each one for 6 minutes to fold repeats). The
+/// measurements behind both are in docs/PERFORMANCE.md.
 #[derive(Clone)]
 pub struct Publisher {
     shared: Arc<Shared>,

@@ -1,8 +1,9 @@
 //! What every kind's controller uses, and never a kind itself: the scope of a release and its
-//! watches ([`scope`]), re-lists handed on whole ([`relist`]), the settings ([`Config`]),
+//! watches ([`scope`], each read once and shared: [`reflectors`]), re-lists handed on whole ([`relist`]), the settings ([`Config`]),
 //! conditions and the status write ([`conditions`]), the event publisher ([`events`]),
 //! finalizers ([`finalizer`]), API keys and the in-use mark on their Secrets ([`credentials`],
-//! [`secret_marks`]), backoff ([`backoff`]) and the priorities of passes ([`lanes`]).
+//! [`secret_marks`]), backoff ([`backoff`]), the priorities of passes ([`lanes`]), the
+//! per-object memory ([`memory`]) and the background lane's pacer ([`pacer`]).
 //!
 //! Each kind (`crate::agents`, `crate::secret_sets`) is one straight pass over these.
 
@@ -13,7 +14,10 @@ pub mod credentials;
 mod error;
 pub mod events;
 pub mod finalizer;
+pub mod key;
 pub mod lanes;
+pub mod memory;
+pub mod pacer;
 pub mod reflectors;
 pub mod relist;
 pub mod scope;

@@ -75,10 +75,30 @@ where
 }
 
 /// What the watch caches of an object, without what no pass reads: `managedFields` (nearly
-/// half of each object) and the copy of the whole spec `kubectl apply` keeps in an annotation.
+/// half of each object), the labels (the label selector is applied by the API server; no pass
+/// reads one), owner references, and every annotation but the operator's own (`kubectl
+/// apply`'s copy of the whole spec, tools' tracking notes). Passes read the name, namespace,
+/// uid, generation, resourceVersion (the finalizer patch's precondition), creation time
+/// (ownership), finalizers, deletion time, the operator's annotations (the create marker),
+/// the spec and the status.
 pub fn trim_cached<K: ResourceExt>(obj: &mut K) {
-    obj.managed_fields_mut().clear();
-    obj.annotations_mut().remove(LAST_APPLIED);
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.retain(|k, _| own(k));
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// True for an annotation of the operator's own (`pipecat.daily.co/...`).
+fn own(annotation: &str) -> bool {
+    annotation
+        .strip_prefix(crate::crd::GROUP)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The annotation `kubectl apply` keeps its last applied configuration in.
@@ -120,20 +140,51 @@ mod tests {
                 "name": "a", "namespace": "ns",
                 "annotations": {
                     LAST_APPLIED: "{\"spec\":{\"image\":\"a/b:1\"}}",
+                    "argocd.argoproj.io/tracking-id": "app:pipecat.daily.co/PipecatAgent:ns/a",
                     CREATE_MARKER: "a",
                 },
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u"}],
+                "finalizers": ["pipecat.daily.co/cleanup"],
+                "uid": "u1", "generation": 3, "resourceVersion": "7",
+                "creationTimestamp": "2026-01-01T00:00:00Z",
                 "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
             },
             "spec": {"image": "a/b:1"}
         }))
         .unwrap();
+        let before = a.clone();
         trim_cached(&mut a);
         assert!(a.managed_fields().is_empty());
-        assert!(!a.annotations().contains_key(LAST_APPLIED));
+        assert!(a.labels().is_empty() && a.owner_references().is_empty());
         assert_eq!(
-            a.annotations().get(CREATE_MARKER).map(String::as_str),
-            Some("a"),
-            "the create marker stays: passes read it"
+            a.annotations().keys().collect::<Vec<_>>(),
+            [CREATE_MARKER],
+            "the create marker stays (passes read it), nothing else"
         );
+        // What passes read is untouched.
+        assert_eq!(a.spec, before.spec);
+        for (what, kept, was) in [
+            ("name", a.meta().name.clone(), before.meta().name.clone()),
+            ("uid", a.meta().uid.clone(), before.meta().uid.clone()),
+            (
+                "resourceVersion",
+                a.meta().resource_version.clone(),
+                before.meta().resource_version.clone(),
+            ),
+        ] {
+            assert_eq!(kept, was, "{what}");
+        }
+        assert_eq!(a.metadata.generation, Some(3));
+        assert_eq!(a.finalizers(), before.finalizers());
+        assert_eq!(
+            a.metadata.creation_timestamp,
+            before.metadata.creation_timestamp
+        );
+        let mut bare = PipecatAgent::new("b", before.spec.clone());
+        bare.annotations_mut()
+            .insert(LAST_APPLIED.into(), "{}".into());
+        trim_cached(&mut bare);
+        assert!(bare.metadata.annotations.is_none(), "no empty map kept");
     }
 }

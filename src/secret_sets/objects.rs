@@ -3,18 +3,18 @@
 //! last wrote until the watch cache shows it (a pass that starts from a stale copy must not
 //! send the same values again, nor count their revision twice).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::crd::secret_set::{PipecatSecretSet, PipecatSecretSetStatus};
 use crate::metrics::Metrics;
+use crate::runtime::key::Key;
+use crate::runtime::memory::Memory;
 
 #[derive(Clone, Default)]
 struct Entry {
-    uid: String,
     failures: u32,
     polls: u32,
     finalizer: bool,
@@ -27,32 +27,25 @@ struct Entry {
 
 /// The per-object state of the secret set controller.
 pub struct Objects {
-    entries: Mutex<HashMap<ObjectRef<PipecatSecretSet>, Entry>>,
+    memory: Memory<PipecatSecretSet, Entry>,
     metrics: Arc<Metrics>,
 }
 
 impl Objects {
     /// Empty, counting readiness in `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
+        let gauge = metrics.clone();
         Objects {
-            entries: Mutex::default(),
+            // Forgotten, or another object under the same name: no longer counted.
+            memory: Memory::new(move |_: &Key, gone: Entry| {
+                gauge.secret_set_ready_changed(gone.ready, None)
+            }),
             metrics,
         }
     }
 
     fn with<R>(&self, obj: &PipecatSecretSet, f: impl FnOnce(&mut Entry) -> R) -> R {
-        let uid = obj.uid().unwrap_or_default();
-        let mut entries = self.entries.lock().expect("objects lock");
-        let entry = entries.entry(ObjectRef::from_obj(obj)).or_default();
-        if entry.uid != uid {
-            // Another object under the same name: the old one is no longer counted.
-            self.metrics.secret_set_ready_changed(entry.ready, None);
-            *entry = Entry {
-                uid,
-                ..Entry::default()
-            };
-        }
-        f(entry)
+        self.memory.with(obj, f)
     }
 
     /// Records the set's readiness and moves the `secret_sets` gauge by the difference.
@@ -141,9 +134,7 @@ impl Objects {
 
     /// Forgets an object that left.
     pub fn forget(&self, obj: &ObjectRef<PipecatSecretSet>) {
-        if let Some(e) = self.entries.lock().expect("objects lock").remove(obj) {
-            self.metrics.secret_set_ready_changed(e.ready, None);
-        }
+        self.memory.forget(&Key::of_ref(obj));
     }
 
     /// After a complete (re-)list of `namespace` (`None`: all): forgets the objects of that
@@ -153,14 +144,7 @@ impl Objects {
         namespace: Option<&str>,
         listed: &HashSet<ObjectRef<PipecatSecretSet>>,
     ) {
-        self.entries.lock().expect("objects lock").retain(|r, e| {
-            let keep =
-                !(namespace.is_none() || r.namespace.as_deref() == namespace) || listed.contains(r);
-            if !keep {
-                self.metrics.secret_set_ready_changed(e.ready, None);
-            }
-            keep
-        });
+        self.memory.retain_listed(namespace, listed);
     }
 }
 
