@@ -2,7 +2,8 @@
 //! way out: deleted after cleanup, deleted with its finalizer stripped by hand, no longer
 //! matching the label selector, or gone while the watch was re-listing.
 //!
-//! Per object (and uid, so that a re-created object starts afresh):
+//! Per object (and uid, so that a re-created object starts afresh), in the runtime's
+//! [`Memory`]:
 //! - retry and polling counters (read by [`super::backoff`]);
 //! - what this process last wrote (the finalizer, the status): under load the watch cache lags
 //!   behind our own writes by up to seconds, and a reconcile that starts from a stale copy must
@@ -12,8 +13,9 @@
 //!   fleet costs no second copy of every status;
 //! - the readiness last counted in the `pipecat_operator_agents` gauge;
 //! - whether the agent has per-agent gauges (`--agent-metrics`), removed when it leaves;
-//! - its lane ([`super::lanes`]): whether its last pass left it to periodic refreshes, and
-//!   when this process last saw it ready.
+//! - its lane ([`super::lanes`]): whether its last pass left it to periodic refreshes, when
+//!   this process last saw it ready, and its place in the background lane's queue
+//!   ([`Objects::queue`], read by [`super::pacer`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
