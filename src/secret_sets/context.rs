@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use kube::Resource;
 use tokio::sync::OnceCell;
 
 use super::digest;
@@ -15,7 +14,6 @@ use crate::crd::secret_set::{PipecatSecretSet, SET_CREDENTIALS_FINALIZER};
 use crate::metrics::Metrics;
 use crate::runtime;
 use crate::runtime::secret_marks::SecretMarks;
-use crate::text::truncate;
 
 /// Shared state of all secret set reconciles.
 pub struct Context {
@@ -70,16 +68,9 @@ impl Context {
             .await
     }
 
-    /// Publishes an event about `obj` in the background, through the agents' bounded
+    /// Publishes an event about `obj` in the background, through the process's one bounded
     /// publisher.
     pub fn publish(&self, obj: &PipecatSecretSet, note: Note) {
-        self.events.publish_about(
-            obj.object_ref(&()),
-            runtime::events::Note {
-                warning: note.warning,
-                reason: note.reason,
-                message: truncate(note.message, runtime::conditions::MAX_MESSAGE),
-            },
-        );
+        self.events.publish(obj, note);
     }
 }

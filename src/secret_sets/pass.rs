@@ -137,16 +137,8 @@ pub struct Synced {
     pub count: usize,
 }
 
-/// An event to publish.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    /// Warning (true) or Normal.
-    pub warning: bool,
-    /// CamelCase reason.
-    pub reason: String,
-    /// Message.
-    pub message: String,
-}
+/// An event to publish: the runtime's, which every kind's events are.
+pub use crate::runtime::events::Note;
 
 #[cfg(test)]
 mod tests {
