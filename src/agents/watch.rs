@@ -8,7 +8,6 @@
 //! [`crate::runtime::reflectors`]). Ready agents that are caught up are the background
 //! [`pacer`]'s, one for all scopes.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -191,7 +190,12 @@ fn agent_events(
     events: impl Stream<Item = Shared<PipecatAgent>> + Send + 'static,
 ) -> impl Stream<Item = Shared<PipecatAgent>> + Send + 'static {
     let mut synced = false;
-    let mut listed: HashSet<ObjectRef<PipecatAgent>> = HashSet::new();
+    let forget = ctx.clone();
+    let scope = namespace.clone();
+    let events = relist::on_listed(events, move |listed| {
+        forget.objects.retain_listed(scope.as_deref(), listed);
+        forget.sets.retain_agents(scope.as_deref(), listed);
+    });
     events.inspect(move |event| match event {
         Ok(watcher::Event::Apply(a)) => {
             ctx.names.upsert(a);
@@ -199,18 +203,13 @@ fn agent_events(
             // A spec change or deletion must not wait behind a poll of the object.
             ctx.busy.changed(a);
         }
-        Ok(watcher::Event::Init) => listed.clear(),
         Ok(watcher::Event::InitApply(a)) => {
             ctx.names.upsert(a);
             ctx.sets.upsert_agent(a);
             ctx.busy.changed(a);
-            listed.insert(ObjectRef::from_obj(a));
         }
         Ok(watcher::Event::Delete(a)) => ctx.forget(a),
         Ok(watcher::Event::InitDone) => {
-            ctx.objects.retain_listed(namespace.as_deref(), &listed);
-            ctx.sets.retain_agents(namespace.as_deref(), &listed);
-            listed.clear();
             if !synced {
                 synced = true;
                 if unsynced.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -218,7 +217,7 @@ fn agent_events(
                 }
             }
         }
-        Err(_) => {}
+        Ok(watcher::Event::Init) | Err(_) => {}
     })
 }
 
@@ -270,7 +269,11 @@ fn set_changes(
     events: impl Stream<Item = Shared<PipecatSecretSet>> + Send + 'static,
 ) -> impl Stream<Item = Result<PipecatSecretSet, watcher::Error>> + Send + 'static {
     let mut synced = false;
-    let mut listed = HashSet::new();
+    let index = ctx.clone();
+    let scope = namespace.clone();
+    let events = relist::on_listed(events, move |listed| {
+        index.sets.listed(scope.as_deref(), listed)
+    });
     let changes = events.filter_map(move |event| {
             let out = match event {
                 Ok(watcher::Event::Apply(s)) => ctx.sets.upsert_set(&s).then_some(Ok(s)),
@@ -278,18 +281,12 @@ fn set_changes(
                     ctx.sets.remove_set(&s);
                     Some(Ok(s))
                 }
-                Ok(watcher::Event::Init) => {
-                    listed.clear();
-                    None
-                }
+                Ok(watcher::Event::Init) => None,
                 Ok(watcher::Event::InitApply(s)) => {
-                    listed.insert(ObjectRef::from_obj(&s));
                     // A re-list after a watch gap: a change made meanwhile still wakes agents.
                     (ctx.sets.upsert_set(&s) && synced).then_some(Ok(s))
                 }
                 Ok(watcher::Event::InitDone) => {
-                    ctx.sets.listed(namespace.as_deref(), &listed);
-                    listed.clear();
                     if !std::mem::replace(&mut synced, true) {
                         ctx.sets.scope_synced();
                     }

@@ -9,7 +9,10 @@
 //! not found"). Neither comes back: the generation predicate has already seen the new
 //! generation. [`applied_when_stored`] holds the objects of a re-list until it is complete.
 
+use std::collections::HashSet;
+
 use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{Lookup, ObjectRef};
 use kube::runtime::watcher;
 
 /// The objects applied by `events` (which must already be reflected into the store, i.e. come
@@ -50,6 +53,33 @@ where
             futures::future::ready(Some(futures::stream::iter(out)))
         })
         .flatten()
+}
+
+/// `events` unchanged, with `done` called at the end of each complete (re-)list with every
+/// object it held, before the `InitDone` is handed on: what the list no longer holds is what a
+/// kind's indexes and per-object memory must forget. A list that started over counts only its
+/// second start.
+pub fn on_listed<K, E, S>(
+    events: S,
+    mut done: impl FnMut(&HashSet<ObjectRef<K>>) + Send + 'static,
+) -> impl Stream<Item = Result<watcher::Event<K>, E>> + Send
+where
+    K: Lookup<DynamicType = ()> + Send + 'static,
+    E: Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, E>> + Send,
+{
+    let mut listed: HashSet<ObjectRef<K>> = HashSet::new();
+    events.inspect(move |event| match event {
+        Ok(watcher::Event::Init) => listed.clear(),
+        Ok(watcher::Event::InitApply(obj)) => {
+            listed.insert(obj.to_object_ref(()));
+        }
+        Ok(watcher::Event::InitDone) => {
+            done(&listed);
+            listed.clear();
+        }
+        _ => {}
+    })
 }
 
 #[cfg(test)]
@@ -131,5 +161,33 @@ mod tests {
             .await;
         assert_eq!(out.len(), 1);
         assert!(out[0].is_err());
+    }
+
+    #[tokio::test]
+    async fn each_complete_list_is_reported_once_with_every_object_it_held() {
+        use watcher::Event::*;
+        let events: Vec<Result<watcher::Event<ConfigMap>, ()>> = vec![
+            Ok(Init),
+            Ok(InitApply(agent("a", 1))),
+            Ok(InitDone),
+            Ok(Apply(agent("b", 1))),
+            // A re-list that broke off and started over: only the second start counts.
+            Ok(Init),
+            Ok(InitApply(agent("a", 2))),
+            Ok(Init),
+            Ok(InitApply(agent("b", 1))),
+            Ok(InitDone),
+        ];
+        let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = reports.clone();
+        let out: Vec<_> = on_listed(futures::stream::iter(events), move |listed| {
+            let mut names: Vec<String> = listed.iter().map(|r| r.name.clone()).collect();
+            names.sort();
+            seen.lock().unwrap().push(names);
+        })
+        .collect()
+        .await;
+        assert_eq!(out.len(), 9, "every event handed on");
+        assert_eq!(*reports.lock().unwrap(), [vec!["a"], vec!["b"]]);
     }
 }

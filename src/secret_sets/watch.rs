@@ -5,7 +5,6 @@
 //! they read (values and API keys; metadata only), and the agents (a deletion held by an agent
 //! resumes as soon as that agent changes or goes).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::stream::BoxStream;
@@ -98,18 +97,14 @@ fn controller_for(
     } = inputs;
     let forget = ctx.clone();
     let namespace = scope.namespace.clone();
-    let mut listed = HashSet::new();
-    let sets = sets.inspect(move |event| match event {
-        Ok(watcher::Event::Delete(s)) => forget.objects.forget(&ObjectRef::from_obj(s)),
-        Ok(watcher::Event::Init) => listed.clear(),
-        Ok(watcher::Event::InitApply(s)) => {
-            listed.insert(ObjectRef::from_obj(s));
+    let relisted = ctx.clone();
+    let sets = relist::on_listed(sets, move |listed| {
+        relisted.objects.retain_listed(namespace.as_deref(), listed)
+    })
+    .inspect(move |event| {
+        if let Ok(watcher::Event::Delete(s)) = event {
+            forget.objects.forget(&ObjectRef::from_obj(s));
         }
-        Ok(watcher::Event::InitDone) => {
-            forget.objects.retain_listed(namespace.as_deref(), &listed);
-            listed.clear();
-        }
-        _ => {}
     });
     // A re-list's objects wait for the store to hold them.
     let sets = objects(relist::applied_when_stored(sets, |_| true))
